@@ -1,0 +1,252 @@
+"""The results store: one canonical JSON file per run, the only bridge between the halves.
+
+Layout: ``experiments/results/<experiment>/<UTC time>-<key prefix>.json``. Files are
+canonical (sorted keys, two-space indent, LF, a final newline) so that the same run
+always serialises to the same bytes and diffs in review stay small.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chronicle.errors import LabError
+
+STATUSES = ("ok", "failed", "cancelled")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measurement exactly as the experiment script printed it."""
+
+    subject: str
+    metric: str
+    value: float
+    unit: str
+    run: int
+    phase: str | None = None
+    warmup: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "subject": self.subject,
+            "metric": self.metric,
+            "value": self.value,
+            "unit": self.unit,
+            "run": self.run,
+        }
+        if self.phase is not None:
+            data["phase"] = self.phase
+        if self.warmup:
+            data["warmup"] = True
+        if self.meta:
+            data["meta"] = self.meta
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Sample:
+        return cls(
+            subject=data["subject"],
+            metric=data["metric"],
+            value=float(data["value"]),
+            unit=data["unit"],
+            run=int(data["run"]),
+            phase=data.get("phase"),
+            warmup=bool(data.get("warmup", False)),
+            meta=dict(data.get("meta") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """One run of one experiment, as stored.
+
+    ``key_parts`` holds the hashes the cache key is made of (``script``, ``inputs``,
+    ``params``, ``environment``) so staleness can say *why* a result is stale.
+    ``provenance["subjects"][name]`` carries what the script reported about each subject
+    (``accelerator``: ``kvm``/``tcg``, ``kvm_kind``: ``hw``/``pvm``/``none``, tool
+    versions, or ``status: unsupported`` with a ``reason``).
+    """
+
+    experiment: str
+    id: str
+    status: str
+    key: str
+    key_parts: dict[str, str]
+    params: dict[str, Any]
+    provenance: dict[str, Any]
+    samples: tuple[Sample, ...]
+    quick: bool = False
+    log: str = ""
+    error: str | None = None
+    path: Path | None = field(default=None, compare=False)
+
+    # -- queries used by both halves -------------------------------------------------
+    @property
+    def measured(self) -> tuple[Sample, ...]:
+        """Samples that count: warm-ups are stored but never summarised."""
+        return tuple(s for s in self.samples if not s.warmup)
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted({s.subject for s in self.measured})
+
+    @property
+    def metrics(self) -> list[str]:
+        return sorted({s.metric for s in self.measured})
+
+    def values(self, subject: str, metric: str) -> list[float]:
+        return [s.value for s in self.measured if s.subject == subject and s.metric == metric]
+
+    def unit(self, metric: str) -> str:
+        for s in self.measured:
+            if s.metric == metric:
+                return s.unit
+        raise KeyError(metric)
+
+    def subject_info(self, subject: str) -> dict[str, Any]:
+        return dict((self.provenance.get("subjects") or {}).get(subject) or {})
+
+    def accelerator(self, subject: str) -> str | None:
+        """``kvm``, ``tcg`` or None when the subject is not a VM (containers, baselines)."""
+        return self.subject_info(subject).get("accelerator")
+
+    def emulated(self, subject: str | None = None) -> bool:
+        subjects = [subject] if subject else self.subjects
+        return any(self.accelerator(s) == "tcg" for s in subjects)
+
+    @property
+    def started(self) -> str:
+        return str(self.provenance.get("started", ""))
+
+    @property
+    def finished(self) -> str:
+        return str(self.provenance.get("finished", ""))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "experiment": self.experiment,
+            "id": self.id,
+            "status": self.status,
+            "key": self.key,
+            "key_parts": self.key_parts,
+            "params": self.params,
+            "provenance": self.provenance,
+            "quick": self.quick,
+            "log": self.log,
+            "error": self.error,
+            "samples": [s.to_json() for s in self.samples],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: Path | None = None) -> Result:
+        return cls(
+            experiment=data["experiment"],
+            id=data["id"],
+            status=data["status"],
+            key=data["key"],
+            key_parts=dict(data.get("key_parts") or {}),
+            params=dict(data.get("params") or {}),
+            provenance=dict(data.get("provenance") or {}),
+            samples=tuple(Sample.from_json(s) for s in data.get("samples", [])),
+            quick=bool(data.get("quick", False)),
+            log=data.get("log", ""),
+            error=data.get("error"),
+            path=path,
+        )
+
+
+def _stable(obj: Any) -> Any:
+    """Floats rounded to 12 significant digits so a value prints the same everywhere."""
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise LabError(f"non-finite number {obj!r} cannot be stored")
+        return float(f"{obj:.12g}")
+    if isinstance(obj, dict):
+        return {str(k): _stable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_stable(v) for v in obj]
+    return obj
+
+
+def canonical_json(obj: Any) -> bytes:
+    text = json.dumps(_stable(obj), sort_keys=True, indent=2, ensure_ascii=False)
+    return (text + "\n").encode("utf-8")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write beside the target, fsync, then rename: a reader sees old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultStore:
+    """Read and write ``experiments/results/``. Reads are cached per store instance."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._runs: dict[str, list[Result]] = {}
+
+    def experiments(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(p.glob("*.json")))
+
+    def files(self, experiment: str) -> list[Path]:
+        return sorted((self.root / experiment).glob("*.json"))
+
+    def load(self, path: Path) -> Result:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return Result.from_json(data, path=path)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            line = getattr(exc, "lineno", None)
+            raise LabError(f"corrupt result file: {exc}", path, line) from exc
+
+    def runs(self, experiment: str) -> list[Result]:
+        """Every stored run, oldest first (file names start with the UTC start time)."""
+        if experiment not in self._runs:
+            self._runs[experiment] = [self.load(p) for p in self.files(experiment)]
+        return self._runs[experiment]
+
+    def latest(self, experiment: str, status: str | Iterable[str] | None = "ok") -> Result | None:
+        wanted = {status} if isinstance(status, str) else (set(status) if status else None)
+        for result in reversed(self.runs(experiment)):
+            if wanted is None or result.status in wanted:
+                return result
+        return None
+
+    def path_for(self, result: Result) -> Path:
+        return self.root / result.experiment / f"{result.id}.json"
+
+    def write(self, result: Result) -> Path:
+        if result.status not in STATUSES:
+            raise LabError(f"unknown result status {result.status!r}")
+        path = self.path_for(result)
+        atomic_write(path, canonical_json(result.to_json()))
+        self._runs.pop(result.experiment, None)
+        return path
+
+
+def result_id(started_utc: str, key: str) -> str:
+    """``20261126T223000Z-1a2b3c4d``: sorts by time, names the key it was made with."""
+    stamp = started_utc.replace("-", "").replace(":", "").split(".")[0].rstrip("Z") + "Z"
+    return f"{stamp}-{key[:8]}"

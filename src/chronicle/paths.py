@@ -1,0 +1,82 @@
+"""Where things live, relative to the site root (the folder holding ``site/site.toml``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from chronicle.errors import ChronicleError
+
+CONFIG = Path("site") / "site.toml"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """Walk up from ``start`` to the folder holding ``site/site.toml``, as git finds ``.git``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG).is_file():
+            return folder
+    raise ChronicleError(f"no {CONFIG} here or in any parent folder (run `chronicle init DIR`)", here)
+
+
+@dataclass(frozen=True)
+class SitePaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def posts(self) -> Path:
+        return self.root / "posts"
+
+    @property
+    def pages(self) -> Path:
+        return self.root / "site" / "pages"
+
+    @property
+    def site_static(self) -> Path:
+        return self.root / "site" / "static"
+
+    @property
+    def site_templates(self) -> Path:
+        return self.root / "site" / "templates"
+
+    @property
+    def themes(self) -> Path:
+        return self.root / "themes"
+
+    @property
+    def experiments(self) -> Path:
+        return self.root / "experiments"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "experiments" / "results"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def cache(self) -> Path:
+        """Build caches; deleting this folder only ever costs time."""
+        return self.root / ".chronicle"
+
+
+def lab_dir(root: Path | None = None) -> Path:
+    """Guest kernels, initramfs and images: big, rebuilt on demand, never committed.
+
+    ``CHRONICLE_LAB_DIR`` wins (tests and CI share one copy); otherwise ``<root>/.lab``.
+    """
+    env = os.environ.get("CHRONICLE_LAB_DIR")
+    if env:
+        return Path(env)
+    if root is None:
+        try:
+            root = find_root()
+        except ChronicleError:
+            root = Path.cwd()
+    return root / ".lab"
