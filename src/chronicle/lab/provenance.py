@@ -1,0 +1,196 @@
+"""Where and with what a result was measured: host facts, tool versions, the git state.
+
+Two views of the same facts. ``collect`` gathers everything a result file records.
+``environment_fingerprint`` keeps only what changes a measurement (kernel, CPU, KVM kind,
+hypervisor and Incus versions): it is one part of the cache key. Neither reads
+environment variables beyond those an experiment lists in its block, so no secret ever
+lands in a committed result.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from chronicle import __version__
+
+# Where incusd lives on Debian: it is not on PATH because users call the client.
+_INCUSD_PATHS = ("/usr/libexec/incus/incusd", "/usr/lib/incus/incusd")
+
+
+def utc_now() -> str:
+    """``2026-11-26T22:30:00.123456Z``: sortable, unambiguous, and what result ids come from."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def kvm_kind(dev: Path = Path("/dev/kvm"), modules: Path = Path("/sys/module")) -> str:
+    """``hw`` (VMX/SVM), ``pvm`` (software pagetable virtualisation) or ``none``.
+
+    PVM provides a /dev/kvm too, but a stock guest kernel cannot boot on it, so VM
+    subjects must fall back to TCG and say so; hence the distinction.
+    """
+    if not dev.exists():
+        return "none"
+    if (modules / "kvm_pvm").exists():
+        return "pvm"
+    if (modules / "kvm_intel").exists() or (modules / "kvm_amd").exists():
+        return "hw"
+    # /dev/kvm without a known vendor module: assume hardware (built-in modules are
+    # not listed as loaded on some kernels).
+    return "hw"
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    try:
+        for line in meminfo.read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def os_name(os_release: Path = Path("/etc/os-release")) -> str:
+    try:
+        for line in os_release.read_text(encoding="utf-8").splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def _first_line(argv: list[str]) -> str | None:
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = (done.stdout or done.stderr).strip()
+    return text.splitlines()[0].strip() if done.returncode == 0 and text else None
+
+
+@functools.cache
+def tool_versions() -> dict[str, str]:
+    """Versions of the hypervisors and Incus found on PATH; absent tools are left out.
+
+    Cached per process: each probe forks a program, and a ``lab list`` asks per experiment.
+    """
+    found: dict[str, str] = {}
+    if shutil.which("qemu-system-x86_64"):
+        line = _first_line(["qemu-system-x86_64", "--version"])
+        if line:
+            # "QEMU emulator version 7.2.11 (Debian 1:7.2+dfsg-7+deb12u7)" -> "7.2.11"
+            words = line.split()
+            found["qemu"] = words[words.index("version") + 1] if "version" in words else line
+    incusd = shutil.which("incusd") or next((p for p in _INCUSD_PATHS if Path(p).exists()), None)
+    incus = _first_line([incusd, "--version"]) if incusd else None
+    if incus is None and shutil.which("incus"):
+        incus = _first_line(["incus", "--version"])
+    if incus:
+        found["incus"] = incus
+    for tool in ("firecracker", "cloud-hypervisor"):
+        if shutil.which(tool):
+            line = _first_line([tool, "--version"])
+            if line:
+                found[tool] = line
+    return found
+
+
+def environment_fingerprint() -> dict[str, Any]:
+    """The facts whose change makes an old measurement no longer comparable."""
+    return {
+        "kernel": platform.release(),
+        "cpu_model": cpu_model(),
+        "machine": platform.machine(),
+        "kvm_kind": kvm_kind(),
+        "tools": tool_versions(),
+    }
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    """Commit and dirty flag of the repo at ``root``; ``{}`` when it is not a git checkout.
+
+    Stored results do not count as dirt: a fresh run is always beside uncommitted
+    results of the run before it.
+    """
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(root), *args],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {}
+    status = git("status", "--porcelain", "--", ".", ":(exclude)experiments/results")
+    return {"commit": commit.strip(), "dirty": bool(status and status.strip())}
+
+
+def host() -> dict[str, Any]:
+    return {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_bytes": memory_bytes(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "os": os_name(),
+        "hostname": platform.node(),
+        "kvm_kind": kvm_kind(),
+    }
+
+
+def collect(
+    root: Path,
+    *,
+    env_names: Iterable[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Provenance for a run about to start; the runner adds ``finished`` and script facts."""
+    environ = os.environ if environ is None else environ
+    return {
+        "host": host(),
+        "tools": tool_versions(),
+        "python": platform.python_version(),
+        "chronicle": __version__,
+        "git": git_state(root),
+        "env": {name: environ[name] for name in env_names if name in environ},
+        "started": utc_now(),
+    }
+
+
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` into a copy of ``base``; nested tables merge, anything else replaces."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = dict(value) if isinstance(value, Mapping) else value
+    return merged

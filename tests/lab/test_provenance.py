@@ -1,0 +1,87 @@
+"""Host fingerprint, KVM kind, and what provenance leaves out."""
+
+from __future__ import annotations
+
+import subprocess
+
+from chronicle.lab import provenance
+
+
+def _fake_sys(tmp_path, *modules, kvm=True):
+    dev = tmp_path / "dev-kvm"
+    if kvm:
+        dev.touch()
+    mods = tmp_path / "module"
+    for name in modules:
+        (mods / name).mkdir(parents=True)
+    return dev, mods
+
+
+def test_kvm_kind_is_none_without_dev_kvm(tmp_path):
+    dev, mods = _fake_sys(tmp_path, "kvm_intel", kvm=False)
+    assert provenance.kvm_kind(dev, mods) == "none"
+
+
+def test_kvm_kind_is_pvm_when_the_pvm_module_is_loaded(tmp_path):
+    dev, mods = _fake_sys(tmp_path, "kvm", "kvm_pvm")
+    assert provenance.kvm_kind(dev, mods) == "pvm"
+
+
+def test_kvm_kind_is_hw_with_a_vendor_module(tmp_path):
+    dev, mods = _fake_sys(tmp_path, "kvm", "kvm_amd")
+    assert provenance.kvm_kind(dev, mods) == "hw"
+
+
+def test_kvm_kind_on_this_machine_is_one_of_three():
+    assert provenance.kvm_kind() in ("hw", "pvm", "none")
+
+
+def test_host_facts_are_filled_in():
+    host = provenance.host()
+    assert host["cpu_model"] and host["kernel"] and host["os"]
+    assert host["cores"] >= 1 and host["memory_bytes"] > 0
+
+
+def test_only_listed_environment_variables_are_recorded(tmp_path):
+    env = {"SECRET_TOKEN": "x", "BENCH_MODE": "fast"}
+    facts = provenance.collect(tmp_path, env_names=["BENCH_MODE", "ABSENT"], environ=env)
+    assert facts["env"] == {"BENCH_MODE": "fast"}
+    assert "SECRET_TOKEN" not in repr(facts)
+
+
+def test_no_git_is_tolerated(tmp_path):
+    assert provenance.git_state(tmp_path) == {}
+
+
+def test_git_commit_and_dirty_flag(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("a\n")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a")
+    clean = provenance.git_state(tmp_path)
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
+    (tmp_path / "a.txt").write_text("b\n")
+    assert provenance.git_state(tmp_path)["dirty"] is True
+
+
+def test_new_results_do_not_make_the_tree_dirty(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("a\n")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a")
+    (tmp_path / "experiments" / "results" / "x").mkdir(parents=True)
+    (tmp_path / "experiments" / "results" / "x" / "r.json").write_text("{}\n")
+    assert provenance.git_state(tmp_path)["dirty"] is False
+
+
+def test_deep_merge_merges_subject_tables():
+    base = {"subjects": {"a": {"qemu": "7"}}, "x": 1}
+    merged = provenance.deep_merge(base, {"subjects": {"a": {"accelerator": "tcg"}, "b": {}}})
+    assert merged == {"subjects": {"a": {"qemu": "7", "accelerator": "tcg"}, "b": {}}, "x": 1}
+    assert base == {"subjects": {"a": {"qemu": "7"}}, "x": 1}
