@@ -1,0 +1,311 @@
+"""Stored samples → deterministic, accessible SVG charts, cached by content hash.
+
+A :class:`Chart` is plain data (the values per subject and metric plus how to draw
+them). :func:`draw_svg` turns it into SVG bytes with matplotlib's object API (no
+pyplot, so no global figure state), and :class:`ChartCache` keeps each drawing under
+``.chronicle/charts/<hash>.svg`` so an unchanged chart is never drawn twice.
+
+What makes the SVG fit a page:
+
+- **Deterministic.** A fixed ``svg.hashsalt``, no date or creator metadata, and ids
+  rewritten with the chart's own hash: the same chart gives the same bytes in any
+  process, and two charts inlined on one page never share an id.
+- **Light and dark.** The background is transparent and every text, axis and grid line
+  is drawn in a sentinel colour that is then replaced by ``currentColor``, so the page's
+  CSS colours the chart. Subject colours are mid-tones readable on both backgrounds.
+- **Accessible.** ``role="img"`` with ``<title>`` and ``<desc>`` as the first children,
+  referenced by ``aria-labelledby``; text stays text (``svg.fonttype = none``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import threading
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from html import escape
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
+
+from chronicle.lab.results import atomic_write
+from chronicle.lab.stats import summarize
+
+CHART_KINDS = ("box", "strip", "bar", "cdf")
+
+# Subject colours, the same on every page of the site. Known subjects get a fixed slot
+# so the site's two main contenders keep their colours whatever else a chart shows;
+# any other subject takes a slot from a hash of its name (stable across builds and
+# machines, unlike Python's salted hash()). The tones are Okabe–Ito-like mid-tones that
+# keep contrast on white and on near-black backgrounds.
+KNOWN_SUBJECTS = (
+    "qemu-microvm",
+    "microvm-run",
+    "incus-container",
+    "incus-vm",
+    "firecracker",
+    "cloud-hypervisor",
+)
+PALETTE = (
+    "#d55e00",  # vermilion
+    "#e69f00",  # orange
+    "#3b8fd0",  # blue
+    "#009e73",  # bluish green
+    "#cc79a7",  # reddish purple
+    "#56b4e9",  # sky blue
+    "#9a8f3a",  # olive
+    "#8c7bd0",  # violet
+)
+# Text, axes and grid are drawn in this colour, then swapped for currentColor.
+_INK = "#010203"
+_RC = {
+    "svg.hashsalt": "chronicle",
+    "svg.fonttype": "none",
+    "font.family": "DejaVu Sans",
+    "font.size": 10,
+    "text.color": _INK,
+    "axes.edgecolor": _INK,
+    "axes.labelcolor": _INK,
+    "xtick.color": _INK,
+    "ytick.color": _INK,
+    "grid.color": _INK,
+    "grid.alpha": 0.18,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "path.simplify": False,
+}
+# matplotlib's rcParams are process-global: one drawing at a time.
+_DRAW_LOCK = threading.Lock()
+_JITTER_SEED = 20261126
+
+
+def subject_colour(subject: str) -> str:
+    if subject in KNOWN_SUBJECTS:
+        return PALETTE[KNOWN_SUBJECTS.index(subject)]
+    return PALETTE[zlib.crc32(subject.encode("utf-8")) % len(PALETTE)]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One subject's measured values of one metric."""
+
+    subject: str
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One metric: one axes of the chart."""
+
+    metric: str
+    unit: str
+    series: tuple[Series, ...]
+    limits: tuple[float, float] | None = None  # shared value range (compare columns)
+
+
+@dataclass(frozen=True)
+class Chart:
+    kind: str
+    title: str
+    description: str
+    panels: tuple[Panel, ...]
+    statistic: str = "median"
+    compact: bool = False  # small figure inside a comparison column
+
+    def key(self) -> str:
+        """Content hash: the data, the spec, and the code and library that draw it."""
+        spec = json.dumps(asdict(self), sort_keys=True, default=list).encode("utf-8")
+        digest = hashlib.sha256(spec)
+        digest.update(_code_version().encode("ascii"))
+        return digest.hexdigest()[:20]
+
+
+@dataclass
+class ChartCache:
+    """``<root>/.chronicle/charts/<hash>.svg``; ``draws`` counts real drawings."""
+
+    folder: Path
+    draws: int = 0
+    hits: int = 0
+    _memory: dict[str, str] = field(default_factory=dict)
+
+    def svg(self, chart: Chart) -> str:
+        key = chart.key()
+        if key in self._memory:
+            self.hits += 1
+            return self._memory[key]
+        path = self.folder / f"{key}.svg"
+        try:
+            text = path.read_text(encoding="utf-8")
+            self.hits += 1
+        except (OSError, UnicodeDecodeError):
+            text = draw_svg(chart, key).decode("utf-8")
+            self.draws += 1
+            atomic_write(path, text.encode("utf-8"))
+        self._memory[key] = text
+        return text
+
+
+_CODE_VERSION: str | None = None
+
+
+def _code_version() -> str:
+    """This file's bytes and matplotlib's version: change either and every chart redraws."""
+    global _CODE_VERSION
+    if _CODE_VERSION is None:
+        source = Path(__file__).read_bytes()
+        _CODE_VERSION = hashlib.sha256(source).hexdigest()[:16] + "-mpl" + matplotlib.__version__
+    return _CODE_VERSION
+
+
+def draw_svg(chart: Chart, key: str | None = None) -> bytes:
+    if chart.kind not in CHART_KINDS:
+        raise ValueError(f"unknown chart kind {chart.kind!r}")
+    key = key or chart.key()
+    with _DRAW_LOCK, matplotlib.rc_context(_RC):
+        figure = _figure(chart)
+        buffer = io.BytesIO()
+        FigureCanvasSVG(figure)
+        figure.savefig(buffer, format="svg", transparent=True,
+                       metadata={"Date": None, "Creator": None})
+    return _finish_svg(buffer.getvalue().decode("utf-8"), chart, key).encode("utf-8")
+
+
+def _figure(chart: Chart) -> Figure:
+    subjects = max(len(p.series) for p in chart.panels) if chart.panels else 1
+    if chart.compact:
+        width, per_panel = 3.4, 0.9
+    elif chart.kind == "cdf":
+        width, per_panel = 7.0, 2.8
+    else:
+        width, per_panel = 7.0, 0.9 + 0.42 * subjects
+    figure = Figure(figsize=(width, per_panel * len(chart.panels) + 0.1), layout="constrained")
+    axes = figure.subplots(len(chart.panels), 1, squeeze=False)[:, 0]
+    for ax, panel in zip(axes, chart.panels, strict=True):
+        _DRAWERS[chart.kind](ax, panel, chart)
+        ax.set_xlabel(_axis_label(panel))
+        if panel.limits is not None:
+            ax.set_xlim(*panel.limits)
+        ax.grid(axis="x")
+        ax.set_axisbelow(True)
+    return figure
+
+
+def _axis_label(panel: Panel) -> str:
+    return f"{panel.metric} ({panel.unit})" if panel.unit else panel.metric
+
+
+def _positions(panel: Panel) -> list[int]:
+    """Subjects top to bottom in the order given, on the y axis (long names stay legible)."""
+    return list(range(len(panel.series), 0, -1))
+
+
+def _label_subjects(ax, panel: Panel) -> None:
+    # After drawing: boxplot() would otherwise replace the labels with numbers.
+    ax.set_yticks(_positions(panel), [s.subject for s in panel.series])
+    ax.set_ylim(0.4, len(panel.series) + 0.6)
+    ax.tick_params(axis="y", length=0)
+
+
+def _draw_box(ax, panel: Panel, chart: Chart) -> None:
+    positions = _positions(panel)
+    boxes = ax.boxplot([s.values for s in panel.series], positions=positions,
+                       orientation="horizontal", widths=0.55, patch_artist=True,
+                       showfliers=True, medianprops={"color": _INK, "linewidth": 1.6},
+                       whiskerprops={"color": _INK}, capprops={"color": _INK},
+                       flierprops={"markeredgecolor": _INK, "markersize": 4})
+    for patch, series in zip(boxes["boxes"], panel.series, strict=True):
+        patch.set_facecolor(subject_colour(series.subject))
+        patch.set_alpha(0.85)
+        patch.set_edgecolor(_INK)
+    _label_subjects(ax, panel)
+
+
+def _draw_strip(ax, panel: Panel, chart: Chart) -> None:
+    positions = _positions(panel)
+    rng = np.random.default_rng(_JITTER_SEED)
+    for y, series in zip(positions, panel.series, strict=True):
+        jitter = rng.uniform(-0.18, 0.18, size=len(series.values))
+        ax.scatter(series.values, y + jitter, s=16, color=subject_colour(series.subject),
+                   alpha=0.8, linewidths=0)
+        if series.values:
+            median = float(np.median(series.values))
+            ax.plot([median, median], [y - 0.3, y + 0.3], color=_INK, linewidth=1.6)
+    _label_subjects(ax, panel)
+
+
+def _draw_bar(ax, panel: Panel, chart: Chart) -> None:
+    positions = _positions(panel)
+    for y, series in zip(positions, panel.series, strict=True):
+        if not series.values:
+            continue
+        summary = summarize(series.values)
+        value = _statistic(series.values, chart.statistic)
+        ax.barh(y, value, height=0.55, color=subject_colour(series.subject), alpha=0.9)
+        if chart.statistic == "median":
+            ax.errorbar(value, y, xerr=[[value - summary.median_low],
+                                        [summary.median_high - value]],
+                        fmt="none", ecolor=_INK, elinewidth=1.3, capsize=4)
+    ax.set_xlim(left=0)
+    _label_subjects(ax, panel)
+
+
+def _draw_cdf(ax, panel: Panel, chart: Chart) -> None:
+    for series in panel.series:
+        values = np.sort(np.asarray(series.values, dtype=float))
+        if values.size == 0:
+            continue
+        fractions = np.arange(1, values.size + 1) / values.size
+        ax.step(np.concatenate([[values[0]], values]), np.concatenate([[0.0], fractions]),
+                where="post", color=subject_colour(series.subject), linewidth=1.8,
+                label=series.subject)
+    ax.set_ylabel("fraction of runs")
+    ax.set_ylim(0, 1.02)
+    ax.grid(axis="y")
+    ax.legend(loc="lower right", fontsize=9)
+
+
+_DRAWERS = {"box": _draw_box, "strip": _draw_strip, "bar": _draw_bar, "cdf": _draw_cdf}
+
+
+def _statistic(values: Sequence[float], statistic: str) -> float:
+    arr = np.asarray(values, dtype=float)
+    if statistic == "mean":
+        return float(arr.mean())
+    if statistic == "min":
+        return float(arr.min())
+    if statistic == "p95":
+        return float(np.percentile(arr, 95))
+    return float(np.median(arr))
+
+
+_ID = re.compile(r'\bid="([^"]+)"')
+
+
+def _finish_svg(svg: str, chart: Chart, key: str) -> str:
+    """Drop the XML prolog, colour by CSS, scope ids, add title/desc and ARIA."""
+    svg = svg[svg.index("<svg"):]
+    svg = svg.replace(_INK, "currentColor")
+    prefix = f"c{key[:10]}-"
+    for old in sorted(set(_ID.findall(svg)), key=len, reverse=True):
+        new = prefix + old
+        svg = (svg.replace(f'id="{old}"', f'id="{new}"')
+                  .replace(f"#{old})", f"#{new})")
+                  .replace(f'href="#{old}"', f'href="#{new}"'))
+    # Size comes from CSS (width: 100%); the viewBox keeps the aspect ratio.
+    svg = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", svg, count=1)
+    title_id, desc_id = f"{prefix}title", f"{prefix}desc"
+    opening_end = svg.index(">") + 1
+    opening = svg[:opening_end - 1] + (
+        f' role="img" aria-labelledby="{title_id} {desc_id}" class="chart-svg">')
+    head = (f'<title id="{title_id}">{escape(chart.title)}</title>'
+            f'<desc id="{desc_id}">{escape(chart.description)}</desc>')
+    return opening + head + svg[opening_end:]
