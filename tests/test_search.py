@@ -1,0 +1,89 @@
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from chronicle.config import SiteConfig
+from chronicle.content import Page, Post
+from chronicle.model import Entry, PageEntry, build_site
+from chronicle.search import INDEX_PATH, html_text, index_words, search_files, search_index
+
+CONFIG = SiteConfig(title="Lab notes", description="", base_url="https://example.org/blog/",
+                    author="")
+
+
+def entry(slug: str, day: int, html: str, tags=(), summary="", title=None) -> Entry:
+    post = Post(source=Path(f"posts/{slug}.md"), title=title or slug.replace("-", " ").title(),
+                date=datetime(2025, 3, day, tzinfo=UTC), slug=slug, body="", body_line=4,
+                tags=tuple(tags), summary=summary)
+    return Entry(post=post, html=html)
+
+
+def site(*entries: Entry, pages=()):
+    return build_site(CONFIG, list(entries), list(pages), datetime(2025, 4, 1, tzinfo=UTC))
+
+
+def records(data: bytes) -> list[dict]:
+    return json.loads(data)["entries"]
+
+
+def test_index_lists_posts_newest_first_with_their_metadata():
+    data = search_index(site(
+        entry("older", 1, "<p>Old words</p>", tags=["boot"]),
+        entry("newer", 9, "<p>New words</p>", summary="The newest one", tags=["incus", "Nix"]),
+    ))
+    first, second = records(data)
+    assert first == {
+        "kind": "post", "title": "Newer", "url": "2025/03/newer/", "date": "2025-03-09",
+        "tags": ["incus", "Nix"], "summary": "The newest one", "excerpt": "New words",
+        "words": ["incus", "new", "newer", "newest", "nix", "words"],
+    }
+    assert second["url"] == "2025/03/older/"
+
+
+def test_pages_follow_posts():
+    page = PageEntry(page=Page(source=Path("site/pages/about.md"), title="About", slug="about",
+                               body="", body_line=4), html="<p>Who writes this</p>")
+    kinds = [r["kind"] for r in records(search_index(site(entry("a", 1, "<p>x</p>"),
+                                                          pages=[page])))]
+    assert kinds == ["post", "page"]
+
+
+def test_same_model_gives_same_bytes():
+    make = lambda: search_index(site(entry("a", 1, "<p>qemu boots</p>"),  # noqa: E731
+                                     entry("b", 2, "<p>incus starts</p>")))
+    assert make() == make()
+
+
+def test_excerpt_is_cut_to_thirty_words():
+    body = "<p>" + " ".join(f"word{i}" for i in range(100)) + "</p>"
+    (record,) = records(search_index(site(entry("long", 1, body))))
+    assert record["excerpt"].split()[:30] == [f"word{i}" for i in range(30)]
+    assert record["excerpt"].endswith("…")
+
+
+def test_scripts_styles_and_chart_drawings_are_not_indexed():
+    html = ('<p>Prose here</p><script>var secret = 1</script><style>.x{}</style>'
+            '<figure><svg><title>chart title</title><text>axislabel</text></svg>'
+            '<figcaption>Boot time</figcaption></figure>')
+    assert html_text(html) == "Prose here Boot time"
+
+
+def test_inline_markup_does_not_split_words():
+    assert html_text("<p>micro<em>VM</em>s</p><p>next</p>") == "microVMs next"
+
+
+def test_words_drop_numbers_and_stop_words_and_keep_hyphenated_parts():
+    assert index_words(["The cloud-hypervisor took 412 ms and 1.5 s"]) == [
+        "cloud", "cloud-hypervisor", "hypervisor", "ms", "took"]
+
+
+def test_build_generator_writes_search_json_at_the_site_root():
+    ((name, data),) = search_files(site(entry("a", 1, "<p>x</p>")))
+    assert name == INDEX_PATH == "search.json"
+    assert json.loads(data)["version"] == 1
+
+
+def test_client_script_ships_with_the_theme():
+    script = Path(__file__).parents[1] / "themes" / "chronicle" / "static" / "search.js"
+    text = script.read_text()
+    assert "search.json" in text and "textContent" in text and "innerHTML" not in text
