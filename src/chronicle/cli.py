@@ -3,17 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
 
 from chronicle import __version__
-from chronicle.errors import ChronicleError
+from chronicle.errors import BuildError, BuildErrors, ChronicleError
+
+SKELETON = Path(__file__).parent / "skeleton"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chronicle", description=__doc__)
     parser.add_argument("--version", action="version", version=f"chronicle {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = sub.add_parser("build", help="build the site into output/")
+    build.add_argument("--drafts", action="store_true", help="include posts marked draft")
+    build.add_argument("--future", action="store_true", help="include posts dated after now")
+    build.add_argument("--now", type=_iso_datetime, metavar="DATE",
+                       help="the build's 'now' (ISO date or date-time), for reproducible builds")
+    build.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: output/)")
+    build.add_argument("--root", type=Path, metavar="DIR",
+                       help="site root (default: the folder above holding site/site.toml)")
+    build.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    build.add_argument("--allow-missing", action="store_true",
+                       help="render embeds whose results are missing as placeholders")
+    build.set_defaults(func=cmd_build)
+
+    init = sub.add_parser("init", help="create a new blog in DIR")
+    init.add_argument("dir", type=Path, metavar="DIR")
+    init.set_defaults(func=cmd_init)
+
+    new = sub.add_parser("new", help="start a new post (a draft) in posts/")
+    new.add_argument("title")
+    new.add_argument("--date", type=date.fromisoformat, help="the post's date (default: today)")
+    new.add_argument("--root", type=Path, metavar="DIR")
+    new.set_defaults(func=cmd_new)
 
     from chronicle.lab.cli import register as register_lab
 
@@ -26,9 +55,117 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BuildErrors as exc:
+        for error in exc.errors:
+            print(f"error: {error}", file=sys.stderr)
+        print(f"build failed: {len(exc.errors)} error(s); output left as it was",
+              file=sys.stderr)
+        return 1
     except ChronicleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from chronicle.build import BuildOptions, build
+    from chronicle.paths import find_root
+
+    options = BuildOptions(
+        root=(args.root or find_root()).resolve(), out=args.out.resolve() if args.out else None,
+        drafts=args.drafts, future=args.future, now=args.now, strict=args.strict,
+        allow_missing=args.allow_missing,
+    )
+    options = _with_lab_hooks(options)
+    report = build(options)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+def _with_lab_hooks(options):  # noqa: ANN001, ANN202 - BuildOptions is imported lazily
+    """Plug in the other half's renderers when they are installed.
+
+    ``chronicle.embeds.make_factory(options)`` gives the embed factory and
+    ``chronicle.lab.pages.make_pages(options)`` an extra page generator; a module that
+    does not exist yet simply means no hook.
+    """
+    from dataclasses import replace
+
+    embeds = _optional_module("chronicle.embeds")
+    pages = _optional_module("chronicle.lab.pages")
+    # getattr: while the other half is being written, a module without the hook is no hook
+    if getattr(embeds, "make_factory", None) and options.embed_factory is None:
+        options = replace(options, embed_factory=embeds.make_factory(options))
+    if getattr(pages, "make_pages", None):
+        options = replace(options, extra_pages=(*options.extra_pages, pages.make_pages(options)))
+    return options
+
+
+def _optional_module(name: str):  # noqa: ANN202
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:  # the module exists but is broken: that is our bug, show it
+            raise
+        return None
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target: Path = args.dir
+    if (target / "site" / "site.toml").exists():
+        raise ChronicleError("a Chronicle site already exists here", target)
+    if target.exists() and any(target.iterdir()):
+        raise ChronicleError("folder is not empty; choose a new or empty folder", target)
+    today = date.today().isoformat()
+    for source in sorted(SKELETON.rglob("*")):
+        relative = source.relative_to(SKELETON)
+        if source.is_dir() or "__pycache__" in relative.parts:
+            continue
+        destination = target / ("." + relative.name if relative == Path("gitignore")
+                                else relative)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if relative.parts[0] == "posts":
+            destination = destination.with_name(f"{today}-{source.name}")
+            destination.write_text(source.read_text("utf-8").replace("@TODAY@", today), "utf-8")
+        else:
+            shutil.copyfile(source, destination)
+    (target / "experiments" / "results").mkdir(parents=True, exist_ok=True)
+    print(f"created a new blog in {target}; build it with: chronicle build --root {target}")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from chronicle.config import load_config
+    from chronicle.content import slugify
+    from chronicle.paths import SitePaths, find_root
+
+    paths = SitePaths((args.root or find_root()).resolve())
+    config = load_config(paths.config)
+    slug = slugify(args.title)
+    if not slug:
+        raise ChronicleError(f"cannot make a slug from the title {args.title!r}")
+    day = args.date or datetime.now(config.tz).date()
+    path = paths.posts / f"{day.isoformat()}-{slug}.md"
+    if path.exists():
+        raise BuildError("refusing to overwrite an existing post", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a JSON string is a valid YAML string, and quotes whatever the title holds
+    header = (f"---\ntitle: {json.dumps(args.title, ensure_ascii=False)}\n"
+              f"date: {day.isoformat()}\ntags: []\nsummary: \"\"\ndraft: true\n---\n\n")
+    with path.open("x", encoding="utf-8") as handle:  # "x": never clobber, even in a race
+        handle.write(header + "Write here. Remove `draft: true` to publish.\n")
+    print(f"wrote {path} (a draft: remove `draft: true` to publish)")
+    return 0
+
+
+def _iso_datetime(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r}") from None

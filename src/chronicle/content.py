@@ -1,0 +1,235 @@
+"""Posts and pages as plain data: discovery, front matter, slugs, dates, drafts.
+
+A post is ``posts/**/*.md`` starting with a YAML front-matter block between two ``---``
+lines. ``title`` and ``date`` are required; ``tags``, ``summary``, ``draft``,
+``updated``, ``slug`` and ``toc`` are optional; any other key is an error. Dates may be
+a YAML date, a datetime or an ISO 8601 string; one without a time zone is read in the
+site's time zone. A post's URL is ``/YYYY/MM/<slug>/``; the slug defaults to the file
+name without a leading ``YYYY-MM-DD-``.
+
+Nothing here renders: a post knows its source, metadata and body, nothing more.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, datetime, time, tzinfo
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chronicle.errors import BuildError
+
+SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+POST_KEYS = {"title", "date", "tags", "summary", "draft", "updated", "slug", "toc"}
+PAGE_KEYS = {"title", "summary", "slug", "toc"}
+# Top-level folders the site itself writes; a page slug may not take one of them.
+RESERVED_SLUGS = {"page", "tags", "archive", "static", "lab", "feeds"}
+
+
+@dataclass(frozen=True)
+class Post:
+    source: Path
+    title: str
+    date: datetime
+    slug: str
+    body: str
+    body_line: int  # 1-based line of the body's first line in the source file
+    tags: tuple[str, ...] = ()
+    summary: str = ""
+    draft: bool = False
+    updated: datetime | None = None
+    toc: bool | None = None  # None: decided by the number of headings
+
+    @property
+    def url(self) -> str:
+        """Site-relative URL, no leading slash: ``2025/03/boot-time/``."""
+        return f"{self.date:%Y/%m}/{self.slug}/"
+
+    @property
+    def last_modified(self) -> datetime:
+        return self.updated or self.date
+
+
+@dataclass(frozen=True)
+class Page:
+    source: Path
+    title: str
+    slug: str
+    body: str
+    body_line: int
+    summary: str = ""
+    toc: bool | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.slug}/"
+
+
+def slugify(text: str) -> str:
+    """Lower-case ASCII words joined by hyphens: ``"Nix & Incus, 2"`` → ``nix-incus-2``."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "-".join(re.findall(r"[a-z0-9]+", ascii_text.lower()))
+
+
+def find_sources(folder: Path, pattern: str) -> list[Path]:
+    """Markdown files under ``folder``, in a stable order; hidden files are skipped."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(pattern)
+                  if p.is_file() and not any(part.startswith(".") for part in
+                                              p.relative_to(folder).parts))
+
+
+def read_post(path: Path, tz: tzinfo) -> Post:
+    meta, lines, body, body_line = _split(path)
+    _check_keys(meta, POST_KEYS, path, lines)
+    title = _required_str(meta, "title", path, lines)
+    if "date" not in meta:
+        raise BuildError("missing required front matter key 'date'", path)
+    when = parse_date(meta["date"], tz, path, lines.get("date"))
+    updated = (parse_date(meta["updated"], tz, path, lines.get("updated"))
+               if meta.get("updated") is not None else None)
+    slug = _slug(meta, path, lines, default=slugify(DATE_PREFIX.sub("", path.stem)))
+    return Post(
+        source=path, title=title, date=when, slug=slug, body=body, body_line=body_line,
+        tags=_tags(meta, path, lines),
+        summary=_optional(meta, "summary", str, "", path, lines),
+        draft=_optional(meta, "draft", bool, False, path, lines),
+        updated=updated,
+        toc=_optional(meta, "toc", bool, None, path, lines),
+    )
+
+
+def read_page(path: Path) -> Page:
+    meta, lines, body, body_line = _split(path)
+    _check_keys(meta, PAGE_KEYS, path, lines)
+    title = _required_str(meta, "title", path, lines)
+    slug = _slug(meta, path, lines, default=slugify(path.stem))
+    if slug in RESERVED_SLUGS:
+        raise BuildError(f"page slug {slug!r} is reserved for the site's own pages", path,
+                         lines.get("slug"))
+    return Page(source=path, title=title, slug=slug, body=body, body_line=body_line,
+                summary=_optional(meta, "summary", str, "", path, lines),
+                toc=_optional(meta, "toc", bool, None, path, lines))
+
+
+def parse_date(value: Any, tz: tzinfo, path: Path, line: int | None) -> datetime:
+    """A YAML date/datetime or an ISO string → an aware datetime (naive ones get ``tz``)."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, date):
+        when = datetime.combine(value, time())
+    elif isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise BuildError(f"impossible or malformed date {value!r} (want YYYY-MM-DD "
+                             "or an ISO 8601 date and time)", path, line) from None
+    else:
+        raise BuildError(f"date must be a date or an ISO 8601 string, not {value!r}", path, line)
+    return when if when.tzinfo else when.replace(tzinfo=tz)
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """Safe YAML that keeps timestamps as text, so an impossible date is *our* error
+    with our message and line, not a ValueError from deep inside PyYAML."""
+
+
+_FrontMatterLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+
+
+def _split(path: Path) -> tuple[dict[str, Any], dict[str, int], str, int]:
+    """Front matter (values and each key's line), body and the body's first line."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise BuildError("file is not valid UTF-8", path, line) from None
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    lines = text.split("\n")
+    if lines[0].rstrip() != "---":
+        raise BuildError("missing front matter: the file must start with a '---' line", path, 1)
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].rstrip() in ("---", "..."))
+    except StopIteration:
+        raise BuildError("front matter is not closed by a '---' line", path, 1) from None
+    block = "\n".join(lines[1:end])
+    loader = _FrontMatterLoader(block)
+    try:
+        node = loader.get_single_node()
+        meta = loader.construct_document(node) if node is not None else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 2 if mark is not None else 1  # +1 for 0-based, +1 for '---'
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BuildError(f"YAML error in front matter: {problem}", path, line) from None
+    finally:
+        loader.dispose()
+    if not isinstance(meta, dict):
+        raise BuildError("front matter must be a mapping of keys to values", path, 2)
+    key_lines = {str(k.value): k.start_mark.line + 2 for k, _ in node.value} if node else {}
+    body_line = end + 2
+    return meta, key_lines, "\n".join(lines[end + 1:]), body_line
+
+
+def _check_keys(meta: dict[str, Any], known: set[str], path: Path, lines: dict[str, int]) -> None:
+    for key in sorted(map(str, meta)):
+        if key not in known:
+            raise BuildError(f"unknown front matter key {key!r} (known: "
+                             f"{', '.join(sorted(known))})", path, lines.get(key))
+
+
+def _required_str(meta: dict[str, Any], key: str, path: Path, lines: dict[str, int]) -> str:
+    value = meta.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise BuildError(f"missing required front matter key {key!r}", path, lines.get(key))
+    if not isinstance(value, str):
+        raise BuildError(f"front matter key {key!r} must be a string", path, lines.get(key))
+    return value.strip()
+
+
+def _optional(meta: dict[str, Any], key: str, kind: type, default: Any, path: Path,
+              lines: dict[str, int]) -> Any:
+    value = meta.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind):
+        raise BuildError(f"front matter key {key!r} must be a {kind.__name__}", path,
+                         lines.get(key))
+    return value
+
+
+def _tags(meta: dict[str, Any], path: Path, lines: dict[str, int]) -> tuple[str, ...]:
+    value = meta.get("tags") or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+        raise BuildError("front matter key 'tags' must be a list of strings", path,
+                         lines.get("tags"))
+    for tag in value:
+        if not slugify(tag):
+            raise BuildError(f"tag {tag!r} has no letters or digits", path, lines.get("tags"))
+    return tuple(sorted({t.strip() for t in value}, key=str.lower))
+
+
+def _slug(meta: dict[str, Any], path: Path, lines: dict[str, int], default: str) -> str:
+    if "slug" not in meta:
+        if not default:
+            raise BuildError("cannot make a slug from the file name; set 'slug'", path)
+        return default
+    slug = meta["slug"]
+    line = lines.get("slug")
+    if not isinstance(slug, str):
+        raise BuildError("front matter key 'slug' must be a string", path, line)
+    if "/" in slug or "\\" in slug or ".." in slug:
+        raise BuildError(f"slug {slug!r} would escape the output folder", path, line)
+    if not SLUG.match(slug):
+        raise BuildError(f"slug {slug!r} must be lower-case letters, digits and single "
+                         "hyphens", path, line)
+    return slug

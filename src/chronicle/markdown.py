@@ -1,0 +1,214 @@
+"""Markdown → HTML with markdown-it-py: the one parser every post and page goes through.
+
+Syntax on top of CommonMark: tables, strikethrough, footnotes, task lists, definition
+lists, smart quotes and typographic replacements, stable heading ids (h2–h4) and a
+table of contents.
+
+Code fences are highlighted by Pygments with CSS classes (``.highlight``). The info
+string is the language, then optional space-separated options::
+
+    ```python linenos hl_lines=2,4-6
+    ```
+
+``linenos`` numbers the lines; ``hl_lines`` marks lines (1-based, commas and ranges).
+An unknown language is shown as plain text and reported as a warning, never an error.
+
+Embed fences: a fence whose info string starts with ``chart``, ``table`` or ``compare``
+is an embed, not code. The second word names the experiment (``""`` if missing) and
+the body is handed, untouched, to an :data:`EmbedHook`::
+
+    hook(kind: str, experiment: str, body: str, line: int) -> str   # HTML
+
+``line`` is the 1-based line of the opening fence in the *source file* (front matter
+included). The hook raises :class:`BuildError` for a bad embed; every bad embed in a
+document is collected and raised together as :class:`BuildErrors`. Without a hook an
+embed fence is the error "embeds are not available".
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from mdit_py_plugins.anchors import anchors_plugin
+from mdit_py_plugins.deflist import deflist_plugin
+from mdit_py_plugins.footnote import footnote_plugin
+from mdit_py_plugins.tasklists import tasklists_plugin
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import TextLexer, get_lexer_by_name
+from pygments.util import ClassNotFound
+
+from chronicle.content import slugify
+from chronicle.errors import BuildError, BuildErrors
+
+EmbedHook = Callable[[str, str, str, int], str]
+EMBED_KINDS = ("chart", "table", "compare")
+TOC_MIN_HEADINGS = 3
+WORDS_PER_MINUTE = 220
+LIGHT_STYLE, DARK_STYLE = "default", "github-dark"
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    html: str
+    headings: tuple[Heading, ...]
+    words: int
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def reading_minutes(self) -> int:
+        return max(1, -(-self.words // WORDS_PER_MINUTE))
+
+    def wants_toc(self, toc: bool | None) -> bool:
+        """Front matter ``toc`` wins; otherwise a post with enough sections gets one."""
+        return toc if toc is not None else len(self.headings) >= TOC_MIN_HEADINGS
+
+
+@dataclass
+class _Env:
+    path: Path
+    line_offset: int
+    hook: EmbedHook | None
+    errors: list[BuildError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def make_parser() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"typographer": True})
+    md.enable(["table", "strikethrough", "replacements", "smartquotes"])
+    md.use(footnote_plugin).use(tasklists_plugin).use(deflist_plugin)
+    md.use(anchors_plugin, min_level=2, max_level=4, slug_func=lambda s: slugify(s) or "section")
+    md.add_render_rule("fence", _render_fence)
+    return md
+
+
+def render_markdown(text: str, path: Path, first_line: int = 1,
+                    hook: EmbedHook | None = None) -> Rendered:
+    """Render ``text``, whose first line is line ``first_line`` of ``path``."""
+    env = _Env(path=path, line_offset=first_line - 1, hook=hook)
+    parser = _parser()
+    md_env: dict[str, Any] = {"chronicle": env}  # footnotes keep state here between passes
+    tokens = parser.parse(text, md_env)
+    html = parser.renderer.render(tokens, parser.options, md_env)
+    if env.errors:
+        raise env.errors[0] if len(env.errors) == 1 else BuildErrors(env.errors)
+    return Rendered(html=html, headings=_headings(tokens), words=_count_words(tokens),
+                    warnings=tuple(env.warnings))
+
+
+@functools.cache
+def _parser() -> MarkdownIt:
+    return make_parser()
+
+
+def pygments_css() -> str:
+    """Light and dark highlighting, each behind its ``prefers-color-scheme`` query so no
+    rule of one leaks into the other."""
+    light = HtmlFormatter(style=LIGHT_STYLE).get_style_defs(".highlight")
+    dark = HtmlFormatter(style=DARK_STYLE).get_style_defs(".highlight")
+    return (f"@media not (prefers-color-scheme: dark) {{\n{light}\n}}\n"
+            f"@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n")
+
+
+def _render_fence(renderer: Any, tokens: list[Token], idx: int, options: Any,
+                  env: dict[str, Any]) -> str:
+    token = tokens[idx]
+    state: _Env = env["chronicle"]
+    words = token.info.split()
+    line = (token.map[0] + 1 if token.map else 1) + state.line_offset
+    if words and words[0] in EMBED_KINDS:
+        return _render_embed(words[0], words[1] if len(words) > 1 else "", token.content,
+                             line, state)
+    try:
+        return _highlight(token.content, words, line, state)
+    except BuildError as exc:
+        state.errors.append(exc)
+        return ""
+
+
+def _render_embed(kind: str, experiment: str, body: str, line: int, state: _Env) -> str:
+    if state.hook is None:
+        state.errors.append(BuildError(f"embeds are not available (```{kind} fence)",
+                                       state.path, line))
+        return ""
+    try:
+        return state.hook(kind, experiment, body, line)
+    except BuildErrors as exc:
+        state.errors.extend(exc.errors)
+    except BuildError as exc:
+        if exc.path is None:
+            exc = BuildError(exc.message, state.path, exc.line or line)
+        state.errors.append(exc)
+    return ""
+
+
+def _highlight(code: str, words: list[str], line: int, state: _Env) -> str:
+    language, options = (words[0], words[1:]) if words else ("", [])
+    linenos, hl_lines = False, []
+    for option in options:
+        if option == "linenos":
+            linenos = True
+        elif option.startswith("hl_lines="):
+            hl_lines = _line_numbers(option.removeprefix("hl_lines="), state.path, line)
+        else:
+            raise BuildError(f"unknown code fence option {option!r} (known: linenos, "
+                             "hl_lines=2,4-6)", state.path, line)
+    try:
+        lexer = get_lexer_by_name(language) if language else TextLexer()
+    except ClassNotFound:
+        state.warnings.append(f"{state.path}:{line}: unknown code language {language!r}, "
+                              "shown as plain text")
+        lexer = TextLexer()
+    formatter = HtmlFormatter(cssclass="highlight", wrapcode=True, hl_lines=hl_lines,
+                              linenos="table" if linenos else False)
+    html = highlight(code, lexer, formatter)
+    label = f' data-lang="{escape(language)}"' if language else ""
+    return f"<div class=\"codeblock\"{label}>{html}</div>\n"
+
+
+def _line_numbers(spec: str, path: Path, line: int) -> list[int]:
+    numbers: list[int] = []
+    for part in filter(None, spec.split(",")):
+        found = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+        if not found:
+            raise BuildError(f"bad hl_lines {spec!r} (want e.g. hl_lines=2,4-6)", path, line)
+        first, last = int(found.group(1)), int(found.group(2) or found.group(1))
+        numbers.extend(range(first, last + 1))
+    return numbers
+
+
+def _headings(tokens: list[Token]) -> tuple[Heading, ...]:
+    found = []
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open" and token.attrGet("id"):
+            inline = tokens[index + 1]
+            text = "".join(c.content for c in inline.children or []
+                           if c.type in ("text", "code_inline"))
+            found.append(Heading(level=int(token.tag[1]), id=str(token.attrGet("id")),
+                                 text=text.strip()))
+    return tuple(found)
+
+
+def _count_words(tokens: list[Token]) -> int:
+    count = 0
+    for token in tokens:
+        if token.type == "inline":
+            count += len(token.content.split())
+        elif token.type in ("fence", "code_block"):
+            count += len(token.content.split()) // 2  # code is skimmed, not read
+    return count

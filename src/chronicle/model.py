@@ -1,0 +1,222 @@
+"""The site model: every cross-reference resolved before a byte is written.
+
+:func:`build_site` takes rendered posts and pages and returns one immutable
+:class:`Site`: posts newest first, previous/next neighbours, tags, the archive by
+year, index pagination, Atom feeds and the sitemap. Every list is sorted on a total
+key, so the same inputs always give the same model.
+
+URLs in the model are *site paths*: relative to the site root, no leading slash,
+ending in ``/`` for HTML pages (``""`` is the home page, ``2025/03/boot-time/`` a post,
+``atom.xml`` a file). Templates turn them into links with ``href()`` and ``absolute()``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from chronicle.config import SiteConfig
+from chronicle.content import Page, Post, slugify
+from chronicle.markdown import Heading
+
+FEED_SIZE = 20
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A post ready to render: its data plus its HTML and what was learnt rendering it."""
+
+    post: Post
+    html: str
+    headings: tuple[Heading, ...] = ()
+    show_toc: bool = False
+    reading_minutes: int = 1
+    embeds_updated: datetime | None = None  # newest result shown by the post's embeds
+
+    @property
+    def url(self) -> str:
+        return self.post.url
+
+    @property
+    def title(self) -> str:
+        return self.post.title
+
+    @property
+    def date(self) -> datetime:
+        return self.post.date
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.post.tags
+
+    @property
+    def summary(self) -> str:
+        return self.post.summary
+
+    @property
+    def updated(self) -> datetime:
+        """When the post last changed: its own ``updated``/``date``, or newer embed data."""
+        own = self.post.last_modified
+        if self.embeds_updated is not None and self.embeds_updated > own:
+            return self.embeds_updated
+        return own
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]:
+        return (self.post.date, self.post.slug)
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    page: Page
+    html: str
+    headings: tuple[Heading, ...] = ()
+    show_toc: bool = False
+
+    @property
+    def url(self) -> str:
+        return self.page.url
+
+    @property
+    def title(self) -> str:
+        return self.page.title
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str
+    slug: str
+    entries: tuple[Entry, ...]
+
+    @property
+    def url(self) -> str:
+        return f"tags/{self.slug}/"
+
+    @property
+    def feed_url(self) -> str:
+        return f"tags/{self.slug}/atom.xml"
+
+
+@dataclass(frozen=True)
+class IndexPage:
+    number: int
+    total: int
+    entries: tuple[Entry, ...]
+
+    @property
+    def url(self) -> str:
+        return index_url(self.number)
+
+    @property
+    def newer_url(self) -> str | None:
+        return index_url(self.number - 1) if self.number > 1 else None
+
+    @property
+    def older_url(self) -> str | None:
+        return index_url(self.number + 1) if self.number < self.total else None
+
+
+@dataclass(frozen=True)
+class Year:
+    year: int
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True)
+class Feed:
+    url: str  # the feed file itself
+    title: str
+    page_url: str  # the HTML page the feed mirrors
+    entries: tuple[Entry, ...]
+    updated: datetime
+
+
+@dataclass(frozen=True)
+class SitemapEntry:
+    url: str
+    lastmod: datetime | None
+
+
+@dataclass(frozen=True)
+class Site:
+    config: SiteConfig
+    now: datetime
+    entries: tuple[Entry, ...]  # newest first
+    pages: tuple[PageEntry, ...]
+    tags: tuple[Tag, ...]
+    years: tuple[Year, ...]  # newest first
+    index_pages: tuple[IndexPage, ...]
+    feeds: tuple[Feed, ...]
+    updated: datetime
+
+    def newer(self, entry: Entry) -> Entry | None:
+        i = self._position(entry)
+        return self.entries[i - 1] if i > 0 else None
+
+    def older(self, entry: Entry) -> Entry | None:
+        i = self._position(entry)
+        return self.entries[i + 1] if i + 1 < len(self.entries) else None
+
+    def tag(self, name: str) -> Tag:
+        slug = slugify(name)
+        return next(t for t in self.tags if t.slug == slug)
+
+    def sitemap(self, extra_urls: tuple[str, ...] = ()) -> tuple[SitemapEntry, ...]:
+        """Every HTML page, each post with the date its content last changed."""
+        rows = [SitemapEntry(page.url, self.updated if page.number == 1 else None)
+                for page in self.index_pages]
+        rows += [SitemapEntry(e.url, e.updated) for e in self.entries]
+        rows += [SitemapEntry(p.url, None) for p in self.pages]
+        rows += [SitemapEntry("tags/", None), SitemapEntry("archive/", None)]
+        rows += [SitemapEntry(t.url, max(e.updated for e in t.entries)) for t in self.tags]
+        rows += [SitemapEntry(url, None) for url in extra_urls]
+        return tuple(sorted(rows, key=lambda row: row.url))
+
+    def _position(self, entry: Entry) -> int:
+        return next(i for i, e in enumerate(self.entries) if e.url == entry.url)
+
+
+def index_url(number: int) -> str:
+    return "" if number == 1 else f"page/{number}/"
+
+
+def build_site(config: SiteConfig, entries: list[Entry], pages: list[PageEntry],
+               now: datetime) -> Site:
+    newest_first = tuple(sorted(entries, key=lambda e: e.sort_key, reverse=True))
+    updated = max((e.updated for e in newest_first), default=now)
+    tags = _tags(newest_first)
+    feeds = [Feed("atom.xml", config.title, "", newest_first[:FEED_SIZE], updated)]
+    feeds += [Feed(t.feed_url, f"{config.title}: {t.name}", t.url, t.entries[:FEED_SIZE],
+                   max(e.updated for e in t.entries)) for t in tags]
+    return Site(
+        config=config, now=now, entries=newest_first,
+        pages=tuple(sorted(pages, key=lambda p: p.url)),
+        tags=tags, years=_years(newest_first),
+        index_pages=_paginate(newest_first, config.posts_per_page),
+        feeds=tuple(feeds), updated=updated,
+    )
+
+
+def _tags(entries: tuple[Entry, ...]) -> tuple[Tag, ...]:
+    by_slug: dict[str, list[Entry]] = defaultdict(list)
+    names: dict[str, set[str]] = defaultdict(set)
+    for entry in entries:
+        for name in entry.tags:
+            by_slug[slugify(name)].append(entry)
+            names[slugify(name)].add(name)
+    # "Nix" and "nix" are one tag; the name shown is chosen the same way every build
+    return tuple(Tag(name=min(names[slug]), slug=slug, entries=tuple(by_slug[slug]))
+                 for slug in sorted(by_slug))
+
+
+def _years(entries: tuple[Entry, ...]) -> tuple[Year, ...]:
+    by_year: dict[int, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        by_year[entry.date.year].append(entry)
+    return tuple(Year(year, tuple(by_year[year])) for year in sorted(by_year, reverse=True))
+
+
+def _paginate(entries: tuple[Entry, ...], per_page: int) -> tuple[IndexPage, ...]:
+    chunks = [entries[i:i + per_page] for i in range(0, len(entries), per_page)] or [()]
+    return tuple(IndexPage(n, len(chunks), chunk) for n, chunk in enumerate(chunks, start=1))
