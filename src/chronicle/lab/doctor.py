@@ -1,0 +1,179 @@
+"""``chronicle lab doctor``: what this host can run, found by looking, never by changing.
+
+A report, so it exits 0 even when parts are missing; ``--require incus,qemu`` turns
+missing parts into exit 1 (for CI). ``--json`` prints the same facts for machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from chronicle.errors import ChronicleError
+from chronicle.lab import guest, host, image, incusd
+from chronicle.paths import find_root, lab_dir
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Report:
+    checks: list[Check]
+    experiments: list[dict[str, object]] = field(default_factory=list)
+
+    def ok(self, name: str) -> bool:
+        return any(c.ok for c in self.checks if c.name == name)
+
+    def detail(self, name: str) -> str:
+        return next((c.detail for c in self.checks if c.name == name), "")
+
+
+# Which checks a subject needs; experiments are matched to subjects through their tags.
+SUBJECT_NEEDS = {
+    "qemu-microvm": ("qemu", "guest-assets"),
+    "microvm-nix-runner": ("qemu", "guest-assets"),
+    "incus-container": ("incus", "incus-containers", "image-busybox"),
+    "incus-vm": ("incus", "incus-vms"),
+    "firecracker": ("firecracker", "guest-assets"),
+    "cloud-hypervisor": ("cloud-hypervisor", "guest-assets"),
+}
+TAG_SUBJECTS = {
+    "qemu": ("qemu-microvm",),
+    "microvm": ("qemu-microvm", "microvm-nix-runner", "firecracker", "cloud-hypervisor"),
+    "microvm-nix": ("microvm-nix-runner",),
+    "incus": ("incus-container", "incus-vm"),
+    "container": ("incus-container",),
+    "firecracker": ("firecracker",),
+    "cloud-hypervisor": ("cloud-hypervisor",),
+}
+# Experiments tagged only by what they measure (boot, footprint) use every subject.
+ALL_SUBJECTS = tuple(SUBJECT_NEEDS)
+
+
+def _incus_checks() -> list[Check]:
+    if not incusd.answering():
+        why = "socket missing" if not host.incus_socket().exists() else "not answering"
+        return [Check("incus", False, f"{why}: run `chronicle lab setup`"),
+                Check("incus-containers", False, "Incus not reachable"),
+                Check("incus-vms", False, "Incus not reachable"),
+                Check("image-busybox", False, "Incus not reachable")]
+    client = host.incus_client()
+    env = client.host_info.get("environment", {})
+    drivers = str(env.get("driver", ""))
+    vm_ok, vm_reason = host.incus_vm_support(client)
+    pool = client.storage_pools.exists(incusd.POOL)
+    return [
+        Check("incus", True, f"version {host.incus_version(client)}, storage pool "
+                             f"{incusd.POOL} {'present' if pool else 'missing'}"),
+        Check("incus-containers", "lxc" in drivers, f"drivers: {drivers or 'none'}"),
+        Check("incus-vms", vm_ok, vm_reason),
+        Check("image-busybox", image.has_alias(client, image.BUSYBOX_ALIAS),
+              f"alias {image.BUSYBOX_ALIAS}"),
+        Check("image-debian", image.has_alias(client, image.DEBIAN_ALIAS),
+              f"alias {image.DEBIAN_ALIAS} (setup --debian)"),
+    ]
+
+
+def _guest_check(lab: Path) -> Check:
+    try:
+        assets = guest.guest_assets(lab)
+    except ChronicleError as exc:
+        return Check("guest-assets", False, str(exc))
+    return Check("guest-assets", True, f"{assets.kernel_version} in {lab}")
+
+
+def collect(lab: Path | None = None, root: Path | None = None) -> Report:
+    kind = host.kvm_kind()
+    qemu = host.qemu_version()
+    checks = [
+        Check("kvm", kind == "hw", f"kind {kind}; VMs use {host.accelerator(kind)}"),
+        Check("qemu", qemu is not None,
+              f"version {qemu}, accelerator {host.accelerator(kind)}" if qemu
+              else "qemu-system-x86_64 not on PATH"),
+        *_incus_checks(),
+        _guest_check(lab or lab_dir(root)),
+    ]
+    for tool in ("firecracker", "cloud-hypervisor"):
+        version = host.tool_version(tool)
+        checks.append(Check(tool, version is not None, version or "not on PATH"))
+    return Report(checks, _experiments(Report(checks), root))
+
+
+def subject_status(report: Report, subject: str) -> tuple[bool, str]:
+    missing = [need for need in SUBJECT_NEEDS[subject] if not report.ok(need)]
+    if not missing:
+        return True, "ok"
+    return False, "; ".join(f"{m}: {report.detail(m)}" for m in missing)
+
+
+def subjects_for_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    chosen = [s for t in tags for s in TAG_SUBJECTS.get(t, ())]
+    return tuple(dict.fromkeys(chosen)) or ALL_SUBJECTS
+
+
+def _experiments(report: Report, root: Path | None) -> list[dict[str, object]]:
+    try:
+        from chronicle.lab.experiment import discover
+        experiments = discover(root or find_root())
+    except (ImportError, ChronicleError):
+        experiments = []
+    rows = []
+    for exp in experiments:
+        status = {s: subject_status(report, s) for s in subjects_for_tags(tuple(exp.tags))}
+        rows.append({
+            "name": exp.name, "tags": list(exp.tags),
+            "runs": [s for s, (ok, _) in status.items() if ok],
+            "cannot": {s: why for s, (ok, why) in status.items() if not ok},
+        })
+    return rows
+
+
+def render(report: Report) -> str:
+    lines = ["Host"]
+    for c in report.checks:
+        lines.append(f"  {'ok ' if c.ok else '-- '} {c.name:<17} {c.detail}")
+    lines.append("Subjects")
+    for subject in SUBJECT_NEEDS:
+        ok, why = subject_status(report, subject)
+        lines.append(f"  {'ok ' if ok else '-- '} {subject:<17} {why}")
+    if report.experiments:
+        lines.append("Experiments")
+        for row in report.experiments:
+            runs = ", ".join(row["runs"]) or "nothing"
+            lines.append(f"  {row['name']} [{', '.join(row['tags'])}]: runs {runs}")
+            for subject, why in row["cannot"].items():
+                lines.append(f"      not {subject}: {why}")
+    return "\n".join(lines)
+
+
+def missing_required(report: Report, required: list[str]) -> list[str]:
+    return [name for name in required if not report.ok(name)]
+
+
+def run(args: argparse.Namespace) -> int:
+    report = collect()
+    if args.json:
+        print(json.dumps(asdict(report), indent=1))
+    else:
+        print(render(report))
+    required = [r.strip() for r in (args.require or "").split(",") if r.strip()]
+    missing = missing_required(report, required)
+    if missing:
+        print("missing required: " + ", ".join(missing))
+        return 1
+    return 0
+
+
+def register(lab_sub: argparse._SubParsersAction) -> None:
+    d = lab_sub.add_parser("doctor", help="report what this host can run (changes nothing)")
+    d.add_argument("--require", metavar="PARTS",
+                   help="comma-separated checks that must pass, e.g. incus,qemu (exit 1 if not)")
+    d.add_argument("--json", action="store_true", help="print the report as JSON")
+    d.set_defaults(func=run)
