@@ -109,12 +109,13 @@ class Footprint:
     ``pss``/``rss`` are summed over the host processes that exist for this subject.
     ``cgroup``/``cgroup_peak`` are the Incus cgroup's figures (they include page cache,
     so they are not comparable with PSS). ``disk`` is what the subject needed on disk
-    to boot: kernel+initrd(+images) for a VM, the root volume's usage for Incus.
+    to boot: kernel+initrd(+images) for a VM, the root volume's usage for Incus (None
+    where the storage driver does not report it: never a made-up number).
     """
 
     pss: int
     rss: int
-    disk: int
+    disk: int | None
     cgroup: int | None = None
     cgroup_peak: int | None = None
     image: int | None = None
@@ -221,6 +222,22 @@ def _die_with_us() -> list[str]:
     # it; `setpriv --pdeathsig` makes the kernel kill it with us (kept across exec).
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
+def check_kvm_vmm(binary: str, *, http: bool, kvm_kind: str | None = None) -> None:
+    """For VMMs that run on KVM only: installed, hardware KVM, and a way in for HTTP."""
+    if shutil.which(binary) is None:
+        raise Unsupported(f"{binary} not installed")
+    if kvm_kind is None:
+        from chronicle.lab import host
+
+        kvm_kind = host.kvm_kind()
+    if kvm_kind != "hw":
+        raise Unsupported(f"{binary} needs hardware KVM; this host's KVM kind is {kvm_kind}")
+    if http:
+        raise Unsupported(
+            f"{binary} has only TAP networking: its guest cannot be reached on 127.0.0.1"
+        )
 
 
 class VmmProcess(Subject):

@@ -1,0 +1,259 @@
+"""Incus containers and VMs through pylxd, timed from the create request.
+
+t0 is taken just before the create request (the image is already imported, so this is
+a clone on the btrfs pool). We record create → status Running (``running_ms``),
+create → first successful ``exec true`` (``boot_ms``: the instance can run our code)
+and, with ``http_port``, create → HTTP answering on 127.0.0.1 through a proxy device
+(the busybox image's init starts httpd when ``environment.CHRONICLE_HTTP=1``).
+
+Memory: the cgroup's ``usage`` and ``usage_peak`` from ``state()`` — these include page
+cache, and for a VM they come from the in-guest agent instead, so they are reported
+apart — and the PSS of every host process that exists for the instance: the payload
+cgroup's processes plus the ``[lxc monitor]`` above them (for a VM, qemu).
+
+Names are ``chronicle-<experiment>-<random>``; clean-up force-stops and deletes the
+instance (and with it its proxy device and root volume), even when the create request
+was cut short by Ctrl-C and the instance appears only afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from chronicle.lab.probes import (
+    cgroup_of,
+    cgroup_pids,
+    http_answers,
+    parent_of,
+    process_exe,
+    total_memory,
+)
+from chronicle.lab.subjects.base import (
+    BootTimeout,
+    Footprint,
+    Subject,
+    SubjectError,
+    Timings,
+    Unsupported,
+    unique_name,
+)
+
+BUSYBOX_ALIAS = "chronicle-busybox"
+KINDS = {"container": "incus-container", "virtual-machine": "incus-vm"}
+
+
+def instance_config(
+    name: str, alias: str, kind: str, http_port: int | None = None
+) -> dict[str, Any]:
+    """The create request: image by alias, the default profile (root disk, no network)."""
+    config: dict[str, Any] = {
+        "name": name,
+        "type": kind,
+        "source": {"type": "image", "alias": alias},
+        "profiles": ["default"],
+        "config": {},
+        "devices": {},
+    }
+    if http_port is not None:
+        config["config"]["environment.CHRONICLE_HTTP"] = "1"
+        # The host end listens on loopback only; the container end is its own loopback.
+        config["devices"]["http"] = {
+            "type": "proxy",
+            "listen": f"tcp:127.0.0.1:{http_port}",
+            "connect": "tcp:127.0.0.1:80",
+        }
+    return config
+
+
+def payload_cgroup(pid: int) -> Path | None:
+    """The instance's own cgroup (``lxc.payload.<name>``), even if init sits below it."""
+    group = cgroup_of(pid)
+    if group is None:
+        return None
+    for folder in (group, *group.parents):
+        if folder.name.startswith("lxc.payload."):
+            return folder
+    return group
+
+
+class IncusInstance(Subject):
+    """One Incus instance of ``kind`` (``container`` or ``virtual-machine``)."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        experiment: str,
+        kind: str = "container",
+        alias: str = BUSYBOX_ALIAS,
+        http_port: int | None = None,
+    ):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
+        self.client = client
+        self.kind = kind
+        self.name = KINDS[kind]
+        self.alias = alias
+        self.http_port = http_port
+        self.instance_name = unique_name(experiment)
+        self.instance: Any = None
+        self.requested = False  # a create request went out: clean-up must look for it
+        self.t0 = 0.0
+        self.running_at: float | None = None
+
+    @classmethod
+    def check(cls, client: Any, kind: str = "container") -> None:
+        from chronicle.lab import host
+
+        if kind == "virtual-machine":
+            supported, reason = host.incus_vm_support(client)
+            if not supported:
+                raise Unsupported(f"Incus VMs unsupported on this host: {reason}")
+
+    def facts(self) -> dict[str, Any]:
+        from chronicle.lab import host
+
+        facts: dict[str, Any] = {
+            "incus_version": host.incus_version(self.client),
+            "image": self.alias,
+            "kind": self.kind,
+        }
+        env = self.client.host_info.get("environment", {})
+        facts["storage"] = env.get("storage", "")
+        if self.kind == "virtual-machine":
+            facts["accelerator"] = "kvm"
+            facts["kvm_kind"] = host.kvm_kind()
+        return facts
+
+    def start(self) -> None:
+        config = instance_config(self.instance_name, self.alias, self.kind, self.http_port)
+        self.t0 = time.monotonic()
+        self.requested = True
+        try:
+            self.instance = self.client.instances.create(config, wait=True)
+            self.instance.start(wait=True)
+        except Exception as exc:  # pylxd's API errors carry the daemon's message
+            raise SubjectError(f"{self.name}: cannot start {self.instance_name}: {exc}") from exc
+        self.running_at = time.monotonic()
+
+    def wait_booted(self, timeout: float) -> Timings:
+        assert self.instance is not None and self.running_at is not None, "start() first"
+        deadline = self.t0 + timeout
+        status = self.instance.state().status
+        if status != "Running":
+            raise SubjectError(f"{self.name}: {self.instance_name} is {status} after start")
+        exec_at = self._first_exec(deadline)
+        http_at = self._http(deadline) if self.http_port else None
+        return Timings(
+            boot_ms=(exec_at - self.t0) * 1000.0,
+            running_ms=(self.running_at - self.t0) * 1000.0,
+            http_ms=(http_at - self.t0) * 1000.0 if http_at else None,
+        )
+
+    def _first_exec(self, deadline: float) -> float:
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                result = self.instance.execute(["true"])
+                if result.exit_code == 0:
+                    return time.monotonic()
+                last = f"exit code {result.exit_code}: {result.stderr.strip()}"
+            except Exception as exc:  # the agent or init may not be ready yet
+                last = str(exc)
+            time.sleep(0.02)
+        raise BootTimeout(f"{self.name}: no successful exec in {self.instance_name} ({last})")
+
+    def _http(self, deadline: float) -> float:
+        while time.monotonic() < deadline:
+            if http_answers(self.http_port or 0, timeout=0.2):
+                return time.monotonic()
+            time.sleep(0.02)
+        raise BootTimeout(
+            f"{self.name}: nothing answered HTTP on 127.0.0.1:{self.http_port} "
+            f"for {self.instance_name}"
+        )
+
+    def measure(self) -> Footprint:
+        assert self.instance is not None, "start() first"
+        state = self.instance.state()
+        memory = state.memory or {}
+        pids = self._host_pids(state.pid)
+        usage = total_memory(pids)
+        root = (state.disk or {}).get("root") or {}
+        image = self.client.images.get_by_alias(self.alias)
+        return Footprint(
+            pss=usage.pss_kib * 1024,
+            rss=usage.rss_kib * 1024,
+            disk=root.get("usage"),
+            cgroup=memory.get("usage"),
+            cgroup_peak=memory.get("usage_peak"),
+            image=image.size,
+            detail={"pids": len(usage.pids), "processes": state.processes},
+        )
+
+    def _host_pids(self, init_pid: int) -> list[int]:
+        """Every host process that exists for this instance (payload and monitor)."""
+        if not init_pid or init_pid < 0:
+            return []
+        group = payload_cgroup(init_pid)
+        pids = cgroup_pids(group) if group else [init_pid]
+        monitor = parent_of(init_pid)
+        # For a container the parent is `[lxc monitor]`, there only for this instance;
+        # for a VM init_pid is qemu itself and its parent is incusd, which is shared.
+        if monitor and "incus" not in Path(process_exe(monitor)).name:
+            pids.append(monitor)
+        return sorted(set(pids))
+
+    def cleanup(self) -> None:
+        if not self.requested:
+            return
+        from pylxd.exceptions import NotFound
+
+        instance = self.instance
+        if instance is None:
+            # The create request was cut short (Ctrl-C, SIGTERM): the daemon may still
+            # finish it, so look for the name for a while.
+            deadline = time.monotonic() + 15
+            while instance is None and time.monotonic() < deadline:
+                try:
+                    instance = self.client.instances.get(self.instance_name)
+                except NotFound:
+                    time.sleep(0.2)
+            if instance is None:
+                self.requested = False
+                return
+        delete_instance(instance)
+        self.instance = None
+        self.requested = False
+
+
+def delete_instance(instance: Any, attempts: int = 3) -> None:
+    """Force-stop and delete; 'already gone' is success."""
+    from pylxd.exceptions import LXDAPIException, NotFound
+
+    for attempt in range(attempts):
+        try:
+            instance.sync()
+            if instance.status != "Stopped":
+                instance.stop(force=True, wait=True)
+            instance.delete(wait=True)
+            return
+        except NotFound:
+            return
+        except LXDAPIException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+
+
+def delete_leftovers(client: Any, prefix: str = "chronicle-") -> list[str]:
+    """Delete every instance whose name starts with ``prefix``; the names deleted."""
+    gone = []
+    for instance in client.instances.all():
+        if instance.name.startswith(prefix):
+            delete_instance(instance)
+            gone.append(instance.name)
+    return gone
