@@ -1,10 +1,294 @@
-"""``chronicle lab …``: placeholder until the lab lands; registers the subcommand group."""
+"""``chronicle lab …``: list, run, show, diff, export and validate experiments.
+
+Thin: each command parses, calls the lab modules, prints. Tables go to stdout through
+rich; progress and errors go to stderr. Exit status 0 only when everything asked for
+succeeded; 130 when a run was cancelled with Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from chronicle.errors import LabError
+from chronicle.lab import experiment as exp
+from chronicle.lab import runner, stats
+from chronicle.lab.results import Result, ResultStore, validate_store
+from chronicle.paths import SitePaths, find_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     lab = sub.add_parser("lab", help="run experiments and inspect stored results")
-    lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
+
+    def command(name: str, func, help: str) -> argparse.ArgumentParser:
+        parser = lab_sub.add_parser(name, help=help)
+        parser.add_argument("--root", type=Path, metavar="DIR",
+                            help="site root (default: the folder above holding site/site.toml)")
+        parser.set_defaults(func=func)
+        return parser
+
+    p = command("list", cmd_list, "experiments and whether their results are fresh")
+    p.add_argument("--tag", action="append", default=[], metavar="T")
+
+    p = command("run", cmd_run, "run experiments (skipping fresh ones) and store the results")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--tag", action="append", default=[], metavar="T")
+    p.add_argument("--force", action="store_true", help="run even when the result is fresh")
+    p.add_argument("--quick", action="store_true", help="few repetitions, no warm-up (smoke)")
+    p.add_argument("--repeat", type=int, metavar="N", help="repetitions per subject")
+    p.add_argument("--seed", type=int, default=0, help="seed for the interleaving order")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="live progress display (default: when stderr is a terminal)")
+
+    p = command("show", cmd_show, "statistics and provenance of the latest good result")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--result", metavar="ID", help="a stored result id instead of the latest")
+
+    p = command("diff", cmd_diff, "newest good run against the one before it")
+    p.add_argument("name", metavar="NAME")
+
+    p = command("export", cmd_export, "the latest good result's samples as CSV or JSON")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write here instead of stdout")
+
+    command("validate", cmd_validate, "check every stored result file")
+
+    try:  # lab setup/teardown/doctor live in their own module, which may land later
+        from chronicle.lab import setup as _setup
+    except ImportError:
+        pass
+    else:
+        _setup.register(lab_sub)
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _paths(args: argparse.Namespace) -> SitePaths:
+    return SitePaths(Path(args.root).resolve() if args.root else find_root())
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        # Piped or captured output: rich would fold tables to 80 columns; keep them whole.
+        console = Console(stderr=stderr, highlight=False, width=200)
+    return console
+
+
+def _experiment(paths: SitePaths, name: str) -> exp.Experiment | None:
+    return next((e for e in exp.discover(paths.root) if e.name == name), None)
+
+
+def _latest_good(paths: SitePaths, name: str) -> tuple[ResultStore, Result]:
+    store = ResultStore(paths.results)
+    result = store.latest(name)
+    if result is None:
+        known = ", ".join(store.experiments()) or "none"
+        raise LabError(f"no good result stored for {name!r} (experiments with results: {known})")
+    return store, result
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    paths = _paths(args)
+    store = ResultStore(paths.results)
+    table = Table(title="experiments")
+    for column in ("name", "title", "tags", "status", "last run"):
+        table.add_column(column)
+    colours = {"fresh": "green", "stale": "yellow", "failed": "red", "never run": "dim"}
+    for experiment in exp.select(exp.discover(paths.root), tags=args.tag):
+        state = exp.freshness(experiment, store)
+        status = f"[{colours[state.state]}]{state.state}[/]"
+        if state.reasons:
+            status += "\n" + "\n".join(f"  {r}" for r in state.reasons)
+        last = state.last_run
+        table.add_row(experiment.name, experiment.title, ", ".join(experiment.tags), status,
+                      f"{last.started[:19]} ({last.status})" if last else "-")
+    _console().print(table)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    if args.repeat is not None and args.repeat < 1:
+        raise LabError("--repeat must be at least 1")
+    chosen = exp.select(exp.discover(paths.root), args.names, args.tag)
+    if not chosen:
+        raise LabError(f"no experiment has tag(s) {', '.join(args.tag)}")
+    store = ResultStore(paths.results)
+    options = runner.RunOptions(quick=args.quick, repeat=args.repeat, seed=args.seed,
+                                progress=args.progress)
+    err = _console(stderr=True)
+    worst = 0
+    for experiment in chosen:
+        good = store.latest(experiment.name)
+        if not args.force and good is not None and not good.quick:
+            reasons = exp.staleness(experiment, good)
+            if not reasons:
+                err.print(f"{experiment.name}: fresh ({good.id}), skipped (--force to rerun)")
+                continue
+            err.print(f"{experiment.name}: stale ({'; '.join(reasons)})")
+        err.print(f"{experiment.name}: running …")
+        result = runner.run(experiment, store, options, cache=paths.cache)
+        counted = len(result.measured)
+        rel = result.path.relative_to(paths.root) if result.path else result.id
+        if result.status == "ok":
+            err.print(f"{experiment.name}: [green]ok[/], {counted} samples → {rel}")
+            continue
+        err.print(f"{experiment.name}: [red]{result.status}[/]: {result.error} "
+                  f"({counted} samples kept in {rel})")
+        tail = result.log.strip().splitlines()[-5:]
+        for line in tail:
+            err.print(f"    {line}", markup=False)
+        if result.status == "cancelled":
+            return 130
+        worst = 1
+    return worst
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    paths = _paths(args)
+    store, result = _latest_good(paths, args.name)
+    if args.result:
+        result = next((r for r in store.runs(args.name) if r.id == args.result), None)
+        if result is None:
+            raise LabError(f"no stored result {args.result!r} for {args.name!r}")
+    out = _console()
+    experiment = _experiment(paths, args.name)
+    heading = f"{args.name}: {result.id} ({result.status}{', quick' if result.quick else ''})"
+    out.print(f"[bold]{heading}[/]")
+    if experiment is not None:
+        reasons = exp.staleness(experiment, result)
+        out.print("[yellow]stale: " + "; ".join(reasons) + "[/]" if reasons else "fresh")
+    table = Table()
+    columns = ("subject", "metric", "n", "median [95% CI]", "mean", "sd", "min", "max",
+               "p5", "p95", "IQR", "outliers")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("subject", "metric") else "right")
+    warned: list[str] = []
+    for subject in result.subjects:
+        for metric in result.metrics:
+            values = result.values(subject, metric)
+            if not values:
+                continue
+            unit = result.unit(metric)
+            s = stats.summarize(values)
+            table.add_row(
+                subject, f"{metric} ({unit})", str(s.n),
+                f"{_fmt(s.median)} [{_fmt(s.median_low)}, {_fmt(s.median_high)}]",
+                _fmt(s.mean), _fmt(s.sd), _fmt(s.min), _fmt(s.max), _fmt(s.p5), _fmt(s.p95),
+                _fmt(s.iqr), str(len(s.outliers)),
+            )
+            warned += [f"{subject} {metric}: {w}" for w in stats.warnings(s, unit)]
+    out.print(table)
+    for line in warned:
+        out.print(f"[yellow]warning:[/] {line}")
+    _print_provenance(out, result)
+    return 0
+
+
+def _print_provenance(out, result: Result) -> None:
+    p = result.provenance
+    host = p.get("host") or {}
+    git = p.get("git") or {}
+    rows = [
+        ("host", f"{host.get('cpu_model', '?')}, {host.get('cores', '?')} cores, "
+                 f"{(host.get('memory_bytes') or 0) / 2**30:.1f} GiB"),
+        ("system", f"{host.get('os', '?')}, kernel {host.get('kernel', '?')}, "
+                   f"KVM {host.get('kvm_kind', '?')}"),
+        ("software", f"Python {p.get('python', '?')}, Chronicle {p.get('chronicle', '?')}"),
+        ("tools", ", ".join(f"{k} {v}" for k, v in (p.get("tools") or {}).items()) or "-"),
+        ("git", f"{git.get('commit', '?')[:12]}{' (dirty)' if git.get('dirty') else ''}"
+         if git else "not a git checkout"),
+        ("time", f"{result.started} → {result.finished}"),
+    ]
+    for subject, info in sorted((p.get("subjects") or {}).items()):
+        rows.append((f"subject {subject}", ", ".join(f"{k}={v}" for k, v in info.items())))
+    if result.emulated():
+        rows.append(("note", "emulated (TCG): not a hardware-virtualised measurement"))
+    for label, text in rows:
+        out.print(f"[bold]{label:>10}[/]  {text}", markup=True)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    paths = _paths(args)
+    store = ResultStore(paths.results)
+    good = [r for r in store.runs(args.name) if r.status == "ok"]
+    if len(good) < 2:
+        raise LabError(f"{args.name!r} needs two good results to compare, has {len(good)}")
+    old, new = good[-2], good[-1]
+    out = _console()
+    out.print(f"[bold]{args.name}[/]: {old.id} → {new.id}")
+    table = Table()
+    for column in ("subject", "metric", "old median", "new median", "change", "p", "verdict"):
+        table.add_column(column)
+    for subject in sorted(set(old.subjects) | set(new.subjects)):
+        for metric in sorted(set(old.metrics) | set(new.metrics)):
+            a, b = old.values(subject, metric), new.values(subject, metric)
+            if not a or not b:
+                if a or b:
+                    medians = [_fmt(stats.summarize(v).median) if v else "-" for v in (a, b)]
+                    table.add_row(subject, metric, *medians, "", "",
+                                  "only in " + ("new" if b else "old"))
+                continue
+            c = stats.compare_runs(a, b)
+            verdict = "[red]changed[/]" if c.changed else "no significant change"
+            table.add_row(subject, metric, _fmt(c.old_median), _fmt(c.new_median),
+                          f"{c.relative:+.1%}", f"{c.p_value:.4f}", verdict)
+    out.print(table)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    _, result = _latest_good(paths, args.name)
+    if args.format == "json":
+        text = json.dumps({"experiment": result.experiment, "id": result.id,
+                           "samples": [s.to_json() for s in result.samples]},
+                          indent=2, sort_keys=True) + "\n"
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["experiment", "result", "subject", "metric", "value", "unit", "run",
+                         "phase", "warmup"])
+        for s in result.samples:
+            writer.writerow([result.experiment, result.id, s.subject, s.metric, repr(s.value),
+                             s.unit, s.run, s.phase or "", "true" if s.warmup else "false"])
+        text = buffer.getvalue()
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    problems = validate_store(paths.results)
+    count = len(list(paths.results.glob("*/*.json"))) if paths.results.is_dir() else 0
+    for path, found in problems.items():
+        for problem in found:
+            print(f"{path.relative_to(paths.root)}: {problem}", file=sys.stderr)
+    print(f"{count} result file(s), {len(problems)} with problems")
+    return 1 if problems else 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -250,3 +251,73 @@ def result_id(started_utc: str, key: str) -> str:
     """``20261126T223000Z-1a2b3c4d``: sorts by time, names the key it was made with."""
     stamp = started_utc.replace("-", "").replace(":", "").split(".")[0].rstrip("Z") + "Z"
     return f"{stamp}-{key[:8]}"
+
+
+# -- validation (``chronicle lab validate``) ---------------------------------------------
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "result.schema.json"
+_CONFLICT_MARKER = re.compile(r"^(?:<{7}|>{7}|\|{7})(?: |$)|^={7}$")
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def validate_file(path: Path, schema: dict[str, Any] | None = None) -> list[str]:
+    """Problems with one stored result file; empty when it is sound.
+
+    Told apart because they have different fixes: a merge-conflicted file needs a person,
+    a truncated one came from an interrupted copy, a schema violation from a bug.
+    """
+    import jsonschema
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return [f"unreadable: {exc.strerror}"]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [f"not UTF-8 (byte {exc.start})"]
+    conflicts = [
+        number
+        for number, line in enumerate(text.splitlines(), start=1)
+        if _CONFLICT_MARKER.match(line.rstrip("\r"))
+    ]
+    if conflicts:
+        return [f"merge conflict markers at line(s) {', '.join(map(str, conflicts[:5]))}"]
+    if not text.strip():
+        return ["empty file"]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()):
+            return [f"truncated: JSON ends early at line {exc.lineno}"]
+        return [f"corrupt JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
+    problems: list[str] = []
+    validator = jsonschema.Draft202012Validator(schema or load_schema())
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+        problems.append(f"schema: {where}: {error.message}")
+    if problems:
+        return problems
+    if data["id"] != path.stem:
+        problems.append(f"id {data['id']!r} does not match the file name")
+    if data["experiment"] != path.parent.name:
+        problems.append(f"experiment {data['experiment']!r} does not match its folder")
+    if not text.endswith("\n"):
+        problems.append("no final newline (not canonical)")
+    return problems
+
+
+def validate_store(root: Path) -> dict[Path, list[str]]:
+    """Every result file under ``root`` that has a problem, with its problems."""
+    schema = load_schema()
+    found: dict[Path, list[str]] = {}
+    if not Path(root).is_dir():
+        return found
+    for path in sorted(Path(root).glob("*/*.json")):
+        problems = validate_file(path, schema)
+        if problems:
+            found[path] = problems
+    return found

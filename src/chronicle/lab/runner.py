@@ -1,0 +1,396 @@
+"""Running one experiment: the protocol, the timeout, cancellation, and storing the run.
+
+The script runs in its own session (so its own process group): a Ctrl-C at the terminal
+reaches only Chronicle, which then ends the whole group — the script *and* whatever it
+started (qemu, incus clients, sleeps) — with SIGTERM, then SIGKILL after a grace period.
+Every run is stored, whatever its status; ``ResultStore.latest`` only returns ``ok`` runs
+by default, so a failed run never replaces a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import chronicle
+from chronicle.errors import LabError
+from chronicle.lab import experiment as exp
+from chronicle.lab import provenance
+from chronicle.lab.lock import ExperimentLock
+from chronicle.lab.results import Result, ResultStore, Sample, result_id
+
+# Passed through to every script; anything else must be listed in the block's `env`.
+BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "TERM",
+            "CHRONICLE_LAB_DIR", "CI")
+SAMPLE_KEYS = {"subject", "metric", "value", "unit", "run", "phase", "warmup", "meta"}
+QUICK_REPEAT = 3
+LOG_LIMIT = 256 * 1024
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    quick: bool = False
+    repeat: int | None = None
+    warmup: int | None = None
+    seed: int = 0
+    grace: float = 5.0
+    progress: bool | None = None  # None: only when stderr is a terminal
+
+
+@dataclass
+class _Run:
+    """Mutable state of one run while it is being read; becomes a frozen Result."""
+
+    samples: list[Sample] = field(default_factory=list)
+    reported: dict[str, Any] = field(default_factory=dict)
+    log: bytearray = field(default_factory=bytearray)
+    dropped: int = 0
+    error: str | None = None
+    status: str = "ok"
+    lines: int = 0
+
+    def add_log(self, chunk: bytes) -> None:
+        self.log += chunk
+        if len(self.log) > LOG_LIMIT:
+            cut = len(self.log) - LOG_LIMIT
+            self.dropped += cut
+            del self.log[:cut]
+
+    def log_text(self) -> str:
+        text = self.log.decode("utf-8", errors="replace")
+        if self.dropped:
+            return f"[… {self.dropped} earlier bytes of log dropped …]\n{text}"
+        return text
+
+
+class _Interrupted(Exception):
+    """SIGINT or SIGTERM reached Chronicle while a script ran."""
+
+
+def parse_line(text: str) -> Sample | dict[str, Any]:
+    """A sample, or a provenance dict from a ``{"provenance": {...}}`` line; ValueError."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if set(data) == {"provenance"}:
+        if not isinstance(data["provenance"], dict):
+            raise ValueError("provenance must be an object")
+        return data["provenance"]
+    unknown = set(data) - SAMPLE_KEYS
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
+    missing = {"subject", "metric", "value", "unit", "run"} - set(data)
+    if missing:
+        raise ValueError(f"missing key(s) {', '.join(sorted(missing))}")
+    for key in ("subject", "metric", "unit"):
+        if not isinstance(data[key], str) or (key != "unit" and not data[key]):
+            raise ValueError(f"{key} must be a non-empty string")
+    value = data["value"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError("value must be a finite number")
+    if isinstance(data["run"], bool) or not isinstance(data["run"], int) or data["run"] < 0:
+        raise ValueError("run must be an integer ≥ 0")
+    if data.get("phase") is not None and not isinstance(data["phase"], str):
+        raise ValueError("phase must be a string")
+    if not isinstance(data.get("warmup", False), bool):
+        raise ValueError("warmup must be true or false")
+    if not isinstance(data.get("meta", {}), dict):
+        raise ValueError("meta must be an object")
+    return Sample.from_json(data)
+
+
+def script_env(experiment: exp.Experiment, plan: dict[str, Any], scratch: Path
+               ) -> dict[str, str]:
+    env = {name: os.environ[name] for name in (*BASE_ENV, *experiment.env) if name in os.environ}
+    src = str(Path(chronicle.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({
+        "CHRONICLE_EXPERIMENT": experiment.name,
+        "CHRONICLE_ROOT": str(experiment.root),
+        "CHRONICLE_REPEAT": str(plan["repeat"]),
+        "CHRONICLE_WARMUP": str(plan["warmup"]),
+        "CHRONICLE_QUICK": "1" if plan["quick"] else "0",
+        "CHRONICLE_SEED": str(plan["seed"]),
+        "CHRONICLE_PARAMS": json.dumps(experiment.params, sort_keys=True),
+        "CHRONICLE_SCRATCH": str(scratch),
+    })
+    return env
+
+
+def command(experiment: exp.Experiment) -> list[str]:
+    """Python scripts run with Chronicle's own interpreter (it has the lab's deps)."""
+    if experiment.path.suffix == ".py":
+        return [sys.executable, str(experiment.path)]
+    if not os.access(experiment.path, os.X_OK):
+        raise LabError("experiment script is not executable (chmod +x)", experiment.path)
+    return [str(experiment.path)]
+
+
+def kill_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the script's process group, SIGKILL whatever is left after ``grace`` s."""
+    pgid = proc.pid  # a session leader's pgid is its pid
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.05)
+    proc.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while some non-zombie process is left in the group."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def run(experiment: exp.Experiment, store: ResultStore, options: RunOptions = RunOptions(),
+        *, cache: Path | None = None) -> Result:
+    """Run ``experiment`` once, store the run, return it (whatever its status)."""
+    cache = cache or experiment.root / ".chronicle"
+    with ExperimentLock(cache, experiment.name):
+        return _run_locked(experiment, store, options)
+
+
+def _plan(experiment: exp.Experiment, options: RunOptions) -> dict[str, Any]:
+    repeat = options.repeat or experiment.repeat
+    warmup = experiment.warmup if options.warmup is None else options.warmup
+    if options.quick:
+        repeat = options.repeat or min(repeat, QUICK_REPEAT)
+        warmup = 0 if options.warmup is None else options.warmup
+    return {"repeat": repeat, "warmup": warmup, "quick": options.quick, "seed": options.seed}
+
+
+def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOptions) -> Result:
+    environment = exp.environment_facts(experiment)
+    parts = exp.key_parts(experiment, environment=environment)
+    key = exp.key_of(parts)
+    plan = _plan(experiment, options)
+    facts = provenance.collect(experiment.root, env_names=experiment.env)
+    facts.update(environment=environment, inputs=exp.input_hashes(experiment), plan=plan)
+    scratch = Path(tempfile.mkdtemp(prefix=f"chronicle-{experiment.name}-"))
+    state = _Run()
+    try:
+        argv = command(experiment)
+        _execute(experiment, argv, script_env(experiment, plan, scratch), state, options)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    facts = provenance.deep_merge(facts, state.reported)
+    facts["finished"] = provenance.utc_now()
+    result = Result(
+        experiment=experiment.name,
+        id=result_id(facts["started"], key),
+        status=state.status,
+        key=key,
+        key_parts=parts,
+        params=experiment.params,
+        provenance=facts,
+        samples=tuple(state.samples),
+        quick=options.quick,
+        log=state.log_text(),
+        error=state.error,
+    )
+    path = store.write(result)
+    return Result(**{**result.__dict__, "path": path})
+
+
+def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], state: _Run,
+             options: RunOptions) -> None:
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=experiment.root, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    restore = _trap_signals()
+    progress = Progress(experiment.name, enabled=options.progress)
+    try:
+        with progress:
+            _pump(proc, experiment, state, started, progress)
+    except _Interrupted:
+        state.status, state.error = "cancelled", "cancelled by the user"
+    finally:
+        _ignore_signals()  # a second Ctrl-C must not cut the clean-up short
+        # The group goes in every case: after an error, a timeout, a cancel — and after
+        # a clean exit too, since a child left running by the script is a leak.
+        kill_group(proc, options.grace)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe:
+                pipe.close()
+        proc.wait()
+        restore()
+    if state.status == "ok" and state.error is None:
+        code = proc.returncode
+        if code < 0:
+            state.status, state.error = "failed", f"killed by {signal.Signals(-code).name}"
+        elif code:
+            state.status, state.error = "failed", f"exit status {code}"
+        elif not [s for s in state.samples if not s.warmup]:
+            state.status, state.error = "failed", "the script printed no measured samples"
+
+
+def _pump(proc: subprocess.Popen, experiment: exp.Experiment, state: _Run, started: float,
+          progress: Progress) -> None:
+    """Read stdout (samples) and stderr (log) until both close, the timeout, or an error."""
+    sel = selectors.DefaultSelector()
+    buffers = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    for pipe in buffers:
+        os.set_blocking(pipe.fileno(), False)
+        sel.register(pipe, selectors.EVENT_READ)
+    exited_at: float | None = None
+    while sel.get_map():
+        now = time.monotonic()
+        if now - started > experiment.timeout:
+            state.status, state.error = "failed", f"timed out after {experiment.timeout:g} s"
+            return
+        if exited_at is None and proc.poll() is not None:
+            exited_at = now
+        if exited_at is not None and now - exited_at > 1.0:
+            return  # the script is gone; its children hold the pipes: stop reading
+        for sel_key, _ in sel.select(timeout=0.2):
+            pipe = sel_key.fileobj
+            chunk = os.read(pipe.fileno(), 65536)
+            if not chunk:
+                sel.unregister(pipe)
+            if pipe is proc.stderr:
+                state.add_log(chunk)
+                if chunk:
+                    progress.note(chunk)
+                continue
+            buffers[pipe] += chunk
+            lines = buffers[pipe].split(b"\n")
+            buffers[pipe] = lines.pop() if chunk else bytearray()
+            if not chunk and lines[-1:] == [b""]:
+                lines.pop()
+            for raw in lines:
+                if not _take_line(raw, state, progress):
+                    return
+        progress.tick(time.monotonic() - started)
+
+
+def _take_line(raw: bytes, state: _Run, progress: Progress) -> bool:
+    state.lines += 1
+    text = raw.decode("utf-8", errors="replace").rstrip("\r")
+    if not text.strip():
+        return True
+    try:
+        parsed = parse_line(text)
+    except ValueError as exc:
+        shown = text if len(text) <= 200 else text[:200] + "…"
+        state.status, state.error = "failed", f"line {state.lines}: {exc}: {shown}"
+        return False
+    if isinstance(parsed, Sample):
+        state.samples.append(parsed)
+        progress.sample(parsed)
+    else:
+        state.reported = provenance.deep_merge(state.reported, parsed)
+    return True
+
+
+class Progress:
+    """A one-line live display on stderr: experiment, subject, samples, elapsed.
+
+    Off when stderr is not a terminal (CI logs, tests) unless asked for.
+    """
+
+    def __init__(self, experiment: str, enabled: bool | None = None):
+        self.experiment = experiment
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.subject = "-"
+        self.count = 0
+        self.elapsed = 0.0
+        self.last_log = ""
+        self._live = None
+
+    def _render(self):
+        from rich.text import Text
+
+        line = Text.assemble(
+            (f"{self.experiment}", "bold"), f"  subject {self.subject}",
+            f"  samples {self.count}", f"  {self.elapsed:6.1f} s",
+        )
+        if self.last_log:
+            line.append(f"  {self.last_log[:60]}", style="dim")
+        return line
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=Console(stderr=True),
+                              refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def _update(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def sample(self, sample: Sample) -> None:
+        self.subject, self.count = sample.subject, self.count + 1
+        self._update()
+
+    def note(self, chunk: bytes) -> None:
+        lines = [ln for ln in chunk.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+        if lines:
+            self.last_log = lines[-1].strip()
+
+    def tick(self, elapsed: float) -> None:
+        self.elapsed = elapsed
+        self._update()
+
+
+def _ignore_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _trap_signals():
+    """Turn SIGINT/SIGTERM into _Interrupted while a script runs; returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupted(signum, frame):
+        raise _Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
