@@ -195,6 +195,7 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     parts = exp.key_parts(experiment, environment=environment)
     key = exp.key_of(parts)
     plan = _plan(experiment, options)
+    _wait_for_a_new_second(store, experiment.name)
     facts = provenance.collect(experiment.root, env_names=experiment.env)
     facts.update(environment=environment, inputs=exp.input_hashes(experiment), plan=plan)
     scratch = Path(tempfile.mkdtemp(prefix=f"chronicle-{experiment.name}-"))
@@ -221,6 +222,19 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     )
     path = store.write(result)
     return Result(**{**result.__dict__, "path": path})
+
+
+def _wait_for_a_new_second(store: ResultStore, name: str) -> None:
+    """Result ids carry the start time to the second and the store orders runs by id:
+    a rerun within the same second as the newest stored run would sort by key, not by
+    time (or, with the same key, overwrite it). Waiting < 1 s keeps ids unique and ordered.
+    """
+    stamps = [p.name[:16] for p in store.files(name)]
+    if not stamps:
+        return
+    newest = max(stamps)
+    while result_id(provenance.utc_now(), "0" * 8)[:16] <= newest:
+        time.sleep(0.02)
 
 
 def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], state: _Run,
