@@ -226,8 +226,11 @@ def setup(*, debian: bool = False, incus: bool = True, qemu: bool = True,
 
 
 def _guest_summary(lab: Path) -> str:
+    manifest = guest.guest_dir(lab) / guest.MANIFEST
+    before = manifest.stat().st_mtime_ns if manifest.exists() else None
     assets = guest.ensure_guest_assets(lab)
-    return f"{assets.kernel_version}, {assets.initrd.name}"
+    changed = before != manifest.stat().st_mtime_ns
+    return f"{'built' if changed else 'present'}: {assets.kernel_version}, {assets.initrd.name}"
 
 
 def teardown() -> None:

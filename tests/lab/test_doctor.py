@@ -1,0 +1,71 @@
+"""``lab doctor`` reports the host as it is and changes nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from chronicle.lab import doctor, host, incusd
+from tests.support import require
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def report() -> doctor.Report:
+    return doctor.collect(root=REPO)
+
+
+def test_kvm_line_names_this_hosts_kind(report):
+    assert f"kind {host.kvm_kind()}" in report.detail("kvm")
+
+
+def test_qemu_is_ok_exactly_when_qemu_is_installed(report):
+    assert report.ok("qemu") == (host.qemu_version() is not None)
+
+
+def test_pvm_host_reports_pvm_and_tcg(report):
+    if not Path("/sys/module/kvm_pvm").exists():
+        pytest.skip("not a PVM host")
+    assert "kind pvm" in report.detail("kvm") and "tcg" in report.detail("kvm")
+
+
+@pytest.mark.incus
+def test_incus_reachable_with_a_version_and_no_vms_on_pvm(report):
+    require(incusd.answering(), "the Incus daemon")
+    assert report.ok("incus") and "version 6." in report.detail("incus")
+    assert report.ok("incus-containers")
+    if Path("/sys/module/kvm_pvm").exists():
+        assert not report.ok("incus-vms") and "qemu driver" in report.detail("incus-vms")
+
+
+def test_missing_firecracker_is_reported_not_on_path(report):
+    if host.which("firecracker") is None:
+        assert not report.ok("firecracker") and report.detail("firecracker") == "not on PATH"
+
+
+def test_unsupported_subject_carries_its_reason():
+    report = doctor.Report([doctor.Check("qemu", True, "7.2"),
+                            doctor.Check("guest-assets", False, "run setup")])
+    assert doctor.subject_status(report, "qemu-microvm") == (False, "guest-assets: run setup")
+
+
+def test_tags_pick_subjects_and_measure_only_tags_pick_all():
+    assert doctor.subjects_for_tags(("incus",)) == ("incus-container", "incus-vm")
+    assert doctor.subjects_for_tags(("boot", "footprint")) == doctor.ALL_SUBJECTS
+
+
+def test_report_exits_zero_and_require_exits_one_when_missing(capsys):
+    args = argparse.Namespace(json=True, require=None)
+    assert doctor.run(args) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert {c["name"] for c in facts["checks"]} >= {"kvm", "qemu", "incus", "guest-assets"}
+    assert doctor.run(argparse.Namespace(json=False, require="no-such-part")) == 1
+
+
+def test_doctor_changes_no_lab_files(tmp_path):
+    doctor.collect(lab=tmp_path, root=REPO)
+    assert list(tmp_path.iterdir()) == []
