@@ -182,7 +182,7 @@ def draw_svg(chart: Chart, key: str | None = None) -> bytes:
 def _figure(chart: Chart) -> Figure:
     subjects = max(len(p.series) for p in chart.panels) if chart.panels else 1
     if chart.compact:
-        width, per_panel = 3.4, 0.9
+        width, per_panel = 3.2, 0.8
     elif chart.kind == "cdf":
         width, per_panel = 7.0, 2.8
     else:
@@ -208,9 +208,11 @@ def _positions(panel: Panel) -> list[int]:
     return list(range(len(panel.series), 0, -1))
 
 
-def _label_subjects(ax, panel: Panel) -> None:
+def _label_subjects(ax, panel: Panel, compact: bool) -> None:
     # After drawing: boxplot() would otherwise replace the labels with numbers.
-    ax.set_yticks(_positions(panel), [s.subject for s in panel.series])
+    # A compact chart sits under its subject's name: the label would only take room.
+    labels = [""] * len(panel.series) if compact else [s.subject for s in panel.series]
+    ax.set_yticks(_positions(panel), labels)
     ax.set_ylim(0.4, len(panel.series) + 0.6)
     ax.tick_params(axis="y", length=0)
 
@@ -226,7 +228,7 @@ def _draw_box(ax, panel: Panel, chart: Chart) -> None:
         patch.set_facecolor(subject_colour(series.subject))
         patch.set_alpha(0.85)
         patch.set_edgecolor(_INK)
-    _label_subjects(ax, panel)
+    _label_subjects(ax, panel, chart.compact)
 
 
 def _draw_strip(ax, panel: Panel, chart: Chart) -> None:
@@ -239,7 +241,7 @@ def _draw_strip(ax, panel: Panel, chart: Chart) -> None:
         if series.values:
             median = float(np.median(series.values))
             ax.plot([median, median], [y - 0.3, y + 0.3], color=_INK, linewidth=1.6)
-    _label_subjects(ax, panel)
+    _label_subjects(ax, panel, chart.compact)
 
 
 def _draw_bar(ax, panel: Panel, chart: Chart) -> None:
@@ -255,7 +257,7 @@ def _draw_bar(ax, panel: Panel, chart: Chart) -> None:
                                         [summary.median_high - value]],
                         fmt="none", ecolor=_INK, elinewidth=1.3, capsize=4)
     ax.set_xlim(left=0)
-    _label_subjects(ax, panel)
+    _label_subjects(ax, panel, chart.compact)
 
 
 def _draw_cdf(ax, panel: Panel, chart: Chart) -> None:

@@ -72,8 +72,7 @@ def unmeasured_reason(result: Result, subject: str, metric: str | None = None) -
 
 def not_measured(reason: str) -> str:
     return (f'<span class="badge badge-unsupported" title="{escape(reason)}">not measured'
-            f'</span> <span class="unmeasured-reason">not measured on this host: '
-            f"{escape(reason)}</span>")
+            f'</span> <span class="unmeasured-reason">on this host: {escape(reason)}</span>')
 
 
 def swatch(subject: str) -> str:

@@ -1,0 +1,230 @@
+"""The lab's pages: ``/lab/`` and ``/lab/<experiment>/`` with its raw samples.
+
+``/lab/`` lists every experiment (discovered scripts and stored results) with its latest
+result and status. ``/lab/<experiment>/`` shows every run, the full statistics and
+provenance of the latest good run, the script's source, and the raw samples as
+``samples.csv`` and ``samples.json`` — the JSON is the stored ``samples`` list itself, so
+a reader can check any figure against what the script printed.
+
+Hooked into the build as an extra page generator (:func:`make_pages`); the pages are
+rendered with the theme's ``lab_index.html`` and ``lab_experiment.html``. Nothing here
+depends on the clock, so the same results give the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer, TextLexer, guess_lexer_for_filename
+from pygments.util import ClassNotFound
+
+from chronicle import embeds_html
+from chronicle.charts import Chart, Panel, Series
+from chronicle.embeds import Embedder, make_factory, measured_or_declared
+from chronicle.lab.results import Result, canonical_json
+from chronicle.lab.stats import warnings as stats_warnings
+
+CSV_COLUMNS = ("subject", "metric", "value", "unit", "run", "phase", "warmup")
+
+
+@dataclass(frozen=True)
+class StatRow:
+    metric: str
+    subject: str
+    unit: str
+    cells: tuple[str, ...]  # formatted numbers in STAT_COLUMNS order, or ()
+    unmeasured: str = ""  # the reason, when there is no number
+    warnings: tuple[str, ...] = ()
+
+
+STAT_COLUMNS = ("n", "median", "95% interval", "mean", "sd", "min", "p5", "q1", "q3", "p95",
+                "max", "outliers")
+
+
+@dataclass(frozen=True)
+class LabEntry:
+    """One experiment as the lab pages show it."""
+
+    name: str
+    title: str
+    url: str
+    status: str  # fresh, stale, failed, never run
+    reasons: tuple[str, ...]
+    tags: tuple[str, ...]
+    script: str | None  # path relative to the site root
+    source_html: Markup | None
+    runs: tuple[Result, ...]  # newest first
+    latest: Result | None  # latest good run
+    badges: Markup
+    caption: Markup
+    charts: tuple[Markup, ...]
+    stats: tuple[StatRow, ...]
+    provenance: tuple[tuple[str, str], ...]
+
+
+def experiment_scripts(root: Path) -> dict[str, Any]:
+    try:
+        from chronicle.lab import experiment as lab_experiment
+    except ImportError:
+        return {}
+    return {e.name: e for e in lab_experiment.discover(root)}
+
+
+def lab_entries(embedder: Embedder) -> list[LabEntry]:
+    scripts = experiment_scripts(embedder.root)
+    names = sorted(set(scripts) | set(embedder.store.experiments()))
+    return [lab_entry(embedder, name, scripts.get(name)) for name in names]
+
+
+def lab_entry(embedder: Embedder, name: str, script: Any | None) -> LabEntry:
+    runs = tuple(reversed(embedder.store.runs(name)))
+    latest = embedder.store.latest(name)
+    reasons: tuple[str, ...] = ()
+    if latest is None:
+        status = "failed" if runs else "never run"
+        if runs:
+            reasons = (f"{runs[0].status}: {runs[0].error or 'no detail'}",)
+    else:
+        reasons = embedder.staleness(latest)
+        status = "stale" if reasons else "fresh"
+        if runs[0].id != latest.id:
+            reasons += (f"the newest run {runs[0].id} {runs[0].status}; showing the last good one",)
+    subjects = measured_or_declared(latest) if latest else []
+    return LabEntry(
+        name=name,
+        title=getattr(script, "title", None) or name,
+        url=f"lab/{name}/",
+        status=status,
+        reasons=reasons,
+        tags=tuple(getattr(script, "tags", ()) or ()),
+        script=script.relpath if script is not None else None,
+        source_html=_source(script.path) if script is not None else None,
+        runs=runs,
+        latest=latest,
+        badges=Markup(embeds_html.badges(latest, subjects, embedder)) if latest else Markup(""),
+        caption=Markup(_caption(embedder, latest, subjects)) if latest else Markup(""),
+        charts=tuple(_charts(embedder, latest)) if latest else (),
+        stats=tuple(_stats(embedder, latest)) if latest else (),
+        provenance=tuple(provenance_items(latest)) if latest else (),
+    )
+
+
+def _source(path: Path) -> Markup:
+    code = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        lexer = guess_lexer_for_filename(path.name, code)
+    except ClassNotFound:
+        lexer = PythonLexer() if code.startswith("#!") and "python" in code[:80] else TextLexer()
+    html = highlight(code, lexer, HtmlFormatter(cssclass="highlight", wrapcode=True,
+                                                linenos="table"))
+    return Markup(f'<div class="code">{html}</div>')
+
+
+def _caption(embedder: Embedder, result: Result, subjects: list[str]) -> str:
+    from chronicle.embeds import EmbedSpec
+
+    spec = EmbedSpec(fence="chart", experiment=result.experiment, line=0,
+                     metrics=tuple(result.metrics), subjects=tuple(subjects))
+    return embeds_html.caption(spec, result, embedder, subjects)
+
+
+def _charts(embedder: Embedder, result: Result) -> Iterable[Markup]:
+    for metric in result.metrics:
+        shown = [s for s in result.subjects if result.values(s, metric)]
+        if not shown:
+            continue
+        chart = Chart(kind="box", title=f"{result.experiment}: {metric}",
+                      description=embeds_html.describe(result, embedder, metric, shown),
+                      panels=(Panel(metric, result.unit(metric), tuple(
+                          Series(s, tuple(result.values(s, metric))) for s in shown)),))
+        yield Markup(f'<div class="chart">{embedder.charts.svg(chart)}</div>')
+
+
+def _stats(embedder: Embedder, result: Result) -> Iterable[StatRow]:
+    number = embeds_html.number
+    for metric in result.metrics:
+        unit = result.unit(metric)
+        for subject in measured_or_declared(result):
+            reason = embeds_html.unmeasured_reason(result, subject, metric)
+            if reason:
+                yield StatRow(metric, subject, unit, (), reason)
+                continue
+            s = embedder.summary(result, subject, metric)
+            cells = (str(s.n), number(s.median), embeds_html.interval(s.median_low, s.median_high),
+                     number(s.mean), number(s.sd), number(s.min), number(s.p5), number(s.q1),
+                     number(s.q3), number(s.p95), number(s.max), str(len(s.outliers)))
+            yield StatRow(metric, subject, unit, cells, "", tuple(stats_warnings(s, unit)))
+
+
+def provenance_items(result: Result) -> Iterable[tuple[str, str]]:
+    """What a reader needs to judge where the numbers come from (no host name)."""
+    p = result.provenance
+    host = p.get("host") or {}
+    yield "result", result.id
+    yield "started", str(p.get("started", ""))
+    yield "finished", str(p.get("finished", ""))
+    yield "quick run", "yes" if result.quick else "no"
+    yield "CPU", f"{host.get('cpu_model', '?')} ({host.get('cores', '?')} cores)"
+    if host.get("memory_bytes"):
+        yield "memory", f"{int(host['memory_bytes']) / 2**30:.1f} GiB"
+    yield "kernel", f"{host.get('kernel', '?')} ({host.get('machine', '?')})"
+    yield "OS", str(host.get("os", "?"))
+    yield "KVM", str(host.get("kvm_kind", "?"))
+    for subject, info in sorted((p.get("subjects") or {}).items()):
+        yield f"subject {subject}", ", ".join(f"{k}: {v}" for k, v in sorted(info.items())
+                                              if not isinstance(v, dict | list)) or "-"
+    for tool, version in sorted((p.get("tools") or {}).items()):
+        yield tool, str(version)
+    git = p.get("git") or {}
+    if git:
+        yield "git", f"{str(git.get('commit', '?'))[:12]}" + (" (dirty)" if git.get("dirty")
+                                                            else "")
+    if result.params:
+        yield "params", ", ".join(f"{k}={v}" for k, v in sorted(result.params.items()))
+    yield "cache key", result.key[:16]
+
+
+def samples_json(result: Result) -> bytes:
+    """The stored ``samples`` list, canonical: equal to the result file's own."""
+    return canonical_json([s.to_json() for s in result.samples])
+
+
+def samples_csv(result: Result) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for s in result.samples:
+        writer.writerow([s.subject, s.metric, repr(s.value), s.unit, s.run, s.phase or "",
+                         "true" if s.warmup else "false"])
+    return out.getvalue().encode("utf-8")
+
+
+def lab_files(embedder: Embedder, renderer: Any) -> Iterable[tuple[str, bytes]]:
+    """Every lab page and download, as ``(output path, bytes)``."""
+    entries = lab_entries(embedder)
+    yield renderer.page("lab_index.html", "lab/", experiments=entries,
+                        stat_columns=STAT_COLUMNS)
+    for entry in entries:
+        yield renderer.page("lab_experiment.html", entry.url, experiment=entry,
+                            stat_columns=STAT_COLUMNS)
+        if entry.latest is not None:
+            yield f"{entry.url}samples.csv", samples_csv(entry.latest)
+            yield f"{entry.url}samples.json", samples_json(entry.latest)
+
+
+def make_pages(options: Any) -> Callable[[Any, Any], Iterable[tuple[str, bytes]]]:
+    """The build's extra page generator for the lab (``BuildOptions`` in)."""
+    embedder = make_factory(options)
+
+    def generate(site: Any, renderer: Any) -> Iterable[tuple[str, bytes]]:
+        return list(lab_files(embedder, renderer))
+
+    return generate
