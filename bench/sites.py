@@ -1,0 +1,168 @@
+"""The four generators under test: how to lay out each one's site, build it, and reset it.
+
+A :class:`Tool` knows its command line; its cases are :class:`Case` objects whose
+``reset(run)`` puts the site in the state the case starts from (untimed) before each
+timed build. Cases of one tool run in the order listed, each on the state the previous
+one left: Chronicle's ``warm`` case reuses the cache its ``cold`` runs filled.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench import corpus
+
+BENCH = Path(__file__).resolve().parent
+PEERS = BENCH / "peers"
+RESULT_EXPERIMENT = "bench-boot"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    reset: Callable[[int], None]
+    # peer case → the Chronicle case it is compared with for the ratio column
+    compare_with: str
+
+
+@dataclass
+class Tool:
+    name: str
+    site: Path
+    command: list[str]
+    cwd: Path
+    cases: list[Case] = field(default_factory=list)
+    version: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)  # case → why it did not run
+    setup: dict[str, Callable[[], str | None]] = field(default_factory=dict)
+
+
+def _wipe(*folders: Path) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _edit_target(posts: list[Path]) -> Path:
+    return posts[len(posts) // 2]
+
+
+def chronicle_tool(work: Path, posts: list[corpus.SyntheticPost]) -> Tool | str:
+    """Chronicle as an author runs it: ``chronicle build --root SITE``; a str says why not."""
+    exe = Path(sys.executable).parent / "chronicle"
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "chronicle"]
+    probe = subprocess.run([*command, "build", "--help"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return "`chronicle build` is not available in this checkout yet"
+    site = work / "chronicle"
+    _wipe(site)
+    (site / "site").mkdir(parents=True)
+    shutil.copyfile(PEERS / "chronicle" / "site.toml", site / "site" / "site.toml")
+    paths = corpus.write_posts(site / "posts", posts, "chronicle")
+    version = subprocess.run([*command, "--version"], capture_output=True, text=True).stdout
+    tool = Tool("chronicle", site, [*command, "build", "--root", str(site)], site,
+                version=version.strip())
+    cache, output = site / ".chronicle", site / "output"
+    target = _edit_target(paths)
+    tool.cases = [
+        Case("cold", lambda run: _wipe(cache, output), "cold"),
+        Case("warm", lambda run: _wipe(output), "warm"),
+        Case("no-change", lambda run: None, "no-change"),
+        Case("edit-one", lambda run: corpus.edit_post(target, f"c{run}"), "edit-one"),
+        Case("result-change", lambda run: write_result(site, run + 1), "result-change"),
+    ]
+    tool.setup["result-change"] = lambda: add_embedding_post(tool)
+    return tool
+
+
+def add_embedding_post(tool: Tool) -> str | None:
+    """Add a stored result and a post that embeds it; build once. None if that works,
+    else why the result-change case cannot run (the embed feature may not exist yet)."""
+    site = tool.site
+    script = site / "experiments" / f"{RESULT_EXPERIMENT}.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(
+        "#!/usr/bin/env python3\n# /// chronicle\n# title = \"Synthetic boot times\"\n"
+        "# tags = [\"bench\"]\n# ///\n"
+        "print('{\"subject\": \"alpha\", \"metric\": \"boot_ms\", \"value\": 1.0, "
+        "\"unit\": \"ms\", \"run\": 1}')\n", encoding="utf-8")
+    write_result(site, 0)
+    post = site / "posts" / "2015-12-31-synthetic-results.md"
+    post.write_text(
+        "---\ntitle: \"Synthetic results\"\ndate: 2015-12-31\ntags: [\"benchmarks\"]\n"
+        "summary: \"A post that shows a stored result.\"\n---\n\nBoot times, as measured:\n\n"
+        f"```table {RESULT_EXPERIMENT}\nmetrics: [boot_ms]\n```\n\n"
+        f"```chart {RESULT_EXPERIMENT}\nmetric: boot_ms\nkind: box\n```\n", encoding="utf-8")
+    done = subprocess.run(tool.command, cwd=tool.cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        post.unlink()
+        return f"a post embedding a stored result does not build: {last}"
+    return None
+
+
+def write_result(site: Path, serial: int) -> Path:
+    """A new run of the synthetic experiment: same shape, values shifted by ``serial``."""
+    from chronicle.lab.results import Result, ResultStore, Sample, result_id
+
+    started = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=serial)
+    stamp = started.strftime("%Y-%m-%dT%H:%M:%SZ")
+    key = f"{serial:08x}" + "0" * 56
+    samples = tuple(Sample(subject=subject, metric="boot_ms", unit="ms", run=run,
+                           value=base + run * 3.5 + serial * 0.25)
+                    for subject, base in (("alpha", 120.0), ("beta", 410.0))
+                    for run in range(1, 11))
+    result = Result(
+        experiment=RESULT_EXPERIMENT, id=result_id(stamp, key), status="ok", key=key,
+        key_parts={}, params={}, samples=samples,
+        provenance={"started": stamp, "finished": stamp, "host": {"cpu": "bench"}},
+    )
+    return ResultStore(site / "experiments" / "results").write(result)
+
+
+def hugo_tool(work: Path, posts: list[corpus.SyntheticPost], binary: Path) -> Tool:
+    site = work / "hugo"
+    _wipe(site)
+    shutil.copytree(PEERS / "hugo", site)
+    paths = corpus.write_posts(site / "content" / "posts", posts, "hugo")
+    version = subprocess.run([str(binary), "version"], capture_output=True, text=True).stdout
+    # the binary itself, not the package's Python wrapper: Hugo should not pay for Python
+    tool = Tool("hugo", site, [str(binary), "--quiet", "--source", str(site)], site,
+                version=version.split(" BuildDate")[0].strip())
+    target = _edit_target(paths)
+    tool.cases = [
+        Case("full", lambda run: _wipe(site / "public", site / "resources"), "cold"),
+        Case("edit-one", lambda run: corpus.edit_post(target, f"h{run}"), "edit-one"),
+    ]
+    return tool
+
+
+def pelican_tool(work: Path, posts: list[corpus.SyntheticPost], binary: Path) -> Tool:
+    site = work / "pelican"
+    _wipe(site)
+    shutil.copytree(PEERS / "pelican", site)
+    paths = corpus.write_posts(site / "content", posts, "pelican")
+    version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout
+    tool = Tool("pelican", site, [str(binary), "content", "-s", "pelicanconf.py", "-o",
+                                  "output", "-q"], site, version=f"pelican {version.strip()}")
+    target = _edit_target(paths)
+    tool.cases = [
+        Case("full", lambda run: _wipe(site / "output", site / "cache"), "cold"),
+        Case("edit-one", lambda run: corpus.edit_post(target, f"p{run}"), "edit-one"),
+    ]
+    return tool
+
+
+def floor_tool(work: Path, posts: list[corpus.SyntheticPost]) -> Tool:
+    site = work / "floor"
+    _wipe(site)
+    corpus.write_posts(site / "posts", posts, "floor")
+    tool = Tool("floor", site, [sys.executable, str(BENCH / "floor.py"), str(site)], site,
+                version="markdown-it-py + Jinja2 + Pygments, one process")
+    tool.cases = [Case("full", lambda run: None, "cold")]  # floor.py clears its own output
+    return tool
