@@ -31,10 +31,12 @@ PER_PAGE = 10
 
 _BASE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{{ title }} · Bench</title></head><body>
-<header><a href="/">Bench</a> <nav><a href="/tags/">Tags</a> <a href="/archive/">Archive</a></nav></header>
+<header><a href="/">Bench</a>
+<nav><a href="/tags/">Tags</a> <a href="/archive/">Archive</a></nav></header>
 <main>{% block main %}{% endblock %}</main></body></html>"""
 _POST = """{% extends "base" %}{% block main %}<article><h1>{{ post.title }}</h1>
-<p class="meta"><time datetime="{{ post.date.isoformat() }}">{{ post.date.strftime('%d %B %Y') }}</time>
+<p class="meta"><time datetime="{{ post.date.isoformat() }}">
+{{- post.date.strftime('%d %B %Y') }}</time>
 {% for tag in post.tags %} · <a href="/tags/{{ tag }}/">{{ tag }}</a>{% endfor %}</p>
 {{ post.html }}</article>{% endblock %}"""
 _LIST = """{% extends "base" %}{% block main %}<h1>{{ title }}</h1><ul class="posts">
@@ -78,7 +80,8 @@ def _pages(env: Environment, out: Path, prefix: str, title: str, posts: list[dic
     chunks = [posts[i:i + PER_PAGE] for i in range(0, len(posts), PER_PAGE)] or [[]]
     for number, chunk in enumerate(chunks, start=1):
         here = f"{prefix}page/{number}/" if number > 1 else prefix
-        newer = (f"/{prefix}page/{number - 1}/" if number > 2 else f"/{prefix}") if number > 1 else ""
+        newer = "" if number == 1 else (
+            f"/{prefix}page/{number - 1}/" if number > 2 else f"/{prefix}")
         older = f"/{prefix}page/{number + 1}/" if number < len(chunks) else ""
         _write(out / here / "index.html", env.get_template("list").render(
             title=title, posts=chunk, newer=newer, older=older))
@@ -98,7 +101,8 @@ def build(root: Path) -> int:
     post_template = env.get_template("post")
     for post in posts:
         post["html"] = md.render(post["body"])
-        _write(out / post["url"] / "index.html", post_template.render(title=post["title"], post=post))
+        html = post_template.render(title=post["title"], post=post)
+        _write(out / post["url"] / "index.html", html)
         for tag in post["tags"]:
             by_tag[tag].append(post)
     _pages(env, out, "", "Bench", posts)
