@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -87,22 +88,26 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _with_lab_hooks(options):  # noqa: ANN001, ANN202 - BuildOptions is imported lazily
-    """Plug in the other half's renderers when they are installed.
+    """Plug in the generators written by the other engineers' modules, when present.
 
-    ``chronicle.embeds.make_factory(options)`` gives the embed factory and
-    ``chronicle.lab.pages.make_pages(options)`` an extra page generator; a module that
-    does not exist yet simply means no hook.
+    ``chronicle.embeds.make_factory(options)`` gives the embed factory,
+    ``chronicle.labpages.make_pages(options)`` the /lab/ pages and
+    ``chronicle.search.search_files`` the search index; a module that does not exist
+    (or lacks its hook) simply means no hook.
     """
     from dataclasses import replace
 
     embeds = _optional_module("chronicle.embeds")
-    pages = _optional_module("chronicle.lab.pages")
-    # getattr: while the other half is being written, a module without the hook is no hook
+    labpages = _optional_module("chronicle.labpages")
+    search = _optional_module("chronicle.search")
     if getattr(embeds, "make_factory", None) and options.embed_factory is None:
         options = replace(options, embed_factory=embeds.make_factory(options))
-    if getattr(pages, "make_pages", None):
-        options = replace(options, extra_pages=(*options.extra_pages, pages.make_pages(options)))
-    return options
+    extra = list(options.extra_pages)
+    if getattr(labpages, "make_pages", None):
+        extra.append(labpages.make_pages(options))
+    if getattr(search, "search_files", None):
+        extra.append(search.search_files)
+    return replace(options, extra_pages=tuple(extra))
 
 
 def _optional_module(name: str):  # noqa: ANN202
@@ -123,10 +128,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if target.exists() and any(target.iterdir()):
         raise ChronicleError("folder is not empty; choose a new or empty folder", target)
     today = date.today().isoformat()
-    for source in sorted(SKELETON.rglob("*")):
+    for source in _skeleton_files():
         relative = source.relative_to(SKELETON)
-        if source.is_dir() or "__pycache__" in relative.parts:
-            continue
         destination = target / ("." + relative.name if relative == Path("gitignore")
                                 else relative)
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +141,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     (target / "experiments" / "results").mkdir(parents=True, exist_ok=True)
     print(f"created a new blog in {target}; build it with: chronicle build --root {target}")
     return 0
+
+
+def _skeleton_files() -> list[Path]:
+    # os.walk, not rglob: in a source checkout skeleton/themes/chronicle is a symlink to the
+    # repository's themes/chronicle (one copy of the theme), and rglob does not follow it
+    found = []
+    for folder, dirs, files in os.walk(SKELETON, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        found += [Path(folder) / name for name in sorted(files)]
+    return found
 
 
 def cmd_new(args: argparse.Namespace) -> int:

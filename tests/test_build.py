@@ -1,0 +1,185 @@
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from chronicle.build import BuildOptions, build
+from chronicle.errors import BuildError, BuildErrors
+from tests.conftest import post_text, write
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+ATOM = "{http://www.w3.org/2005/Atom}"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(root: Path, **kwargs):
+    kwargs.setdefault("now", NOW)
+    return build(BuildOptions(root=root, **kwargs))
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_builds_every_kind_of_page(site_root):
+    report = run(site_root)
+    out = site_root / "output"
+    for name in ["index.html", "page/2/index.html", "2025/03/first/index.html",
+                 "about/index.html", "tags/index.html", "tags/boot/index.html",
+                 "tags/boot/atom.xml", "archive/index.html", "atom.xml", "sitemap.xml",
+                 "robots.txt", "404.html", "static/chronicle.css", "static/pygments.css"]:
+        assert (out / name).is_file(), name
+    assert report.pages == sum(1 for n in tree(out) if n.endswith(".html"))
+    assert report.summary().startswith(f"built {report.pages} pages")
+
+
+def test_post_page_links_back_to_the_index_at_top_and_bottom(site_root):
+    run(site_root)
+    page = (site_root / "output/2025/03/second/index.html").read_text()
+    assert page.count('<a href="/">← Chronicle</a>') == 2
+    assert 'rel="prev" href="/2025/03/first/"' in page
+    assert 'rel="next" href="/2025/04/third/"' in page
+    assert "min read" in page
+
+
+def test_every_bad_post_is_reported_in_one_run_and_output_is_untouched(site_root):
+    run(site_root)
+    before = tree(site_root / "output")
+    posts = site_root / "posts"
+    write(posts / "yaml.md", "---\ntitle: T\ndate: 2025-01-01\ntags: [a\n---\n")
+    write(posts / "notitle.md", "---\ndate: 2025-01-01\n---\n")
+    write(posts / "nodate.md", "---\ntitle: T\n---\n")
+    write(posts / "impossible.md", "---\ntitle: T\ndate: 2025-02-30\n---\n")
+    write(posts / "dup.md", post_text("Dup", slug="first"))
+    write(posts / "escape.md", post_text("Esc", slug='"../../x"'))
+    write(posts / "latin1.md", b"---\ntitle: T\ndate: 2025-01-01\n---\ncaf\xe9\n")
+    write(posts / "embed.md", post_text(body="```chart boot\n```\n"))
+    with pytest.raises(BuildErrors) as caught:
+        run(site_root)
+    files = {e.path.name for e in caught.value.errors}
+    assert files == {"yaml.md", "notitle.md", "nodate.md", "impossible.md", "dup.md",
+                     "escape.md", "latin1.md", "embed.md"}
+    duplicate = next(e for e in caught.value.errors if e.path.name == "dup.md")
+    assert "2025-03-01-first.md" in str(duplicate)
+    assert tree(site_root / "output") == before
+
+
+def test_drafts_and_future_posts_are_left_out_without_flags(site_root):
+    write(site_root / "posts/draft.md", post_text("Draft", "2025-05-01", draft="true"))
+    write(site_root / "posts/later.md", post_text("Later", "2025-07-01"))
+    run(site_root)
+    out = site_root / "output"
+    assert not (out / "2025/05/draft").exists() and not (out / "2025/07/later").exists()
+    run(site_root, drafts=True, future=True)
+    assert (out / "2025/05/draft/index.html").exists() and (out / "2025/07/later").exists()
+
+
+def test_now_decides_what_is_future(site_root):
+    write(site_root / "posts/later.md", post_text("Later", "2025-07-01"))
+    run(site_root, now=datetime(2025, 7, 2))  # naive: read in the site's time zone
+    assert (site_root / "output/2025/07/later/index.html").exists()
+
+
+def test_source_date_epoch_defines_now(site_root, monkeypatch):
+    write(site_root / "posts/later.md", post_text("Later", "2025-07-01"))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(datetime(2025, 6, 1, tzinfo=UTC).timestamp())))
+    build(BuildOptions(root=site_root))
+    assert not (site_root / "output/2025/07/later").exists()
+
+
+def test_same_inputs_give_byte_identical_output(site_root, tmp_path):
+    run(site_root, out=tmp_path / "one")
+    run(site_root, out=tmp_path / "two")
+    assert tree(tmp_path / "one") == tree(tmp_path / "two")
+
+
+def test_repository_site_builds_deterministically(tmp_path):
+    run(REPO, out=tmp_path / "one", now=datetime(2030, 1, 1, tzinfo=UTC))
+    run(REPO, out=tmp_path / "two", now=datetime(2030, 1, 1, tzinfo=UTC))
+    one = tree(tmp_path / "one")
+    assert one == tree(tmp_path / "two")
+    assert any(name.startswith("20") and name.endswith("/index.html") for name in one)
+
+
+def test_feeds_are_valid_atom_dated_by_content(site_root):
+    run(site_root)
+    feed = ET.parse(site_root / "output/atom.xml").getroot()
+    assert feed.tag == f"{ATOM}feed"
+    assert feed.findtext(f"{ATOM}updated") == "2025-04-02T00:00:00+00:00"
+    entries = feed.findall(f"{ATOM}entry")
+    assert [e.findtext(f"{ATOM}title") for e in entries] == ["Third", "Second", "First"]
+    assert entries[0].findtext(f"{ATOM}id") == "https://blog.example.org/2025/04/third/"
+    tag_feed = ET.parse(site_root / "output/tags/nix/atom.xml").getroot()
+    assert len(tag_feed.findall(f"{ATOM}entry")) == 2
+
+
+def test_sitemap_is_valid_xml_with_absolute_urls(site_root):
+    run(site_root)
+    root = ET.parse(site_root / "output/sitemap.xml").getroot()
+    ns = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+    locs = [u.findtext(f"{ns}loc") for u in root.findall(f"{ns}url")]
+    assert "https://blog.example.org/2025/03/first/" in locs
+    assert all(loc.startswith("https://blog.example.org/") for loc in locs)
+
+
+def test_robots_points_at_the_sitemap(site_root):
+    run(site_root)
+    robots = (site_root / "output/robots.txt").read_text()
+    assert "Sitemap: https://blog.example.org/sitemap.xml" in robots
+
+
+def test_404_page_links_home(site_root):
+    run(site_root)
+    assert "← Chronicle" in (site_root / "output/404.html").read_text()
+
+
+def test_embed_factory_renders_fences_and_moves_the_feed_date(site_root):
+    write(site_root / "posts/2025-05-01-data.md",
+          post_text("Data", "2025-05-01", body="```chart boot-to-init\nmetric: boot_ms\n```\n"))
+
+    class Hook:
+        updated = datetime(2025, 5, 20, tzinfo=UTC)
+        warnings = ["boot-to-init: result is stale"]
+
+        def __call__(self, kind, experiment, body, line):
+            return f'<figure class="embed">{kind} {experiment} line {line}</figure>'
+
+    report = run(site_root, embed_factory=lambda path: Hook())
+    page = (site_root / "output/2025/05/data/index.html").read_text()
+    assert '<figure class="embed">chart boot-to-init line 6</figure>' in page
+    feed = ET.parse(site_root / "output/atom.xml").getroot()
+    assert feed.find(f"{ATOM}entry").findtext(f"{ATOM}updated") == "2025-05-20T00:00:00+00:00"
+    assert "boot-to-init: result is stale" in report.warnings
+
+
+def test_strict_turns_warnings_into_failure(site_root):
+    write(site_root / "posts/code.md", post_text(body="```klingon\nx\n```\n"))
+    assert len(run(site_root).warnings) == 1
+    with pytest.raises(BuildErrors, match="klingon"):
+        run(site_root, strict=True)
+
+
+def test_extra_pages_are_written_and_join_the_sitemap(site_root):
+    def lab_pages(site, renderer):
+        yield renderer.page("page.html", "lab/", page=site.pages[0])
+        yield "lab/data.json", b"{}"
+
+    run(site_root, extra_pages=(lab_pages,))
+    out = site_root / "output"
+    assert "About us." in (out / "lab/index.html").read_text()
+    assert (out / "lab/data.json").read_bytes() == b"{}"
+    assert "https://blog.example.org/lab/" in (out / "sitemap.xml").read_text()
+
+
+def test_extra_page_cannot_overwrite_a_generated_one(site_root):
+    with pytest.raises(BuildError, match="index.html"):
+        run(site_root, extra_pages=(lambda site, renderer: [("index.html", b"x")],))
+
+
+def test_long_post_gets_a_table_of_contents(site_root):
+    write(site_root / "posts/long.md", post_text(body="## One\n\n## Two\n\n### Three\n"))
+    run(site_root)
+    page = (site_root / "output/2025/03/long/index.html").read_text()
+    assert 'class="toc"' in page and 'href="#three"' in page

@@ -1,0 +1,116 @@
+from pathlib import Path
+
+import pytest
+
+from chronicle.errors import BuildError, BuildErrors
+from chronicle.markdown import pygments_css, render_markdown
+
+SOURCE = Path("posts/example.md")
+
+
+def html(text: str, **kwargs) -> str:
+    return render_markdown(text, SOURCE, **kwargs).html
+
+
+def test_tables_are_rendered():
+    assert "<table>" in html("| a | b |\n|---|---|\n| 1 | 2 |\n")
+
+
+def test_strikethrough():
+    assert "<s>gone</s>" in html("~~gone~~")
+
+
+def test_footnotes_link_both_ways():
+    out = html("Claim[^1].\n\n[^1]: Source.\n")
+    assert 'href="#fn1"' in out and 'href="#fnref1"' in out
+
+
+def test_task_lists_render_checkboxes():
+    out = html("- [x] done\n- [ ] todo\n")
+    assert out.count('type="checkbox"') == 2 and 'checked="checked"' in out
+
+
+def test_definition_lists():
+    assert "<dt>Term</dt>" in html("Term\n: Meaning\n")
+
+
+def test_smart_quotes_and_dashes():
+    out = html('"quoted" -- it\'s\n')
+    assert "“quoted”" in out and "–" in out and "it’s" in out
+
+
+def test_heading_ids_are_stable_and_unique():
+    rendered = render_markdown("## Boot time\n\n## Boot time\n\n### Memory (PSS)\n", SOURCE)
+    assert [h.id for h in rendered.headings] == ["boot-time", "boot-time-1", "memory-pss"]
+    assert '<h2 id="boot-time">' in rendered.html
+
+
+def test_toc_for_three_headings_unless_front_matter_says_no():
+    three = render_markdown("## A\n\n## B\n\n## C\n", SOURCE)
+    two = render_markdown("## A\n\n## B\n", SOURCE)
+    assert three.wants_toc(None) and not two.wants_toc(None)
+    assert not three.wants_toc(False) and two.wants_toc(True)
+
+
+@pytest.mark.parametrize("language", ["nix", "bash", "python", "yaml", "toml", "ruby"])
+def test_required_languages_are_highlighted_with_css_classes(language):
+    out = html(f"```{language}\nx = 1\n```\n")
+    assert '<div class="highlight">' in out and '<span class="' in out
+
+
+def test_unknown_language_is_plain_text_with_a_warning_not_an_error():
+    rendered = render_markdown("```klingon\nqapla'\n```\n", SOURCE)
+    assert "qapla" in rendered.html and '<span class="n">' not in rendered.html
+    assert len(rendered.warnings) == 1 and "klingon" in rendered.warnings[0]
+
+
+def test_line_numbers_and_highlighted_lines():
+    out = html("```python linenos hl_lines=2,3-3\na = 1\nb = 2\nc = 3\n```\n")
+    assert 'class="linenos"' in out
+    assert out.count('class="hll"') == 2
+
+
+def test_unknown_fence_option_is_an_error_with_the_source_line():
+    with pytest.raises(BuildError, match="fence option") as caught:
+        render_markdown("Text\n\n```python wrap\nx\n```\n", SOURCE, first_line=10)
+    assert caught.value.line == 12
+
+
+def test_embed_fence_calls_the_hook_with_kind_experiment_body_and_file_line():
+    calls = []
+
+    def hook(kind, experiment, body, line):
+        calls.append((kind, experiment, body, line))
+        return '<figure class="embed">chart</figure>'
+
+    out = html("Intro\n\n```chart boot-to-init\nmetric: boot_ms\n```\n\n```table\n```\n",
+               first_line=6, hook=hook)
+    assert calls == [("chart", "boot-to-init", "metric: boot_ms\n", 8), ("table", "", "", 12)]
+    assert '<figure class="embed">chart</figure>' in out
+
+
+def test_embed_without_hook_is_an_error_naming_file_and_line():
+    with pytest.raises(BuildError, match="embeds are not available") as caught:
+        render_markdown("```compare x\n```\n", SOURCE, first_line=4)
+    assert (caught.value.path, caught.value.line) == (SOURCE, 4)
+
+
+def test_every_bad_embed_in_a_document_is_reported():
+    def hook(kind, experiment, body, line):
+        raise BuildError(f"unknown experiment {experiment!r}", SOURCE, line)
+
+    with pytest.raises(BuildErrors) as caught:
+        render_markdown("```chart a\n```\n\n```chart b\n```\n", SOURCE, hook=hook)
+    assert [e.line for e in caught.value.errors] == [1, 4]
+
+
+def test_reading_time_is_at_least_a_minute_and_grows_with_words():
+    assert render_markdown("short", SOURCE).reading_minutes == 1
+    assert render_markdown("word " * 1000, SOURCE).reading_minutes == 5
+
+
+def test_pygments_css_has_light_and_dark_schemes():
+    css = pygments_css()
+    assert "@media not (prefers-color-scheme: dark)" in css
+    assert "@media (prefers-color-scheme: dark)" in css
+    assert css.count(".highlight") > 20
