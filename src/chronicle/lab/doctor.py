@@ -138,11 +138,11 @@ def _experiments(report: Report, root: Path | None) -> list[dict[str, object]]:
 def render(report: Report) -> str:
     lines = ["Host"]
     for c in report.checks:
-        lines.append(f"  {'ok ' if c.ok else '-- '} {c.name:<17} {c.detail}")
+        lines.append(f"  {'ok ' if c.ok else '-- '} {c.name:<19} {c.detail}")
     lines.append("Subjects")
     for subject in SUBJECT_NEEDS:
         ok, why = subject_status(report, subject)
-        lines.append(f"  {'ok ' if ok else '-- '} {subject:<17} {why}")
+        lines.append(f"  {'ok ' if ok else '-- '} {subject:<19} {why}")
     if report.experiments:
         lines.append("Experiments")
         for row in report.experiments:
