@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 # -- memory -------------------------------------------------------------------------
@@ -112,15 +111,42 @@ def process_cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
+def cgroup_mounts(mountinfo: Path = Path("/proc/self/mountinfo")) -> dict[str, Path]:
+    """Where each cgroup hierarchy is mounted: ``""`` for v2, else the v1 controller names.
+
+    Not always ``/sys/fs/cgroup``: hybrid hosts mount v2 at ``/sys/fs/cgroup/unified``.
+    """
+    mounts: dict[str, Path] = {}
+    for line in mountinfo.read_text().splitlines():
+        head, _, tail = line.partition(" - ")
+        fstype, _, options = tail.split(" ")[:3]
+        mount_point = Path(head.split(" ")[4])
+        if fstype == "cgroup2":
+            mounts.setdefault("", mount_point)
+        elif fstype == "cgroup":
+            for option in options.split(","):
+                if option in ("memory", "pids", "cpu", "cpuacct", "name=systemd"):
+                    mounts.setdefault(option, mount_point)
+    return mounts
+
+
 def cgroup_of(pid: int) -> Path | None:
-    """The unified (v2) cgroup directory of a process, or None."""
+    """The folder of a process's cgroup: v2 when mounted, else the v1 ``pids``/``memory``."""
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
         return None
+    mounts = cgroup_mounts()
+    paths: dict[str, str] = {}
     for line in lines:
-        if line.startswith("0::"):
-            return CGROUP_ROOT / line[3:].lstrip("/")
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path
+    for controller in ("", "pids", "memory"):
+        if controller in mounts and controller in paths:
+            folder = mounts[controller] / paths[controller].lstrip("/")
+            if folder.is_dir():
+                return folder
     return None
 
 

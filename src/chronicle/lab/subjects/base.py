@@ -373,6 +373,7 @@ class VmmProcess(Subject):
     def cleanup(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None:
+            _kill_children_first(proc.pid)
             try:
                 # The group is ours alone (own session), so this reaches a forked VMM too.
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -387,3 +388,21 @@ class VmmProcess(Subject):
                     pipe.close()
         if self.watch is not None:
             self.watch.close()
+
+
+def _kill_children_first(pid: int, wait: float = 0.5) -> None:
+    """Kill a runner's forked VMM before the runner, so the runner can reap it.
+
+    Killed together, the child would be orphaned to PID 1 — which on hosts without an
+    init system never reaps it, leaving a zombie qemu in the process table.
+    """
+    children = descendants(pid)[1:]
+    for child in children:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + wait
+    while children and time.monotonic() < deadline:
+        children = [c for c in children if Path(f"/proc/{c}").exists()]
+        time.sleep(0.01)

@@ -27,7 +27,7 @@ from chronicle.lab.probes import (
     cgroup_pids,
     http_answers,
     parent_of,
-    process_exe,
+    process_cmdline,
     total_memory,
 )
 from chronicle.lab.subjects.base import (
@@ -180,8 +180,9 @@ class IncusInstance(Subject):
         assert self.instance is not None, "start() first"
         state = self.instance.state()
         memory = state.memory or {}
-        pids = self._host_pids(state.pid)
-        usage = total_memory(pids)
+        payload, monitor = self._host_pids(state.pid)
+        usage = total_memory(payload + monitor)
+        monitor_usage = total_memory(monitor)
         root = (state.disk or {}).get("root") or {}
         image = self.client.images.get_by_alias(self.alias)
         return Footprint(
@@ -191,21 +192,25 @@ class IncusInstance(Subject):
             cgroup=memory.get("usage"),
             cgroup_peak=memory.get("usage_peak"),
             image=image.size,
-            detail={"pids": len(usage.pids), "processes": state.processes},
+            detail={
+                "pids": len(usage.pids),
+                "monitor_pss_mib": round(monitor_usage.pss_kib / 1024, 3),
+            },
         )
 
-    def _host_pids(self, init_pid: int) -> list[int]:
-        """Every host process that exists for this instance (payload and monitor)."""
+    def _host_pids(self, init_pid: int) -> tuple[list[int], list[int]]:
+        """The host processes that exist for this instance: (payload, monitor)."""
         if not init_pid or init_pid < 0:
-            return []
+            return [], []
         group = payload_cgroup(init_pid)
-        pids = cgroup_pids(group) if group else [init_pid]
+        pids = sorted(set(cgroup_pids(group))) if group else [init_pid]
         monitor = parent_of(init_pid)
-        # For a container the parent is `[lxc monitor]`, there only for this instance;
-        # for a VM init_pid is qemu itself and its parent is incusd, which is shared.
-        if monitor and "incus" not in Path(process_exe(monitor)).name:
-            pids.append(monitor)
-        return sorted(set(pids))
+        # For a container the parent is `[lxc monitor]` (a forked incusd), there only for
+        # this instance; for a VM init_pid is qemu itself and its parent is the shared
+        # daemon, which is not counted.
+        if monitor and " ".join(process_cmdline(monitor)).startswith("[lxc monitor]"):
+            return pids, [monitor]
+        return pids, []
 
     def cleanup(self) -> None:
         if not self.requested:
