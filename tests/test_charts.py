@@ -1,0 +1,148 @@
+"""Charts: byte-identical SVG, accessible markup, CSS-coloured ink, site-wide colours, cache."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chronicle.charts import (
+    CHART_KINDS,
+    KNOWN_SUBJECTS,
+    PALETTE,
+    Chart,
+    ChartCache,
+    Panel,
+    Series,
+    draw_svg,
+    subject_colour,
+)
+
+
+def chart(kind: str = "box", shift: float = 0.0, title: str = "Boot to init") -> Chart:
+    return Chart(kind=kind, title=title, description="qemu-microvm median 2,555 ms.", panels=(
+        Panel("boot_ms", "ms", (
+            Series("qemu-microvm", tuple(2500.0 + 10 * i + shift for i in range(10))),
+            Series("incus-container", tuple(500.0 + 2 * i for i in range(10))),
+        )),
+    ))
+
+
+@pytest.mark.parametrize("kind", CHART_KINDS)
+def test_the_same_chart_gives_the_same_bytes(kind):
+    assert draw_svg(chart(kind)) == draw_svg(chart(kind))
+
+
+def test_the_same_chart_gives_the_same_bytes_in_a_fresh_process():
+    code = ("import sys; from tests.test_charts import chart; from chronicle.charts import "
+            "draw_svg; sys.stdout.buffer.write(draw_svg(chart('strip')))")
+    root = Path(__file__).resolve().parents[1]
+    other = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                           check=True).stdout
+    assert other == draw_svg(chart("strip"))
+
+
+def test_svg_has_no_date_creator_or_xml_prolog():
+    svg = draw_svg(chart()).decode()
+    assert svg.startswith("<svg")
+    assert "<dc:date>" not in svg and "Matplotlib" not in svg
+
+
+def test_title_and_desc_are_the_first_children_and_label_the_image():
+    svg = draw_svg(chart()).decode()
+    opening = svg[:svg.index(">") + 1]
+    assert 'role="img"' in opening
+    ids = re.search(r'aria-labelledby="([^"]+) ([^"]+)"', opening).groups()
+    after = svg[len(opening):]
+    assert after.startswith(f'<title id="{ids[0]}">Boot to init</title>'
+                            f'<desc id="{ids[1]}">qemu-microvm median 2,555 ms.</desc>')
+
+
+def test_title_is_escaped():
+    assert "<title id=\"" in draw_svg(chart(title="a < b & c")).decode()
+    assert "a &lt; b &amp; c" in draw_svg(chart(title="a < b & c")).decode()
+
+
+def test_text_and_axes_take_the_page_colour_on_a_transparent_background():
+    svg = draw_svg(chart()).decode()
+    assert "currentColor" in svg
+    assert "#010203" not in svg
+    assert "#ffffff" not in svg.lower() and "fill: white" not in svg
+
+
+def test_axes_are_labelled_with_the_unit():
+    assert "boot_ms (ms)" in draw_svg(chart()).decode()
+
+
+def test_text_stays_text_for_screen_readers_and_search():
+    svg = draw_svg(chart()).decode()
+    assert ">qemu-microvm</text>" in svg and ">incus-container</text>" in svg
+
+
+def test_each_subject_is_drawn_in_its_site_wide_colour():
+    svg = draw_svg(chart("bar")).decode()
+    assert subject_colour("qemu-microvm") in svg and subject_colour("incus-container") in svg
+
+
+def test_known_subjects_have_fixed_distinct_colours():
+    colours = [subject_colour(s) for s in KNOWN_SUBJECTS]
+    assert colours == list(PALETTE[:len(KNOWN_SUBJECTS)])
+    assert len(set(colours)) == len(colours)
+
+
+def test_an_unknown_subject_gets_the_same_colour_every_time():
+    assert subject_colour("kvmtool") == subject_colour("kvmtool")
+    assert subject_colour("kvmtool") in PALETTE
+
+
+def test_two_different_charts_share_no_element_id():
+    ids_a = set(re.findall(r'id="([^"]+)"', draw_svg(chart()).decode()))
+    ids_b = set(re.findall(r'id="([^"]+)"', draw_svg(chart(shift=1)).decode()))
+    assert ids_a and ids_b and not ids_a & ids_b
+
+
+def test_every_id_reference_points_inside_the_same_svg():
+    svg = draw_svg(chart("cdf")).decode()
+    ids = set(re.findall(r'id="([^"]+)"', svg))
+    refs = set(re.findall(r'url\(#([^)]+)\)', svg)) | set(re.findall(r'href="#([^"]+)"', svg))
+    assert refs and refs <= ids
+
+
+def test_strip_jitter_is_seeded():
+    assert draw_svg(chart("strip")) == draw_svg(chart("strip"))
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError):
+        draw_svg(chart("pie"))
+
+
+def test_cache_draws_once_and_a_new_cache_on_the_same_folder_draws_nothing(tmp_path):
+    first = ChartCache(tmp_path / "charts")
+    svg = first.svg(chart())
+    first.svg(chart())
+    assert first.draws == 1
+    second = ChartCache(tmp_path / "charts")
+    assert second.svg(chart()) == svg
+    assert second.draws == 0 and second.hits == 1
+
+
+def test_cache_redraws_when_the_data_changes(tmp_path):
+    cache = ChartCache(tmp_path / "charts")
+    cache.svg(chart())
+    cache.svg(chart(shift=5))
+    cache.svg(chart("cdf"))
+    assert cache.draws == 3
+    assert len(list((tmp_path / "charts").glob("*.svg"))) == 3
+
+
+def test_a_deleted_cache_only_costs_a_redraw(tmp_path):
+    ChartCache(tmp_path / "charts").svg(chart())
+    for path in (tmp_path / "charts").glob("*.svg"):
+        path.unlink()
+    again = ChartCache(tmp_path / "charts")
+    again.svg(chart())
+    assert again.draws == 1

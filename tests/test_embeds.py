@@ -1,0 +1,271 @@
+"""chart/table/compare fences: parsing, every error path, badges, captions, feeds' date."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from chronicle.embeds import Embedder, parse_fence
+from chronicle.errors import BuildError, BuildErrors
+from chronicle.markdown import render_markdown
+from tests.embeds_support import (
+    fresh_key_parts,
+    make_result,
+    store_result,
+    write_script,
+)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A site whose boot-to-init script exists and whose stored result is fresh."""
+    write_script(tmp_path)
+    store_result(tmp_path, make_result(key_parts=fresh_key_parts(tmp_path)))
+    return tmp_path
+
+
+def post(root: Path, markdown: str, **options) -> str:
+    path = root / "posts" / "2026-11-01-p.md"
+    hook = Embedder(root, **options).for_post(path)
+    # The body starts on line 5 of the file, after four lines of front matter.
+    return render_markdown(markdown, path, first_line=5, hook=hook).html
+
+
+def error_of(root: Path, markdown: str, **options) -> BuildError:
+    with pytest.raises(BuildError) as caught:
+        post(root, markdown, **options)
+    return caught.value
+
+
+# -- parsing ----------------------------------------------------------------------------
+
+def test_chart_fence_reads_metric_kind_subjects_and_title():
+    spec = parse_fence("chart", "boot-to-init",
+                       "metric: boot_ms\nkind: cdf\nsubjects: [b, a]\ntitle: Boot\n", 3, Path("p"))
+    assert (spec.metrics, spec.kind, spec.subjects, spec.title) == (("boot_ms",), "cdf",
+                                                                     ("b", "a"), "Boot")
+    assert spec.statistic == "median"
+
+
+def test_compare_fence_defaults_to_a_strip_chart_and_every_metric():
+    spec = parse_fence("compare", "x", "left: a\nright: b\n", 1, Path("p"))
+    assert (spec.left, spec.right, spec.kind, spec.metrics) == ("a", "b", "strip", ())
+
+
+def test_key_lines_point_into_the_file():
+    spec = parse_fence("chart", "x", "kind: box\nmetric: m\n", 10, Path("p"))
+    assert spec.line_of("metric") == 12
+
+
+# -- every error names the post and the line --------------------------------------------
+
+@pytest.mark.parametrize(("markdown", "line", "words"), [
+    ("```chart nope\nmetric: boot_ms\n```\n", 5, ["unknown experiment 'nope'", "boot-to-init"]),
+    ("```chart\nmetric: boot_ms\n```\n", 5, ["needs an experiment name"]),
+    ("\n```chart boot-to-init\nmetric: boot_ms\ncolour: red\n```\n", 8,
+     ["unknown key 'colour'", "metric, metrics, subjects, kind"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nkind: pie\n```\n", 7,
+     ["'kind' must be one of box, strip, bar, cdf", "'pie'"]),
+    ("```chart boot-to-init\nmetric: disk_mib\n```\n", 6,
+     ["unknown metric 'disk_mib'", "boot_ms, pss_mib"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nsubjects: [incus-vm]\n```\n", 7,
+     ["unknown subject 'incus-vm'", "incus-container, qemu-microvm"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nsubjects: incus-container\n```\n", 7,
+     ["'subjects' must be a list"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nkind: [box\n```\n", 8, ["bad YAML"]),
+    ("```chart boot-to-init\n- boot_ms\n```\n", 6, ["must be a YAML mapping"]),
+    ("```chart boot-to-init\nkind: box\n```\n", 5, ["needs 'metric: NAME'"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nmetrics: [pss_mib]\n```\n", 7,
+     ["'metric' or 'metrics', not both"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nstatistic: mode\n```\n", 7,
+     ["'statistic' must be one of median, mean, min, p95"]),
+    ("```table boot-to-init\nkind: box\n```\n", 6, ["unknown key 'kind' in ```table"]),
+    ("```compare boot-to-init\nleft: qemu-microvm\n```\n", 5, ["needs 'right: SUBJECT'"]),
+    ("```compare boot-to-init\nleft: qemu-microvm\nright: qemu-microvm\n```\n", 7,
+     ["two different subjects"]),
+    ("```compare boot-to-init\nleft: qemu-microvm\nright: firecracker\n```\n", 7,
+     ["unknown subject 'firecracker'"]),
+])
+def test_a_bad_embed_is_an_error_naming_post_line_and_choices(root, markdown, line, words):
+    error = error_of(root, markdown)
+    assert error.path == root / "posts" / "2026-11-01-p.md"
+    assert error.line == line
+    for word in words:
+        assert word in error.message
+
+
+def test_every_bad_embed_of_a_post_is_reported_together(root):
+    with pytest.raises(BuildErrors) as caught:
+        post(root, "```chart nope\nmetric: a\n```\n\n```table boot-to-init\nmetric: b\n```\n")
+    assert [e.line for e in caught.value.errors] == [5, 10]
+
+
+def test_a_never_run_experiment_is_an_error_naming_the_command(tmp_path):
+    write_script(tmp_path, "boot-to-http")
+    error = error_of(tmp_path, "```chart boot-to-http\nmetric: boot_ms\n```\n")
+    assert "no successful run yet" in error.message
+    assert "chronicle lab run boot-to-http" in error.message
+    assert "--allow-missing" in error.message
+    assert error.line == 5
+
+
+def test_a_failed_run_alone_counts_as_never_run(tmp_path):
+    write_script(tmp_path)
+    store_result(tmp_path, make_result(status="failed"))
+    assert "no successful run" in error_of(tmp_path, "```table boot-to-init\n```\n").message
+
+
+def test_allow_missing_renders_a_placeholder_instead(tmp_path):
+    write_script(tmp_path, "boot-to-http")
+    html = post(tmp_path, "```chart boot-to-http\nmetric: boot_ms\n```\n", allow_missing=True)
+    assert 'class="embed embed-missing"' in html
+    assert "no result yet" in html
+    assert "chronicle lab run boot-to-http" in html
+    assert 'href="/lab/boot-to-http/"' in html
+
+
+def test_allow_missing_still_rejects_an_unknown_experiment(tmp_path):
+    error = error_of(tmp_path, "```chart nope\nmetric: a\n```\n", allow_missing=True)
+    assert "unknown experiment" in error.message
+
+
+# -- what a figure shows ----------------------------------------------------------------
+
+def test_chart_is_an_inline_svg_figure_with_a_data_table_and_provenance(root):
+    html = post(root, "```chart boot-to-init\nmetric: boot_ms\nkind: bar\n```\n")
+    assert html.count("<figure") == 1
+    assert '<svg' in html and 'role="img"' in html
+    assert '<details class="embed-data">' in html and 'class="data"' in html
+    caption = html[html.index("<figcaption"):]
+    for part in ["n = 10 per subject", "median with 95% bootstrap interval", "run 2026-11-20",
+                 "Intel Xeon Platinum 8375C, Linux 6.1.0-28",
+                 "qemu-microvm: TCG (emulated; host KVM is PVM)",
+                 "incus-container: none (not a VM)", "20261120T100000Z-abcdef12",
+                 'href="/lab/boot-to-init/"']:
+        assert part in caption, part
+
+
+def test_subjects_keep_the_order_the_post_gives(root):
+    html = post(root, "```table boot-to-init\nsubjects: [qemu-microvm, incus-container]\n```\n")
+    assert html.index(">qemu-microvm<") < html.index(">incus-container<")
+
+
+def test_table_shows_median_interval_n_and_unit_for_every_metric(root):
+    html = post(root, "```table boot-to-init\nmetrics: [boot_ms, pss_mib]\n```\n")
+    assert "2,555\u00a0ms" in html  # median of 2510..2600
+    assert "n=10" in html and "(MiB)" in html
+    assert html.count('<th scope="row">') == 2
+
+
+def test_warmup_samples_are_left_out_of_every_number(root):
+    html = post(root, "```table boot-to-init\nmetric: boot_ms\n```\n")
+    assert "9,000" not in html and "n=10" in html
+
+
+def test_compare_puts_the_ratio_in_words_between_two_columns(root):
+    html = post(root, "```compare boot-to-init\nleft: incus-container\nright: qemu-microvm\n"
+                      "metrics: [boot_ms, pss_mib]\n```\n")
+    assert html.index("compare-left") < html.index("compare-verdict") < html.index(
+        "compare-right")
+    assert "faster to boot" in html and "smaller in memory (PSS)" in html
+    assert '<strong class="ratio">5.0×</strong>' in html
+    assert html.count('class="chart chart-compact"') == 4
+
+
+def test_compare_says_slower_when_the_left_subject_loses(root):
+    html = post(root, "```compare boot-to-init\nleft: qemu-microvm\nright: incus-container\n"
+                      "metric: boot_ms\n```\n")
+    assert "slower to boot" in html and "5.0×" in html
+
+
+def test_compare_admits_when_the_interval_spans_one(tmp_path):
+    write_script(tmp_path)
+    result = make_result(key_parts=fresh_key_parts(tmp_path))
+    same = tuple(s if s.subject != "incus-container" or s.metric != "boot_ms" else
+                 type(s)(s.subject, s.metric, 2500.0 + 10 * ((s.run * 7) % 10), s.unit, s.run)
+                 for s in result.samples)
+    store_result(tmp_path, type(result)(**{**result.__dict__, "samples": same}))
+    html = post(tmp_path, "```compare boot-to-init\nleft: incus-container\n"
+                          "right: qemu-microvm\nmetric: boot_ms\n```\n")
+    assert "no clear difference" in html
+
+
+# -- badges -----------------------------------------------------------------------------
+
+def test_a_fresh_full_kvm_result_has_no_badges(tmp_path):
+    write_script(tmp_path)
+    store_result(tmp_path, make_result(accelerator="kvm", key_parts=fresh_key_parts(tmp_path)))
+    html = post(tmp_path, "```table boot-to-init\n```\n")
+    assert "badge" not in html
+    assert "qemu-microvm: KVM" in html
+
+
+def test_emulated_badge_when_a_subject_ran_under_tcg(root):
+    html = post(root, "```chart boot-to-init\nmetric: boot_ms\n```\n")
+    assert 'class="badge badge-emulated"' in html and "emulated (TCG)" in html
+    assert "stale" not in html and "quick run" not in html
+
+
+def test_no_emulated_badge_when_the_chart_shows_only_the_container(root):
+    html = post(root, "```chart boot-to-init\nmetric: boot_ms\nsubjects: [incus-container]\n"
+                      "```\n")
+    assert "badge-emulated" not in html
+
+
+def test_quick_badge_for_a_quick_run(tmp_path):
+    write_script(tmp_path)
+    store_result(tmp_path, make_result(quick=True, key_parts=fresh_key_parts(tmp_path)))
+    assert 'class="badge badge-quick"' in post(tmp_path, "```table boot-to-init\n```\n")
+
+
+def test_stale_badge_names_the_reason_when_the_script_changed(root):
+    write_script(root, text=(root / "experiments" / "boot-to-init.py").read_text() + "# edit\n")
+    html = post(root, "```table boot-to-init\n```\n")
+    assert '<span class="badge badge-stale" title="script changed">stale</span>' in html
+
+
+def test_unsupported_subject_shows_not_measured_with_its_reason(tmp_path):
+    write_script(tmp_path)
+    store_result(tmp_path, make_result(key_parts=fresh_key_parts(tmp_path),
+                                       unsupported={"incus-vm": "no vhost_vsock here"}))
+    html = post(tmp_path, "```chart boot-to-init\nmetric: boot_ms\n"
+                          "subjects: [qemu-microvm, incus-container, incus-vm]\n```\n")
+    assert "badge-unsupported" in html
+    assert "not measured" in html and "on this host: no vhost_vsock here" in html
+    assert "incus-vm: not run" in html
+
+
+# -- build-level state ------------------------------------------------------------------
+
+def test_stale_results_list_what_posts_show_and_warn_per_post(root):
+    write_script(root, text=(root / "experiments" / "boot-to-init.py").read_text() + "# edit\n")
+    embedder = Embedder(root)
+    hook = embedder.for_post(root / "posts" / "a.md")
+    hook("table", "boot-to-init", "", 3)
+    [stale] = embedder.stale_results
+    assert (stale.experiment, stale.reasons, stale.posts) == (
+        "boot-to-init", ("script changed",), (root / "posts" / "a.md",))
+    assert hook.warnings == [f"{root / 'posts' / 'a.md'}: shows a stale result of boot-to-init "
+                             "(20261120T100000Z-abcdef12): script changed"]
+
+
+def test_a_fresh_result_gives_no_warning(root):
+    embedder = Embedder(root)
+    hook = embedder.for_post(root / "posts" / "a.md")
+    hook("table", "boot-to-init", "", 3)
+    assert hook.warnings == [] and embedder.stale_results == []
+
+
+def test_updated_is_when_the_newest_embedded_result_finished(root):
+    hook = Embedder(root).for_post(root / "posts" / "a.md")
+    assert hook.updated is None
+    hook("table", "boot-to-init", "", 3)
+    assert hook.updated == datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
+    assert list(hook.results_used) == ["boot-to-init"]
+
+
+def test_links_follow_the_base_path(root):
+    html = post(root, "```table boot-to-init\n```\n", base_path="/blog/")
+    assert 'href="/blog/lab/boot-to-init/"' in html
