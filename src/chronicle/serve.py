@@ -86,6 +86,7 @@ class PreviewServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._build_lock = threading.Lock()
+        self._watching = threading.Event()
 
     @property
     def url(self) -> str:
@@ -99,9 +100,11 @@ class PreviewServer:
         except OSError as exc:
             raise ChronicleError(f"cannot listen on 127.0.0.1:{self.port} ({exc.strerror}); "
                                  "choose another --port") from None
-        self._spawn(self._httpd.serve_forever, "chronicle-serve")
+        httpd = self._httpd
+        self._spawn(lambda: httpd.serve_forever(poll_interval=0.1), "chronicle-serve")
         if watch:
             self._spawn(self._watch, "chronicle-watch")
+            self._watching.wait(timeout=10)
 
     def close(self) -> None:
         self.stopping.set()
@@ -160,11 +163,16 @@ class PreviewServer:
         return found
 
     def _watch(self) -> None:
+        # yield_on_timeout: the first (empty) yield proves the watches are in place, so
+        # start() can return knowing that no edit made after it is missed
         for changes in watchfiles.watch(*self.watched(), stop_event=self.stopping,
-                                        debounce=400, step=30, rust_timeout=500,
-                                        raise_interrupt=False):
+                                        debounce=400, step=30, rust_timeout=200,
+                                        yield_on_timeout=True, raise_interrupt=False):
+            self._watching.set()
             if self.stopping.is_set():
                 break
+            if not changes:
+                continue
             names = sorted({Path(p).name for _, p in changes})
             self.log(f"changed: {', '.join(names[:5])}{' …' if len(names) > 5 else ''}")
             self.rebuild()
