@@ -190,6 +190,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            # mkstemp makes 0600 files; results are shared and served, so readable by all.
+            os.fchmod(fh.fileno(), 0o644)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
