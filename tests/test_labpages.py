@@ -1,0 +1,164 @@
+"""The lab pages and whole builds with embeds: downloads, determinism, cache, feeds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from chronicle import embeds, labpages
+from chronicle.build import BuildOptions, build
+from chronicle.errors import BuildErrors
+from tests.embeds_support import (
+    fresh_key_parts,
+    make_result,
+    make_site,
+    store_result,
+    write_post,
+    write_script,
+)
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+SHOWCASE = """\
+Text.
+
+```chart boot-to-init
+metric: boot_ms
+kind: strip
+```
+
+```compare boot-to-init
+left: incus-container
+right: qemu-microvm
+```
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    make_site(tmp_path)
+    write_script(tmp_path)
+    store_result(tmp_path, make_result(status="failed", started="2026-11-19T09:00:00.000000Z"))
+    store_result(tmp_path, make_result(key_parts=fresh_key_parts(tmp_path)))
+    write_post(tmp_path, "showcase", SHOWCASE)
+    return tmp_path
+
+
+def options(root: Path, **kwargs) -> BuildOptions:
+    base = BuildOptions(root=root, now=NOW, **kwargs)
+    return replace(base, embed_factory=embeds.make_factory(base),
+                   extra_pages=(labpages.make_pages(base),))
+
+
+def output(root: Path, name: str) -> str:
+    return (root / "output" / name).read_text(encoding="utf-8")
+
+
+def test_lab_index_lists_every_experiment_with_status_and_latest_result(root):
+    write_script(root, "boot-to-http")
+    build(options(root))
+    page = output(root, "lab/index.html")
+    assert 'href="/lab/boot-to-init/"' in page and 'href="/lab/boot-to-http/"' in page
+    assert "fresh" in page and "never run" in page
+    assert "20261120T100000Z-abcdef12" in page
+
+
+def test_lab_index_includes_results_whose_script_is_gone(root):
+    store_result(root, make_result("old-experiment"))
+    build(options(root))
+    assert 'href="/lab/old-experiment/"' in output(root, "lab/index.html")
+    assert "not in this site" in output(root, "lab/old-experiment/index.html")
+
+
+def test_experiment_page_shows_runs_statistics_provenance_and_source(root):
+    build(options(root))
+    page = output(root, "lab/boot-to-init/index.html")
+    assert page.count('<span class="status status-failed">failed</span>') == 1
+    assert "20261119T090000Z-abcdef12" in page  # the failed run is listed too
+    assert 'class="data stats"' in page and "2,555" in page  # median of qemu boot_ms
+    assert "Intel(R) Xeon(R) Platinum 8375C" in page
+    assert '<div class="highlight">' in page and "chronicle" in page
+    assert page.count("<svg") == 2  # one chart per metric
+    assert 'href="/lab/boot-to-init/samples.csv"' in page
+
+
+def test_samples_json_equals_the_stored_samples(root):
+    build(options(root))
+    stored = json.loads(next((root / "experiments/results/boot-to-init").glob(
+        "20261120*.json")).read_text())
+    assert json.loads(output(root, "lab/boot-to-init/samples.json")) == stored["samples"]
+
+
+def test_samples_csv_has_every_stored_sample_with_its_columns(root):
+    build(options(root))
+    rows = list(csv.DictReader(io.StringIO(output(root, "lab/boot-to-init/samples.csv"))))
+    stored = json.loads(next((root / "experiments/results/boot-to-init").glob(
+        "20261120*.json")).read_text())["samples"]
+    assert list(rows[0]) == list(labpages.CSV_COLUMNS)
+    assert len(rows) == len(stored)
+    for row, sample in zip(rows, stored, strict=True):
+        assert (row["subject"], row["metric"], float(row["value"]), row["unit"],
+                int(row["run"])) == (sample["subject"], sample["metric"], sample["value"],
+                                     sample["unit"], sample["run"])
+        assert row["warmup"] == ("true" if sample.get("warmup") else "false")
+        assert row["phase"] == sample.get("phase", "")
+
+
+def test_the_same_results_build_byte_identical_output(root, tmp_path_factory):
+    build(options(root))
+    first = {p.relative_to(root / "output"): p.read_bytes()
+             for p in (root / "output").rglob("*") if p.is_file()}
+    build(options(root))
+    second = {p.relative_to(root / "output"): p.read_bytes()
+              for p in (root / "output").rglob("*") if p.is_file()}
+    assert first == second
+
+
+def test_second_build_draws_no_chart(root):
+    first = options(root)
+    build(first)
+    assert first.embed_factory.charts.draws > 0
+    second = options(root)
+    build(second)
+    assert second.embed_factory.charts.draws == 0
+
+
+def test_showcase_post_carries_the_chart_and_comparison(root):
+    build(options(root))
+    page = output(root, "2026/11/showcase/index.html")
+    assert page.count('class="embed embed-chart"') == 1
+    assert page.count('class="embed embed-compare"') == 1
+    assert "faster to boot" in page
+
+
+def test_feed_updated_moves_when_embedded_results_change(root):
+    build(options(root))
+    assert "2026-11-20T10:05:00" in output(root, "atom.xml")
+    store_result(root, make_result(started="2026-11-25T08:00:00.000000Z",
+                                   finished="2026-11-25T08:30:00.000000Z",
+                                   key_parts=fresh_key_parts(root)))
+    build(options(root))
+    assert "2026-11-25T08:30:00" in output(root, "atom.xml")
+
+
+def test_strict_build_fails_on_a_stale_embedded_result(root):
+    write_script(root, text=(root / "experiments/boot-to-init.py").read_text() + "# edited\n")
+    report = build(options(root))
+    assert any("stale result of boot-to-init" in w for w in report.warnings)
+    with pytest.raises(BuildErrors) as caught:
+        build(options(root, strict=True))
+    assert "script changed" in str(caught.value)
+
+
+def test_build_with_a_never_run_experiment_needs_allow_missing(root):
+    write_script(root, "boot-to-http")
+    write_post(root, "later", "```table boot-to-http\n```\n")
+    with pytest.raises(BuildErrors):
+        build(options(root))
+    build(options(root, allow_missing=True))
+    assert "no result yet" in output(root, "2026/11/later/index.html")
