@@ -130,12 +130,18 @@ class IncusInstance(Subject):
 
     def start(self) -> None:
         config = instance_config(self.instance_name, self.alias, self.kind, self.http_port)
+        from pylxd.exceptions import LXDAPIException
+
         self.t0 = time.monotonic()
         self.requested = True
         try:
             self.instance = self.client.instances.create(config, wait=True)
+        except LXDAPIException as exc:
+            self.requested = False  # the daemon refused: there is nothing to clean up
+            raise SubjectError(f"{self.name}: cannot create {self.instance_name}: {exc}") from exc
+        try:
             self.instance.start(wait=True)
-        except Exception as exc:  # pylxd's API errors carry the daemon's message
+        except LXDAPIException as exc:
             raise SubjectError(f"{self.name}: cannot start {self.instance_name}: {exc}") from exc
         self.running_at = time.monotonic()
 
