@@ -1,0 +1,85 @@
+"""``chronicle serve`` in a real browser: edits show up without a manual reload."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from chronicle.build import BuildOptions
+from chronicle.serve import PreviewServer
+from tests.support import require
+from tests.test_check import make_site, post
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+# The issue asks for "within a second"; the browser assertions allow a margin for a
+# loaded CI machine, and the edit-to-page time is asserted separately below.
+WAIT_MS = 5000
+
+
+@pytest.fixture
+def page(tmp_path):
+    require(CHROMIUM.exists() and shutil.which("chromium") is not None, "Chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "Playwright")
+    with sync_playwright() as playwright:
+        # launch() already gives every browser a fresh, throw-away profile
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def preview(tmp_path):
+    root = make_site(tmp_path / "site", {"2025-03-01-boot.md": post("Boot time", "Version one.")})
+    server = PreviewServer(BuildOptions(root=root), port=0, log=lambda line: None)
+    server.start()
+    yield server
+    server.close()
+
+
+def test_edited_post_shows_in_the_open_page_without_reload(preview, page, tmp_path):
+    import time
+
+    source = preview.paths.posts / "2025-03-01-boot.md"
+    page.goto(preview.url + "2025/03/boot/")
+    page.get_by_text("Version one.").wait_for(timeout=WAIT_MS)
+    edited = time.monotonic()
+    source.write_text(post("Boot time", "Version two, edited live."))
+    page.get_by_text("Version two, edited live.").wait_for(timeout=WAIT_MS)
+    seconds = time.monotonic() - edited
+    page.screenshot(path=tmp_path / "edited.png")
+    print(f"edit reached the page in {seconds:.2f} s")
+    assert seconds < 2.5, f"the edit took {seconds:.2f} s to reach the page"
+
+
+def test_broken_post_shows_the_error_and_fixing_it_recovers(preview, page, tmp_path):
+    source = preview.paths.posts / "2025-03-01-boot.md"
+    page.goto(preview.url + "2025/03/boot/")
+    page.get_by_text("Version one.").wait_for(timeout=WAIT_MS)
+
+    source.write_text("---\ntitle: [unclosed\ndate: 2025-03-01\n---\nBroken.\n")
+    error = page.locator("pre.build-error")
+    error.wait_for(timeout=WAIT_MS)
+    assert "2025-03-01-boot.md:" in error.inner_text()
+    assert "YAML error" in error.inner_text()
+    page.screenshot(path=tmp_path / "broken.png")
+
+    source.write_text(post("Boot time", "Repaired."))
+    page.get_by_text("Repaired.").wait_for(timeout=WAIT_MS)
+    assert page.locator("pre.build-error").count() == 0
+
+
+def test_traversal_is_refused_to_the_browser(preview, page, tmp_path):
+    (tmp_path / "secret.txt").write_text("private")
+    response = page.goto(preview.url + "%2e%2e/%2e%2e/%2e%2e/secret.txt")
+    assert response.status in (403, 404)
+    assert "private" not in page.content()
