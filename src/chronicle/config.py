@@ -53,6 +53,8 @@ SETTINGS: dict[str, tuple[str, type, bool]] = {
     "menu": ("an array of tables", list, False),
 }
 MENU_KEYS = {"title", "url"}
+# Tables read and validated by another command: [publish.NAME] by chronicle.publish.
+OTHER_TABLES = {"publish"}
 _TOML_LINE = re.compile(r"\(at line (\d+)")
 
 
@@ -74,7 +76,7 @@ def load_config(path: Path) -> SiteConfig:
 
 def parse_config(data: dict[str, Any], path: Path) -> SiteConfig:
     for key in sorted(data):
-        if key not in SETTINGS:
+        if key not in SETTINGS and key not in OTHER_TABLES:
             raise BuildError(f"unknown key {key!r} (known: {', '.join(sorted(SETTINGS))})", path)
     values: dict[str, Any] = {}
     for key, (type_name, kind, required) in SETTINGS.items():
