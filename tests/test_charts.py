@@ -17,6 +17,7 @@ from chronicle.charts import (
     ChartCache,
     Panel,
     Series,
+    assign_colours,
     draw_svg,
     subject_colour,
 )
@@ -146,3 +147,16 @@ def test_a_deleted_cache_only_costs_a_redraw(tmp_path):
     again = ChartCache(tmp_path / "charts")
     again.svg(chart())
     assert again.draws == 1
+
+
+def test_site_colours_keep_known_slots_and_never_share_while_the_palette_lasts():
+    colours = assign_colours(["subprocess", "posix_spawn", "qemu-microvm", "zz"])
+    assert colours["qemu-microvm"] == subject_colour("qemu-microvm")
+    others = [colours[s] for s in ("posix_spawn", "subprocess", "zz")]
+    assert len(set(others) | set(colours[s] for s in KNOWN_SUBJECTS)) == len(KNOWN_SUBJECTS) + 3
+
+
+def test_a_series_colour_overrides_the_fallback():
+    one = Chart(kind="bar", title="t", description="d", panels=(
+        Panel("m", "ms", (Series("x", (1.0, 2.0), "#123456"),)),))
+    assert "#123456" in draw_svg(one).decode()

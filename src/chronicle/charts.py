@@ -25,7 +25,7 @@ import json
 import re
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
@@ -62,6 +62,8 @@ PALETTE = (
     "#56b4e9",  # sky blue
     "#9a8f3a",  # olive
     "#8c7bd0",  # violet
+    "#e15759",  # coral red
+    "#4aa39a",  # teal
 )
 # Text, axes and grid are drawn in this colour, then swapped for currentColor.
 _INK = "#010203"
@@ -88,9 +90,22 @@ _JITTER_SEED = 20261126
 
 
 def subject_colour(subject: str) -> str:
+    """The fallback colour of one subject, from its name alone."""
     if subject in KNOWN_SUBJECTS:
         return PALETTE[KNOWN_SUBJECTS.index(subject)]
     return PALETTE[zlib.crc32(subject.encode("utf-8")) % len(PALETTE)]
+
+
+def assign_colours(subjects: Iterable[str]) -> dict[str, str]:
+    """Colours for every subject of a site: known subjects keep their fixed slot, the
+    others take the free slots in name order, so two subjects of one site never share a
+    colour while the palette lasts (hashing names alone can collide)."""
+    colours = {s: PALETTE[i] for i, s in enumerate(KNOWN_SUBJECTS)}
+    free = PALETTE[len(KNOWN_SUBJECTS):]
+    others = sorted(set(subjects) - set(KNOWN_SUBJECTS))
+    for index, subject in enumerate(others):
+        colours[subject] = free[index] if index < len(free) else subject_colour(subject)
+    return colours
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,11 @@ class Series:
 
     subject: str
     values: tuple[float, ...]
+    colour: str = ""  # the site's colour for the subject; empty: subject_colour()
+
+    @property
+    def color(self) -> str:
+        return self.colour or subject_colour(self.subject)
 
 
 @dataclass(frozen=True)
@@ -225,7 +245,7 @@ def _draw_box(ax, panel: Panel, chart: Chart) -> None:
                        whiskerprops={"color": _INK}, capprops={"color": _INK},
                        flierprops={"markeredgecolor": _INK, "markersize": 4})
     for patch, series in zip(boxes["boxes"], panel.series, strict=True):
-        patch.set_facecolor(subject_colour(series.subject))
+        patch.set_facecolor(series.color)
         patch.set_alpha(0.85)
         patch.set_edgecolor(_INK)
     _label_subjects(ax, panel, chart.compact)
@@ -236,7 +256,7 @@ def _draw_strip(ax, panel: Panel, chart: Chart) -> None:
     rng = np.random.default_rng(_JITTER_SEED)
     for y, series in zip(positions, panel.series, strict=True):
         jitter = rng.uniform(-0.18, 0.18, size=len(series.values))
-        ax.scatter(series.values, y + jitter, s=16, color=subject_colour(series.subject),
+        ax.scatter(series.values, y + jitter, s=16, color=series.color,
                    alpha=0.8, linewidths=0)
         if series.values:
             median = float(np.median(series.values))
@@ -251,7 +271,7 @@ def _draw_bar(ax, panel: Panel, chart: Chart) -> None:
             continue
         summary = summarize(series.values)
         value = _statistic(series.values, chart.statistic)
-        ax.barh(y, value, height=0.55, color=subject_colour(series.subject), alpha=0.9)
+        ax.barh(y, value, height=0.55, color=series.color, alpha=0.9)
         if chart.statistic == "median":
             ax.errorbar(value, y, xerr=[[value - summary.median_low],
                                         [summary.median_high - value]],
@@ -267,7 +287,7 @@ def _draw_cdf(ax, panel: Panel, chart: Chart) -> None:
             continue
         fractions = np.arange(1, values.size + 1) / values.size
         ax.step(np.concatenate([[values[0]], values]), np.concatenate([[0.0], fractions]),
-                where="post", color=subject_colour(series.subject), linewidth=1.8,
+                where="post", color=series.color, linewidth=1.8,
                 label=series.subject)
     ax.set_ylabel("fraction of runs")
     ax.set_ylim(0, 1.02)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from chronicle import embeds_html
-from chronicle.charts import CHART_KINDS, ChartCache
+from chronicle.charts import CHART_KINDS, ChartCache, assign_colours, subject_colour
 from chronicle.errors import BuildError
 from chronicle.lab.results import Result, ResultStore
 from chronicle.lab.stats import Ratio, Summary, ratio_ci, summarize
@@ -213,6 +213,7 @@ class Embedder:
         self._stale_posts: dict[str, set[Path]] = {}
         self._summaries: dict[tuple[str, str, str], Summary] = {}
         self._ratios: dict[tuple[str, str, str, str], Ratio] = {}
+        self._colours: dict[str, str] | None = None
 
     # -- lookups shared with the lab pages --------------------------------------------------
     def experiments(self) -> list[str]:
@@ -220,6 +221,17 @@ class Embedder:
         if self._scripts is None:
             self._scripts = discovered_experiments(self.root)
         return sorted(set(self._scripts) | set(self.store.experiments()))
+
+    def colour(self, subject: str) -> str:
+        """The subject's colour on every page of this site (see charts.assign_colours)."""
+        if self._colours is None:
+            subjects = set()
+            for name in self.store.experiments():
+                result = self.store.latest(name)
+                if result is not None:
+                    subjects.update(measured_or_declared(result))
+            self._colours = assign_colours(subjects)
+        return self._colours.get(subject) or subject_colour(subject)
 
     def lab_url(self, experiment: str) -> str:
         return f"{self.base_path}lab/{experiment}/"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import TYPE_CHECKING
 
-from chronicle.charts import Chart, Panel, Series, subject_colour
+from chronicle.charts import Chart, Panel, Series
 from chronicle.lab.results import Result
 from chronicle.lab.stats import Summary
 
@@ -75,8 +75,8 @@ def not_measured(reason: str) -> str:
             f'</span> <span class="unmeasured-reason">on this host: {escape(reason)}</span>')
 
 
-def swatch(subject: str) -> str:
-    return (f'<span class="swatch" style="--swatch: {subject_colour(subject)}" '
+def swatch(subject: str, embedder: Embedder) -> str:
+    return (f'<span class="swatch" style="--swatch: {embedder.colour(subject)}" '
             f'aria-hidden="true"></span>')
 
 
@@ -205,6 +205,13 @@ def _measured(result: Result, subjects: Sequence[str], metric: str) -> list[str]
     return [s for s in subjects if unmeasured_reason(result, s, metric) is None]
 
 
+def panel(result: Result, embedder: Embedder, metric: str, subjects: Sequence[str],
+          limits: tuple[float, float] | None = None) -> Panel:
+    """One metric's values per subject, in the site's colours: what a chart draws."""
+    return Panel(metric, result.unit(metric), tuple(
+        Series(s, tuple(result.values(s, metric)), embedder.colour(s)) for s in subjects), limits)
+
+
 def describe(result: Result, embedder: Embedder, metric: str, subjects: Sequence[str]) -> str:
     unit = result.unit(metric)
     parts = []
@@ -227,8 +234,7 @@ def chart_figure(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
                 unmeasured[subject] = unmeasured_reason(result, subject, metric) or ""
         if not shown:
             continue
-        panels.append(Panel(metric, result.unit(metric), tuple(
-            Series(s, tuple(result.values(s, metric))) for s in shown)))
+        panels.append(panel(result, embedder, metric, shown))
         descriptions.append(describe(result, embedder, metric, shown))
     title = spec.title or f"{result.experiment}: {', '.join(spec.metrics)} ({spec.kind})"
     if panels:
@@ -237,8 +243,8 @@ def chart_figure(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
         body = f'<div class="chart">{embedder.charts.svg(chart)}</div>'
     else:
         body = '<p class="embed-placeholder">No subject was measured for this chart.</p>'
-    notes = "".join(f'<p class="embed-unmeasured">{swatch(s)}<strong>{escape(s)}</strong>: '
-                    f"{not_measured(r)}</p>" for s, r in unmeasured.items())
+    notes = "".join(f'<p class="embed-unmeasured">{swatch(s, embedder)}<strong>{escape(s)}'
+                    f"</strong>: {not_measured(r)}</p>" for s, r in unmeasured.items())
     return (f'<figure class="embed embed-chart" id="{_figure_id(spec)}">'
             f"{badges(result, spec.subjects, embedder)}{body}{notes}"
             f"{_details(data_table(result, embedder, spec.metrics, spec.subjects))}"
@@ -246,7 +252,7 @@ def chart_figure(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
 
 
 def table_figure(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
-    head = "".join(f'<th scope="col">{swatch(s)}{escape(s)}</th>' for s in spec.subjects)
+    head = "".join(f'<th scope="col">{swatch(s, embedder)}{escape(s)}</th>' for s in spec.subjects)
     rows = []
     for metric in spec.metrics:
         unit = result.unit(metric)
@@ -313,8 +319,7 @@ def _compare_side(spec: EmbedSpec, result: Result, embedder: Embedder, subject: 
         s = embedder.summary(result, subject, metric)
         chart = Chart(kind=spec.kind, title=f"{subject}: {metric}",
                       description=describe(result, embedder, metric, [subject]),
-                      panels=(Panel(metric, unit, (Series(subject, tuple(
-                          result.values(subject, metric))),), limits.get(metric)),),
+                      panels=(panel(result, embedder, metric, [subject], limits.get(metric)),),
                       compact=True)
         blocks.append(
             f'<div class="compare-metric"><p class="compare-value">'
@@ -324,7 +329,7 @@ def _compare_side(spec: EmbedSpec, result: Result, embedder: Embedder, subject: 
             f'<span class="n">n={s.n}</span></p>'
             f'<div class="chart chart-compact">{embedder.charts.svg(chart)}</div></div>')
     return (f'<section class="compare-side compare-{side}" aria-label="{escape(subject)}">'
-            f'<p class="compare-subject">{swatch(subject)}{escape(subject)}</p>'
+            f'<p class="compare-subject">{swatch(subject, embedder)}{escape(subject)}</p>'
             f"{''.join(blocks)}</section>")
 
 

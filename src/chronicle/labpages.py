@@ -27,7 +27,7 @@ from pygments.lexers import PythonLexer, TextLexer, guess_lexer_for_filename
 from pygments.util import ClassNotFound
 
 from chronicle import embeds_html
-from chronicle.charts import Chart, Panel, Series
+from chronicle.charts import Chart
 from chronicle.embeds import Embedder, make_factory, measured_or_declared
 from chronicle.lab.results import Result, canonical_json
 from chronicle.lab.stats import warnings as stats_warnings
@@ -143,8 +143,7 @@ def _charts(embedder: Embedder, result: Result) -> Iterable[Markup]:
             continue
         chart = Chart(kind="box", title=f"{result.experiment}: {metric}",
                       description=embeds_html.describe(result, embedder, metric, shown),
-                      panels=(Panel(metric, result.unit(metric), tuple(
-                          Series(s, tuple(result.values(s, metric))) for s in shown)),))
+                      panels=(embeds_html.panel(result, embedder, metric, shown),))
         yield Markup(f'<div class="chart">{embedder.charts.svg(chart)}</div>')
 
 
