@@ -115,9 +115,14 @@ class MicrovmRunner(VmmProcess):
         return timings
 
     def facts(self) -> dict[str, Any]:
-        facts: dict[str, Any] = {"vmm": "microvm-run", "runner": self.script.name}
+        from chronicle.lab import host
+
+        facts: dict[str, Any] = {"vmm": "microvm-run", "runner": self.script.name,
+                                 "kvm_kind": host.kvm_kind()}
         if self.hypervisor_argv:
             facts["hypervisor"] = Path(self.hypervisor_argv[0]).name
+            if facts["hypervisor"].startswith("qemu"):
+                facts["qemu_version"] = host.qemu_version(self.hypervisor_argv[0])
             accel = accelerator_of(self.hypervisor_argv)
             if accel:
                 facts["accelerator"] = accel

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+# /// chronicle
+# title = "Boot to init: qemu microVM, microvm.nix runner and Incus container"
+# tags = ["boot", "microvm", "incus"]
+# inputs = [
+#     "src/chronicle/lab/subjects/*.py",
+#     "src/chronicle/lab/probes.py",
+#     "src/chronicle/lab/initramfs.py",
+# ]
+# timeout = 900
+# repeat = 20
+# warmup = 2
+# params = { boot_timeout_s = 90 }
+# ///
+"""How long until the guest runs our code, per subject, interleaved.
+
+- VMs (qemu microVM, the same qemu through a microvm.nix-style ``microvm-run``,
+  Firecracker and cloud-hypervisor where installed): spawn → the init's marker line on
+  the serial console (``boot_ms``); the guest's own uptime in that line
+  (``guest_uptime_ms``, kernel to init); the difference (``host_overhead_ms``, VMM and
+  firmware).
+- Incus: create request → status Running (``running_ms``) → first successful
+  ``exec true`` (``boot_ms``).
+
+Subjects this host cannot run are recorded as unsupported with the reason. Under TCG
+(no hardware KVM) the VM figures are emulated boots, and the provenance says so.
+"""
+
+from __future__ import annotations
+
+from chronicle import lab
+from chronicle.lab.subjects.lineup import boot_once, lineup, report_lineup
+
+plan = lab.plan()
+subjects = lineup(plan.experiment or "boot-to-init", plan.scratch)
+report_lineup(subjects)
+timeout = float(plan.params.get("boot_timeout_s", 90))
+
+reported: set[str] = set()
+with lab.cleanup():
+    for run, name, warmup in lab.schedule(subjects.names, plan.repeat, plan.warmup, plan.seed):
+        boot = boot_once(subjects.factories[name], timeout)
+        if name not in reported:
+            lab.report_subject(name, **boot.facts)
+            reported.add(name)
+        for metric, value in boot.timings.metrics().items():
+            lab.emit(name, metric, value, "ms", run, warmup=warmup)
