@@ -77,3 +77,16 @@ def test_python_dash_m_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "chronicle", "--version"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.startswith("chronicle ")
+
+
+def test_repository_blog_builds_byte_identical_twice_through_the_cli(tmp_path):
+    """With every hook the CLI plugs in (embeds, lab pages, search) and a fixed now."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("one", "two"):
+        assert main(["build", "--root", str(repo), "--out", str(tmp_path / name),
+                     "--now", "2030-01-01"]) == 0
+    def tree(folder):
+        return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert tree(tmp_path / "one") == tree(tmp_path / "two")
