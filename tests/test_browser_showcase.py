@@ -1,0 +1,161 @@
+"""The showcase post in a real browser: charts drawn, comparison side by side, then stacked.
+
+Builds the repository's own site (its posts and committed results, in a copy so the
+working tree's output is untouched), serves it on 127.0.0.1 from a thread and opens the
+showcase post in Debian's Chromium at 1280 px and 390 px. Screenshots of each width, in
+light and dark mode, land in ``test-artifacts/`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from chronicle import embeds, labpages
+from chronicle.build import BuildOptions, build
+from tests.support import require
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+WIDE, NARROW = 1280, 390
+
+
+def showcase_source() -> Path:
+    found = sorted((REPO / "posts").glob("*-microvm-vs-incus.md"))
+    assert found, "the showcase post posts/<date>-microvm-vs-incus.md is missing"
+    return found[-1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[str]:
+    """The built site served on 127.0.0.1; yields the showcase post's URL."""
+    root = tmp_path_factory.mktemp("site")
+    for folder in ("site", "posts", "themes", "experiments"):
+        shutil.copytree(REPO / folder, root / folder)
+    options = BuildOptions(root=root)
+    options = replace(options, embed_factory=embeds.make_factory(options),
+                      extra_pages=(labpages.make_pages(options),))
+    build(options)
+    date, slug = showcase_source().stem[:10], showcase_source().stem[11:]
+    handler = functools.partial(_QuietHandler, directory=str(root / "output"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{date[:4]}/{date[5:7]}/{slug}/"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(CHROMIUM.exists(), "Chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "Playwright")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_page(browser, url: str, width: int, scheme: str = "light"):
+    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+    page.on("response", lambda r: problems.append(f"{r.status}: {r.url}")
+            if r.status >= 400 else None)
+    page.goto(url, wait_until="load")
+    return page, problems
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=path, full_page=True)
+    return path
+
+
+@pytest.mark.parametrize("width", [WIDE, NARROW])
+def test_every_chart_is_visible_with_a_size(site, browser, width):
+    page, _ = open_page(browser, site, width)
+    charts = page.locator("figure.embed .chart svg")
+    assert charts.count() >= 3
+    for index in range(charts.count()):
+        chart = charts.nth(index)
+        chart.scroll_into_view_if_needed()
+        box = chart.bounding_box()
+        assert chart.is_visible() and box and box["width"] > 50 and box["height"] > 20, index
+    page.close()
+
+
+def test_comparison_columns_sit_side_by_side_when_wide(site, browser):
+    page, _ = open_page(browser, site, WIDE)
+    compare = page.locator("figure.embed-compare .compare").first
+    left = compare.locator(".compare-left").bounding_box()
+    right = compare.locator(".compare-right").bounding_box()
+    assert abs(left["y"] - right["y"]) < 2
+    assert left["x"] + left["width"] <= right["x"]
+    page.close()
+
+
+def test_comparison_columns_stack_when_narrow(site, browser):
+    page, _ = open_page(browser, site, NARROW)
+    compare = page.locator("figure.embed-compare .compare").first
+    left = compare.locator(".compare-left").bounding_box()
+    right = compare.locator(".compare-right").bounding_box()
+    assert right["y"] >= left["y"] + left["height"]
+    assert abs(left["x"] - right["x"]) < 2
+    assert left["x"] + left["width"] <= NARROW
+    page.close()
+
+
+@pytest.mark.parametrize(("width", "scheme"), [(WIDE, "light"), (NARROW, "light"),
+                                               (WIDE, "dark"), (NARROW, "dark")])
+def test_no_console_errors_and_a_screenshot_of_each_width(site, browser, width, scheme):
+    page, problems = open_page(browser, site, width, scheme)
+    assert screenshot(page, f"showcase-{width}-{scheme}.png").stat().st_size > 10_000
+    assert problems == []
+    page.close()
+
+
+def test_the_page_does_not_scroll_sideways_when_narrow(site, browser):
+    page, _ = open_page(browser, site, NARROW)
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW
+    page.close()
+
+
+def test_the_lab_page_linked_from_a_caption_opens(site, browser):
+    page, problems = open_page(browser, site, WIDE)
+    link = page.locator("figcaption.provenance a").first
+    link.click()
+    page.wait_for_load_state("load")
+    assert "/lab/" in page.url and page.locator("table.stats").count() == 1
+    screenshot(page, "showcase-lab-page-1280.png")
+    assert problems == []
+    page.close()
