@@ -1,7 +1,11 @@
 """Timing one whole process: wall clock and the peak memory of its process tree.
 
 Wall time is taken around the child, start-up included, because that is what an author
-waits for. Peak memory is the larger of two readings:
+waits for. CPU time (user + system, the child and every descendant it waited for) is
+kept beside it: on a machine shared with other work, wall time swings with the load but
+CPU time barely does, so it tells a real change from a noisy neighbour.
+
+Peak memory is the larger of two readings:
 
 - the kernel's ``ru_maxrss`` for the child (via ``wait4``): exact, but only for the
   single largest process of the tree;
@@ -27,6 +31,7 @@ SAMPLE_EVERY = 0.05
 @dataclass(frozen=True)
 class Measurement:
     seconds: float
+    cpu_seconds: float  # user + system of the whole tree: less sensitive to a busy machine
     peak_bytes: int
     returncode: int
     stderr_tail: str
@@ -47,7 +52,8 @@ def run_measured(cmd: Sequence[str], cwd: Path, env: dict[str, str] | None = Non
         err.seek(0)
         tail = err.read()[-2000:].decode("utf-8", "replace")
     peak = max(usage.ru_maxrss * 1024, sampler.peak)  # ru_maxrss is in KiB on Linux
-    return Measurement(seconds, peak, proc.returncode, tail)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measurement(seconds, cpu, peak, proc.returncode, tail)
 
 
 class _TreeSampler(threading.Thread):

@@ -19,6 +19,7 @@ class Row:
     case: str
     n: int
     times_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)
     peak_mib: float = 0.0
     compare_with: str = "cold"
     ratio: float | None = None  # this row's median ÷ Chronicle's median on the matched case
@@ -27,6 +28,10 @@ class Row:
     @property
     def median_s(self) -> float | None:
         return statistics.median(self.times_s) if self.times_s else None
+
+    @property
+    def median_cpu_s(self) -> float | None:
+        return statistics.median(self.cpu_s) if self.cpu_s else None
 
     @property
     def pages_per_s(self) -> float | None:
@@ -38,6 +43,8 @@ class Row:
         data["median_s"] = _round(self.median_s)
         data["pages_per_s"] = _round(self.pages_per_s)
         data["times_s"] = [round(t, 4) for t in self.times_s]
+        data["median_cpu_s"] = _round(self.median_cpu_s)
+        data["cpu_s"] = [round(t, 4) for t in self.cpu_s]
         data["peak_mib"] = round(self.peak_mib, 1)
         data["ratio"] = _round(self.ratio)
         return data
@@ -87,10 +94,12 @@ def _cells(row: Row) -> list[str]:
     ratio = "—" if row.ratio is None else f"{row.ratio:.2f}×"
     peak = f"{row.peak_mib:.0f}" if row.times_s else "—"
     return [row.tool, row.case, str(row.n), num(row.median_s, ".3f"),
-            num(row.pages_per_s, ".0f"), peak, ratio, row.note]
+            num(row.median_cpu_s, ".3f"), num(row.pages_per_s, ".0f"), peak, ratio, row.note]
 
 
-HEADERS = ["tool", "case", "N", "median s", "posts/s", "peak MiB", "vs Chronicle", "note"]
+HEADERS = ["tool", "case", "N", "median s", "cpu s", "posts/s", "peak MiB", "vs Chronicle",
+           "note"]
+NUMERIC = range(3, 8)
 
 
 def to_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
@@ -105,10 +114,13 @@ def to_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "",
         "\"vs Chronicle\" is this row's median time divided by Chronicle's on the matching "
         "case (a peer's `full` is matched with Chronicle's `cold`): above 1 means Chronicle "
-        "is faster. Peak MiB is the process tree's peak resident memory.",
+        "is faster. `cpu s` is the median user + system time of the process tree; "
+        "posts/s is N over the median wall time. Peak MiB is the process tree's peak "
+        "resident memory. Load average before the run: "
+        f"{meta.get('load_before', '?')}, after: {meta.get('load_after', '?')}.",
         "",
         "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join(["---"] * 3 + ["---:"] * 4 + ["---"]) + "|",
+        "|" + "|".join(["---"] * 3 + ["---:"] * 5 + ["---"]) + "|",
     ]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
     lines += ["", "Versions:", ""]
@@ -123,8 +135,8 @@ def print_table(rows: list[Row], title: str) -> None:
     table = Table(title=title)
     with_notes = any(row.note for row in rows)
     for index, header in enumerate(HEADERS if with_notes else HEADERS[:-1]):
-        table.add_column(header, justify="right" if 3 <= index <= 6 else "left",
-                         no_wrap=index < 7, overflow="fold")
+        table.add_column(header, justify="right" if index in NUMERIC else "left",
+                         no_wrap=index < len(HEADERS) - 1, overflow="fold")
     for row in rows:
         table.add_row(*(_cells(row) if with_notes else _cells(row)[:-1]))
     console = Console()

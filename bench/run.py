@@ -14,6 +14,7 @@ Pelican are installed by this script into their own virtual environment under
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -123,10 +124,17 @@ def time_tool(tool: sites.Tool, n: int, runs: int) -> list[report.Row]:
                 row.note = f"failed: {_last_line(measured.stderr_tail)}"
                 break
             row.times_s.append(measured.seconds)
+            row.cpu_s.append(measured.cpu_seconds)
             row.peak_mib = max(row.peak_mib, measured.peak_bytes / report.MIB)
             log(f"{tool.name:9} {case.name:13} N={n:<6} run {run + 1}/{runs}: "
-                f"{measured.seconds:7.3f} s  {measured.peak_bytes / report.MIB:6.0f} MiB")
+                f"{measured.seconds:7.3f} s  cpu {measured.cpu_seconds:7.3f} s  "
+                f"{measured.peak_bytes / report.MIB:6.0f} MiB")
     return rows
+
+
+def _load() -> str:
+    """1-, 5- and 15-minute load averages: a busy machine makes wall times unreliable."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def _last_line(text: str) -> str:
@@ -140,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[report.Row] = []
     versions: dict[str, str] = {}
     started = time.perf_counter()
+    load_before = _load()
     for n in args.n:
         posts = corpus.make_corpus(n, args.seed)
         for name in tools:
@@ -155,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/run.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "runs": args.runs, "seed": args.seed, "machine": report.machine(),
-        "versions": versions, "wall_s": round(time.perf_counter() - started, 1),
+        "versions": versions, "load_before": load_before, "load_after": _load(),
+        "wall_s": round(time.perf_counter() - started, 1),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(report.to_json(rows, meta), encoding="utf-8")
