@@ -1,0 +1,343 @@
+"""``chronicle publish [TARGET]``: put exactly the checked, built site on a target.
+
+Targets are tables in ``site/site.toml``::
+
+    [publish.default]
+    kind = "dir"                 # a folder on this machine
+    path = "../www"
+
+    [publish.mirror]
+    kind = "rsync"               # rsync to a folder or to host:path
+    dest = "web1:/srv/blog"
+    rsh = "ssh -p 2222"          # optional
+
+    [publish.pages]
+    kind = "git"                 # commit the site to a branch and push it
+    repo = "git@example.org:me/blog.git"   # or: remote = "origin" (of the site's repo)
+    branch = "gh-pages"
+
+The site is always built afresh into ``.chronicle/publish/site`` without drafts or
+future posts, then checked (:mod:`chronicle.check`). A failed build always stops the
+publish; failed checks or stale results stop it unless ``force``.
+
+Every target is left as it was when publishing fails: ``dir`` and local ``rsync`` fill
+a staging folder next to the target and swap it in with two renames; remote ``rsync``
+uses ``--delay-updates`` (files move into place at the end); ``git`` pushes a single
+new commit, which the remote accepts whole or not at all. Git commits are
+reproducible: fixed author, the date of the build's "now" (``--now`` or
+``SOURCE_DATE_EPOCH``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from chronicle.build import BuildOptions, resolve_now
+from chronicle.check import check_site
+from chronicle.config import load_config
+from chronicle.errors import BuildError
+from chronicle.paths import SitePaths
+
+KINDS = {
+    "dir": ({"path"}, set()),
+    "rsync": ({"dest"}, {"rsh"}),
+    "git": ({"branch"}, {"repo", "remote", "message", "author"}),
+}
+COMMON_KEYS = {"kind"}
+DEFAULT_AUTHOR = "Chronicle <chronicle@localhost>"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    kind: str
+    settings: dict[str, str]
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.settings.get(key, default)
+
+
+@dataclass(frozen=True)
+class Published:
+    target: Target
+    where: str
+    files: int
+    forced: tuple[str, ...] = ()  # the refusals that ``force`` overrode
+    detail: str = ""
+
+    def summary(self) -> str:
+        line = f"published {self.files} files to {self.target.name} ({self.where})"
+        return line + (f": {self.detail}" if self.detail else "")
+
+
+# -- configuration ---------------------------------------------------------------------
+
+def load_targets(config: Path) -> dict[str, Target]:
+    """The ``[publish.NAME]`` tables of ``site/site.toml``, validated."""
+    load_config(config)  # the rest of the file must be right too
+    table = tomllib.loads(config.read_text("utf-8")).get("publish", {})
+    if not isinstance(table, dict):
+        raise BuildError("'publish' must be a table of targets: [publish.NAME]", config)
+    return {name: _target(name, value, config) for name, value in sorted(table.items())}
+
+
+def choose_target(targets: dict[str, Target], name: str | None, config: Path) -> Target:
+    if not targets:
+        raise BuildError("no publish targets: add a [publish.default] table", config)
+    if name is None:
+        if "default" in targets:
+            return targets["default"]
+        if len(targets) == 1:
+            return next(iter(targets.values()))
+        raise BuildError(f"several publish targets ({', '.join(targets)}); name one", config)
+    if name not in targets:
+        raise BuildError(f"no publish target {name!r} (known: {', '.join(targets)})", config)
+    return targets[name]
+
+
+def _target(name: str, value: Any, config: Path) -> Target:
+    where = f"publish.{name}"
+    if not isinstance(value, dict):
+        raise BuildError(f"'{where}' must be a table", config)
+    kind = value.get("kind")
+    if kind not in KINDS:
+        raise BuildError(f"'{where}.kind' must be one of {', '.join(KINDS)}", config)
+    required, optional = KINDS[kind]
+    for key in sorted(value):
+        if key not in required | optional | COMMON_KEYS:
+            known = ", ".join(sorted(required | optional | COMMON_KEYS))
+            raise BuildError(f"unknown key '{where}.{key}' for kind {kind!r} (known: {known})",
+                             config)
+        if not isinstance(value[key], str) or not value[key].strip():
+            raise BuildError(f"'{where}.{key}' must be a non-empty string", config)
+    for key in sorted(required - set(value)):
+        raise BuildError(f"'{where}' needs '{key}'", config)
+    settings = {k: v for k, v in value.items() if k != "kind"}
+    return Target(name=name, kind=kind, settings=settings)
+
+
+# -- the command -----------------------------------------------------------------------
+
+def publish(options: BuildOptions, target_name: str | None = None, force: bool = False,
+            log: Callable[[str], None] = print) -> Published:
+    """Build, check, then deliver to one target. Raises :class:`BuildError` on refusal."""
+    paths = SitePaths(options.root)
+    target = choose_target(load_targets(paths.config), target_name, paths.config)
+    site = paths.cache / "publish" / "site"
+    # never drafts or future posts, whatever the caller asked for
+    options = replace(options, out=site, drafts=False, future=False)
+    report, problems = check_site(options)
+    refusals = [str(p) for p in problems]
+    refusals += [f"stale result: {line}" for line in _stale(options)]
+    for line in refusals:
+        log(f"{'warning' if force else 'error'}: {line}")
+    if refusals and not force:
+        raise BuildError(f"not publishing: {len(refusals)} problem(s) found "
+                         "(fix them, or publish anyway with --force)", paths.config)
+    deliver = {"dir": _deliver_dir, "rsync": _deliver_rsync, "git": _deliver_git}[target.kind]
+    where, detail = deliver(target, report.out, paths, options)
+    return Published(target, where, _count_files(report.out), tuple(refusals), detail)
+
+
+def _stale(options: BuildOptions) -> list[str]:
+    """Stale results the build's embeds showed (the lab's Embedder keeps the list)."""
+    found = getattr(options.embed_factory, "stale_results", None)
+    items = found() if callable(found) else found or []  # a property on the Embedder
+    lines = []
+    for item in items:
+        posts = ", ".join(str(p) for p in getattr(item, "posts", ()))
+        reasons = "; ".join(getattr(item, "reasons", ()))
+        name = f"{getattr(item, 'experiment', '?')} ({getattr(item, 'result_id', '?')})"
+        lines.append(f"{name}: {reasons}" + (f", shown by {posts}" if posts else ""))
+    return lines
+
+
+def _count_files(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file())
+
+
+# -- dir -------------------------------------------------------------------------------
+
+def _deliver_dir(target: Target, site: Path, paths: SitePaths,
+                 options: BuildOptions) -> tuple[str, str]:
+    folder = _local(target.get("path") or "", paths)
+    publish_dir(site, folder, paths.root)
+    return str(folder), ""
+
+
+def publish_dir(site: Path, folder: Path, root: Path | None = None) -> None:
+    """Make ``folder`` a copy of ``site``; on any failure ``folder`` is as it was."""
+    _guard(folder, root)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.publish-", dir=folder.parent))
+    try:
+        staging.rmdir()  # copytree wants to create it
+        try:
+            shutil.copytree(site, staging, symlinks=False)
+        except (shutil.Error, OSError) as exc:
+            raise BuildError(f"copying the site failed, target left as it was: {exc}",
+                             folder) from None
+        os.chmod(staging, 0o755)
+        _swap(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap(staging: Path, folder: Path) -> None:
+    if not folder.exists():
+        staging.rename(folder)
+        return
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    folder.rename(old)
+    try:
+        staging.rename(folder)
+    except BaseException:
+        old.rename(folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _guard(folder: Path, root: Path | None) -> None:
+    """Refuse targets whose replacement would destroy something that is not a site."""
+    real = folder.resolve()
+    if root is not None and (root.resolve() == real or root.resolve().is_relative_to(real)):
+        raise BuildError("publish target would replace the site's own folder", folder)
+    if real.exists() and not real.is_dir():
+        raise BuildError("publish target exists and is not a folder", folder)
+    if real.is_dir() and any(real.iterdir()) and not (real / "index.html").is_file():
+        raise BuildError("publish target is a non-empty folder without index.html; refusing "
+                         "to replace what does not look like a published site", folder)
+
+
+def _local(path: str, paths: SitePaths) -> Path:
+    folder = Path(path).expanduser()
+    return (folder if folder.is_absolute() else paths.root / folder).absolute()
+
+
+# -- rsync -----------------------------------------------------------------------------
+
+def _deliver_rsync(target: Target, site: Path, paths: SitePaths,
+                   options: BuildOptions) -> tuple[str, str]:
+    dest = target.get("dest") or ""
+    if is_remote(dest):
+        publish_rsync_remote(site, dest, target.get("rsh"))
+        return dest, ""
+    folder = _local(dest, paths)
+    publish_rsync_local(site, folder, paths.root)
+    return str(folder), ""
+
+
+def is_remote(dest: str) -> bool:
+    """rsync's own rule: ``host:path`` is remote unless a slash comes before the colon."""
+    head = dest.split("/", 1)[0]
+    return ":" in head
+
+
+def publish_rsync_local(site: Path, folder: Path, root: Path | None = None) -> None:
+    """rsync into a staging copy next to ``folder`` (hard-linking unchanged files), then swap."""
+    _guard(folder, root)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.publish-", dir=folder.parent))
+    try:
+        link = [f"--link-dest={folder.resolve()}"] if folder.is_dir() else []
+        _rsync([*link, f"{site}/", f"{staging}/"])
+        os.chmod(staging, 0o755)
+        _swap(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_rsync_remote(site: Path, dest: str, rsh: str | None = None) -> None:
+    """rsync to ``host:path``; files are moved into place only once all have arrived."""
+    shell = ["--rsh", rsh] if rsh else []
+    _rsync([*shell, "--delay-updates", "--delete-delay", f"{site}/", dest.rstrip("/") + "/"])
+
+
+def _rsync(arguments: list[str]) -> None:
+    if shutil.which("rsync") is None:
+        raise BuildError("rsync is not installed")
+    # -L: a web server needs files, so a symlink is published as what it points to
+    command = ["rsync", "-a", "-L", "--delete", *arguments]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BuildError(f"rsync failed (exit {done.returncode}): {done.stderr.strip()}")
+
+
+# -- git -------------------------------------------------------------------------------
+
+def _deliver_git(target: Target, site: Path, paths: SitePaths,
+                 options: BuildOptions) -> tuple[str, str]:
+    repo = target.get("repo")
+    if repo is None:
+        remote = target.get("remote", "origin") or "origin"
+        repo = _git(["remote", "get-url", remote], cwd=paths.root).strip()
+    elif not is_remote(repo) and "://" not in repo:
+        repo = str(_local(repo, paths))
+    branch = target.get("branch") or "gh-pages"
+    config = load_config(paths.config)
+    when = resolve_now(options.now, config.tz)
+    message = target.get("message") or f"Publish {config.title}{_source_commit(paths.root)}"
+    commit = publish_git(site, repo, branch, message, int(when.timestamp()),
+                         target.get("author") or DEFAULT_AUTHOR)
+    return f"{repo} {branch}", f"commit {commit[:12]}" if commit else "already up to date"
+
+
+def publish_git(site: Path, repo: str, branch: str, message: str, timestamp: int,
+                author: str = DEFAULT_AUTHOR) -> str | None:
+    """Commit ``site`` as the whole tree of ``branch`` on top of its tip and push it.
+
+    Returns the new commit, or None when the branch already holds exactly this tree.
+    Built with plumbing in a throw-away repository: the site's own repository and
+    working tree are never touched.
+    """
+    name, _, email = author.partition("<")
+    identity = {"GIT_AUTHOR_NAME": name.strip(), "GIT_AUTHOR_EMAIL": email.rstrip(">").strip(),
+                "GIT_AUTHOR_DATE": f"{timestamp} +0000"}
+    identity |= {k.replace("AUTHOR", "COMMITTER"): v for k, v in identity.items()}
+    ref = f"refs/heads/{branch}"
+    with tempfile.TemporaryDirectory(prefix="chronicle-publish-") as scratch:
+        # a clean environment: GIT_* left over from a hook or a shell must not leak in
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        _git(["init", "--quiet", "--bare", f"{scratch}/git"], env=clean)
+        env = {**clean, "GIT_DIR": f"{scratch}/git", "GIT_INDEX_FILE": f"{scratch}/index",
+               "GIT_WORK_TREE": str(site), **identity}
+        parent = None
+        if _git(["ls-remote", "--heads", repo, ref], env=env).strip():
+            _git(["fetch", "--quiet", "--no-tags", repo, f"+{ref}:refs/chronicle/tip"], env=env)
+            parent = _git(["rev-parse", "refs/chronicle/tip"], env=env).strip()
+        _git(["add", "--all", "--force", "."], env=env, cwd=site)
+        tree = _git(["write-tree"], env=env).strip()
+        if parent and _git(["rev-parse", f"{parent}^{{tree}}"], env=env).strip() == tree:
+            return None
+        parents = ["-p", parent] if parent else []
+        commit = _git(["commit-tree", "--no-gpg-sign", tree, *parents, "-m", message],
+                      env=env).strip()
+        # no --force: if someone else moved the branch since the fetch, the push fails
+        # and the remote keeps what it had
+        _git(["push", "--quiet", repo, f"{commit}:{ref}"], env=env)
+    return commit
+
+
+def _source_commit(root: Path) -> str:
+    try:
+        return " from " + _git(["rev-parse", "--short=12", "HEAD"], cwd=root).strip()
+    except BuildError:
+        return ""
+
+
+def _git(arguments: list[str], env: dict[str, str] | None = None,
+         cwd: Path | None = None) -> str:
+    done = subprocess.run(["git", *arguments], capture_output=True, text=True, env=env,
+                          cwd=cwd)
+    if done.returncode != 0:
+        raise BuildError(f"git {arguments[0]} failed: {done.stderr.strip()}")
+    return done.stdout

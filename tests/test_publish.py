@@ -1,0 +1,331 @@
+import shutil
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from chronicle.build import BuildOptions
+from chronicle.errors import BuildError
+from chronicle.publish import (
+    choose_target,
+    is_remote,
+    load_targets,
+    publish,
+    publish_dir,
+    publish_git,
+    publish_rsync_local,
+)
+from tests.support import require
+from tests.test_check import make_site, post
+
+NOW = datetime(2025, 4, 1, 12, 0)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def site_with(tmp_path: Path, targets: str, posts: dict[str, str] | None = None) -> Path:
+    root = make_site(tmp_path / "site", posts or {
+        "2025-03-01-boot.md": post("Boot time", "Published words."),
+        "2025-03-05-draft.md": post("Secret draft", "Not yet.", date="2025-03-05",
+                                    extra="draft: true\n"),
+        "2025-05-01-future.md": post("From the future", "Later.", date="2025-05-01"),
+    })
+    with (root / "site" / "site.toml").open("a") as config:
+        config.write(targets)
+    return root
+
+
+def run(root: Path, target: str | None = None, force: bool = False, **kw):
+    options = BuildOptions(root=root, now=NOW, drafts=kw.pop("drafts", False))
+    return publish(options, target, force=force, log=lambda line: None)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def break_a_link(root: Path) -> None:
+    (root / "posts" / "2025-03-01-boot.md").write_text(post("Boot time", "[x](../gone/)"))
+
+
+# -- configuration ---------------------------------------------------------------------
+
+def test_targets_are_read_from_site_toml(tmp_path):
+    root = site_with(tmp_path, '[publish.default]\nkind = "dir"\npath = "../www"\n'
+                               '[publish.pages]\nkind = "git"\nbranch = "gh-pages"\n')
+    targets = load_targets(root / "site" / "site.toml")
+    assert sorted(targets) == ["default", "pages"]
+    assert choose_target(targets, None, root).name == "default"
+    assert targets["pages"].kind == "git"
+
+
+@pytest.mark.parametrize("table, message", [
+    ('kind = "ftp"\n', "must be one of dir, rsync, git"),
+    ('kind = "dir"\n', "needs 'path'"),
+    ('kind = "dir"\npath = "x"\ndest = "y"\n', "unknown key 'publish.default.dest'"),
+    ('kind = "rsync"\ndest = 3\n', "must be a non-empty string"),
+])
+def test_bad_target_is_an_error_naming_the_key(tmp_path, table, message):
+    root = site_with(tmp_path, "[publish.default]\n" + table)
+    with pytest.raises(BuildError, match=message):
+        load_targets(root / "site" / "site.toml")
+
+
+def test_several_targets_without_default_must_be_named(tmp_path):
+    root = site_with(tmp_path, '[publish.a]\nkind = "dir"\npath = "a"\n'
+                               '[publish.b]\nkind = "dir"\npath = "b"\n')
+    with pytest.raises(BuildError, match="name one"):
+        run(root)
+
+
+def test_rsync_destinations_with_a_host_are_remote():
+    assert is_remote("web1:/srv/blog") and is_remote("me@web1:blog")
+    assert not is_remote("/srv/blog") and not is_remote("./a:b") and not is_remote("www")
+
+
+# -- dir ---------------------------------------------------------------------------------
+
+DIR_TARGET = '[publish.default]\nkind = "dir"\npath = "../www"\n'
+
+
+def test_dir_target_gets_exactly_the_built_site_without_drafts_or_future(tmp_path):
+    root = site_with(tmp_path, DIR_TARGET)
+    done = run(root, drafts=True)  # publishing ignores a request for drafts
+    www = tmp_path / "www"
+    assert tree(www) == tree(root / ".chronicle" / "publish" / "site")
+    assert (www / "2025" / "03" / "boot" / "index.html").is_file()
+    assert not (www / "2025" / "03" / "draft").exists()
+    assert not (www / "2025" / "05").exists()
+    assert b"Secret draft" not in b"".join(tree(www).values())
+    assert done.files == len(tree(www))
+
+
+def test_republishing_removes_pages_that_are_gone(tmp_path):
+    root = site_with(tmp_path, DIR_TARGET)
+    run(root)
+    (root / "posts" / "2025-03-01-boot.md").unlink()
+    run(root)
+    assert not (tmp_path / "www" / "2025" / "03" / "boot").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".www")] == []
+
+
+def test_failed_check_refuses_and_leaves_the_target_as_it_was(tmp_path):
+    root = site_with(tmp_path, DIR_TARGET)
+    run(root)
+    before = tree(tmp_path / "www")
+    break_a_link(root)
+    with pytest.raises(BuildError, match="not publishing: 1 problem"):
+        run(root)
+    assert tree(tmp_path / "www") == before
+
+
+def test_force_publishes_despite_failed_checks(tmp_path):
+    root = site_with(tmp_path, DIR_TARGET)
+    break_a_link(root)
+    done = run(root, force=True)
+    assert len(done.forced) == 1 and "broken link" in done.forced[0]
+    assert (tmp_path / "www" / "index.html").is_file()
+
+
+def test_failed_build_refuses_even_with_force(tmp_path):
+    root = site_with(tmp_path, DIR_TARGET)
+    run(root)
+    before = tree(tmp_path / "www")
+    (root / "posts" / "2025-03-01-boot.md").write_text("---\ntitle: [x\n---\n")
+    with pytest.raises(BuildError):
+        run(root, force=True)
+    assert tree(tmp_path / "www") == before
+
+
+def test_copy_that_fails_midway_leaves_the_target_as_it_was(tmp_path):
+    site = tmp_path / "built"
+    (site / "a").mkdir(parents=True)
+    (site / "index.html").write_text("new")
+    (site / "a" / "broken.html").symlink_to(tmp_path / "nowhere")  # cannot be copied
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("old")
+    with pytest.raises(BuildError, match="copying the site failed"):
+        publish_dir(site, www)
+    assert tree(www) == {"index.html": b"old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["built", "www"]
+
+
+def test_dir_target_refuses_a_folder_that_is_not_a_site(tmp_path):
+    site = tmp_path / "built"
+    site.mkdir()
+    (site / "index.html").write_text("new")
+    home = tmp_path / "documents"
+    home.mkdir()
+    (home / "thesis.tex").write_text("precious")
+    with pytest.raises(BuildError, match="does not look like a published site"):
+        publish_dir(site, home)
+    with pytest.raises(BuildError, match="site's own folder"):
+        publish_dir(site, tmp_path, root=tmp_path / "blog")
+    assert (home / "thesis.tex").read_text() == "precious"
+
+
+# -- rsync -------------------------------------------------------------------------------
+
+@pytest.fixture
+def rsync():
+    require(shutil.which("rsync") is not None, "rsync")
+
+
+def test_rsync_to_a_local_folder_publishes_the_site(tmp_path, rsync):
+    root = site_with(tmp_path, '[publish.mirror]\nkind = "rsync"\ndest = "../mirror"\n')
+    run(root, "mirror")
+    assert tree(tmp_path / "mirror") == tree(root / ".chronicle" / "publish" / "site")
+    (root / "posts" / "2025-03-01-boot.md").write_text(post("Boot time", "Second edition."))
+    run(root, "mirror")
+    assert b"Second edition." in (tmp_path / "mirror/2025/03/boot/index.html").read_bytes()
+
+
+def test_rsync_refusal_leaves_the_mirror_as_it_was(tmp_path, rsync):
+    root = site_with(tmp_path, '[publish.mirror]\nkind = "rsync"\ndest = "../mirror"\n')
+    run(root, "mirror")
+    before = tree(tmp_path / "mirror")
+    break_a_link(root)
+    with pytest.raises(BuildError, match="not publishing"):
+        run(root, "mirror")
+    assert tree(tmp_path / "mirror") == before
+
+
+def test_rsync_that_fails_midway_leaves_the_mirror_as_it_was(tmp_path, rsync):
+    site = tmp_path / "built"
+    site.mkdir()
+    (site / "index.html").write_text("new")
+    (site / "z.html").symlink_to(tmp_path / "nowhere")  # rsync -L cannot send it
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "index.html").write_text("old")
+    with pytest.raises(BuildError, match="rsync failed"):
+        publish_rsync_local(site, mirror)
+    assert tree(mirror) == {"index.html": b"old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["built", "mirror"]
+
+
+def test_rsync_to_host_path_goes_through_the_remote_shell(tmp_path, rsync):
+    # A stand-in for ssh that runs the remote half of rsync on this machine: the real
+    # rsync protocol, no network.
+    shell = tmp_path / "local-ssh"
+    shell.write_text('#!/bin/sh\nshift\nexec "$@"\n')
+    shell.chmod(0o755)
+    dest = tmp_path / "remote-www"
+    root = site_with(tmp_path, f'[publish.web]\nkind = "rsync"\ndest = "web1:{dest}"\n'
+                               f'rsh = "{shell}"\n')
+    run(root, "web")
+    assert tree(dest) == tree(root / ".chronicle" / "publish" / "site")
+
+
+# -- git ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def bare(tmp_path) -> Path:
+    repo = tmp_path / "pages.git"
+    git("init", "--quiet", "--bare", str(repo))
+    return repo
+
+
+def git_target(repo: Path) -> str:
+    return f'[publish.pages]\nkind = "git"\nrepo = "{repo}"\nbranch = "gh-pages"\n'
+
+
+def branch_files(repo: Path, ref: str = "gh-pages") -> list[str]:
+    return git("--git-dir", str(repo), "ls-tree", "-r", "--name-only", ref).splitlines()
+
+
+def test_git_target_commits_the_site_to_the_branch(tmp_path, bare):
+    root = site_with(tmp_path, git_target(bare))
+    done = run(root, "pages")
+    built = root / ".chronicle" / "publish" / "site"
+    assert branch_files(bare) == sorted(tree(built))
+    assert git("--git-dir", str(bare), "show", "gh-pages:2025/03/boot/index.html") == \
+        (built / "2025/03/boot/index.html").read_text().rstrip("\n")
+    assert "commit" in done.detail
+
+
+def test_git_publish_twice_without_changes_adds_no_commit(tmp_path, bare):
+    root = site_with(tmp_path, git_target(bare))
+    run(root, "pages")
+    first = git("--git-dir", str(bare), "rev-parse", "gh-pages")
+    assert run(root, "pages").detail == "already up to date"
+    assert git("--git-dir", str(bare), "rev-parse", "gh-pages") == first
+
+
+def test_git_publish_of_a_change_adds_one_commit_on_top(tmp_path, bare):
+    root = site_with(tmp_path, git_target(bare))
+    run(root, "pages")
+    (root / "posts" / "2025-03-01-boot.md").write_text(post("Boot time", "Edited."))
+    run(root, "pages")
+    assert git("--git-dir", str(bare), "rev-list", "--count", "gh-pages") == "2"
+
+
+def test_git_commits_are_reproducible(tmp_path):
+    site = tmp_path / "built"
+    site.mkdir()
+    (site / "index.html").write_text("hello")
+    commits = []
+    for name in ("one.git", "two.git"):
+        git("init", "--quiet", "--bare", str(tmp_path / name))
+        commits.append(publish_git(site, str(tmp_path / name), "gh-pages", "Publish", 1700000000))
+    assert commits[0] == commits[1]
+
+
+def test_rejected_push_leaves_the_branch_as_it_was(tmp_path, bare):
+    root = site_with(tmp_path, git_target(bare))
+    run(root, "pages")
+    before = git("--git-dir", str(bare), "rev-parse", "gh-pages")
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'no thanks' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    (root / "posts" / "2025-03-01-boot.md").write_text(post("Boot time", "Edited."))
+    with pytest.raises(BuildError, match="git push failed"):
+        run(root, "pages")
+    assert git("--git-dir", str(bare), "rev-parse", "gh-pages") == before
+
+
+def test_git_refusal_pushes_nothing(tmp_path, bare):
+    root = site_with(tmp_path, git_target(bare))
+    break_a_link(root)
+    with pytest.raises(BuildError, match="not publishing"):
+        run(root, "pages")
+    assert git("--git-dir", str(bare), "for-each-ref") == ""
+
+
+def test_git_target_defaults_to_the_sites_own_remote(tmp_path, bare):
+    root = site_with(tmp_path, '[publish.pages]\nkind = "git"\nbranch = "gh-pages"\n')
+    git("init", "--quiet", str(root))
+    git("remote", "add", "origin", str(bare), cwd=root)
+    run(root, "pages")
+    assert "index.html" in branch_files(bare)
+
+
+# -- stale results -----------------------------------------------------------------------
+
+def test_stale_result_refuses_unless_forced(tmp_path):
+    from chronicle.cli import _with_lab_hooks
+
+    results = REPO / "experiments" / "results" / "baseline-spawn"
+    require(results.is_dir() and any(results.glob("*.json")), "a stored baseline-spawn result")
+    body = "Spawn times:\n\n```table baseline-spawn\nmetrics: [spawn_reap_ms]\n```\n"
+    root = site_with(tmp_path, DIR_TARGET, {"2025-03-01-spawn.md": post("Spawn", body)})
+    (root / "experiments").mkdir()
+    script = root / "experiments" / "baseline-spawn.py"
+    shutil.copyfile(REPO / "experiments" / "baseline-spawn.py", script)
+    shutil.copytree(results, root / "experiments" / "results" / "baseline-spawn")
+    script.write_text(script.read_text() + "# edited after the run: the result is stale\n")
+    options = _with_lab_hooks(BuildOptions(root=root, now=NOW))
+    with pytest.raises(BuildError, match="not publishing"):
+        publish(options, log=lambda line: None)
+    assert not (tmp_path / "www").exists()
+    done = publish(_with_lab_hooks(BuildOptions(root=root, now=NOW)), force=True,
+                   log=lambda line: None)
+    assert any("stale result: baseline-spawn" in line for line in done.forced)
+    assert (tmp_path / "www" / "2025" / "03" / "spawn" / "index.html").is_file()
