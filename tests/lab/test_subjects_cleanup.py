@@ -1,0 +1,122 @@
+"""Never leak: an experiment interrupted mid-boot leaves no instance and no qemu behind.
+
+Runs the real ``boot-to-init`` script (real qemu, real Incus), interrupts it the moment
+a guest of the wanted kind exists, then checks through pylxd and the process table.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chronicle.lab.probes import descendants, process_exe
+from tests.support import require
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "experiments" / "boot-to-init.py"
+
+
+@pytest.fixture(scope="module")
+def client():
+    from chronicle.lab import host
+
+    try:
+        found = host.incus_client()
+        found.images.get_by_alias("chronicle-busybox")
+    except Exception:
+        found = None
+    require(found is not None, "Incus with the chronicle-busybox image (`chronicle lab setup`)")
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _ours(client, prefix: str) -> list[str]:
+    return [i.name for i in client.instances.all() if i.name.startswith(prefix)]
+
+
+def _start(tmp_path: Path, experiment: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), CHRONICLE_EXPERIMENT=experiment,
+               CHRONICLE_REPEAT="3", CHRONICLE_WARMUP="0", CHRONICLE_QUICK="1",
+               CHRONICLE_SCRATCH=str(tmp_path))
+    return subprocess.Popen([sys.executable, str(SCRIPT)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("wait_for", ["qemu", "instance"])
+def test_interrupt_mid_boot_leaves_nothing_behind(client, tmp_path, sig, wait_for):
+    require(SCRIPT.is_file(), "experiments/boot-to-init.py")
+    experiment = f"test-leak-{secrets.token_hex(3)}"
+    prefix = f"chronicle-{experiment}-"
+    proc = _start(tmp_path, experiment)
+    seen_qemu: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            qemus = {p for p in descendants(proc.pid) if "qemu-system" in process_exe(p)}
+            seen_qemu |= qemus
+            if (wait_for == "qemu" and qemus) or (
+                wait_for == "instance" and _ours(client, prefix)
+            ):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the experiment ended before it could be interrupted"
+        os.kill(proc.pid, sig)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0, stderr.decode(errors="replace")[-2000:]
+    assert _ours(client, prefix) == []
+    assert [p for p in seen_qemu if _running(p)] == []
+
+
+def test_qemu_dies_with_an_experiment_that_is_killed_outright(tmp_path):
+    # SIGKILL runs no clean-up at all; the kernel's parent-death signal still ends qemu.
+    require(SCRIPT.is_file(), "experiments/boot-to-init.py")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from chronicle.lab.guest import guest_assets\n"
+        "from chronicle.lab.subjects.qemu import QemuMicrovm, host_config\n"
+        "from chronicle.paths import lab_dir\n"
+        f"a = guest_assets(lab_dir(Path({str(ROOT)!r})))\n"
+        "vm = QemuMicrovm(host_config(a.kernel, a.initrd)).__enter__()\n"
+        "print(vm.proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    try:
+        from chronicle.lab.guest import guest_assets
+        from chronicle.paths import lab_dir
+
+        guest_assets(lab_dir(ROOT))
+        have_assets = True
+    except Exception:
+        have_assets = False
+    require(have_assets, "guest kernel and initramfs (`chronicle lab setup`)")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE)
+    qemu = int(proc.stdout.readline())
+    assert _running(qemu)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while _running(qemu) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(qemu)
