@@ -17,7 +17,7 @@ from chronicle.lab import runner
 
 from .conftest import cli_env
 
-FAST = runner.RunOptions(grace=1.0, progress=False)
+FAST = runner.RunOptions(grace=1.0)
 EMIT_ONE = "from chronicle import lab\nlab.emit('a', 'm', 1, 'ms', 0)\n"
 
 

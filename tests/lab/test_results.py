@@ -5,7 +5,7 @@ from __future__ import annotations
 from chronicle.lab import runner
 from chronicle.lab.results import Result, ResultStore, canonical_json
 
-OPTIONS = runner.RunOptions(progress=False, grace=1.0)
+OPTIONS = runner.RunOptions(grace=1.0)
 EMIT = "from chronicle import lab\nlab.emit('a', 'm', 0.1 + 0.2, 'ms', 0)\n"
 
 

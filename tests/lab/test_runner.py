@@ -11,7 +11,7 @@ from chronicle.errors import LabError
 from chronicle.lab import runner
 from chronicle.lab.lock import ExperimentLock
 
-FAST = runner.RunOptions(grace=1.0, progress=False)
+FAST = runner.RunOptions(grace=1.0)
 
 GOOD_PY = """
 from chronicle import lab
@@ -69,7 +69,7 @@ def test_plan_reaches_the_script_through_the_environment(site):
     """, block="params = { n = 3 }\nrepeat = 50")
     os.environ["SECRET_FOR_TEST"] = "hush"
     try:
-        result = _run(site, "plan", runner.RunOptions(quick=True, progress=False))
+        result = _run(site, "plan", runner.RunOptions(quick=True))
     finally:
         del os.environ["SECRET_FOR_TEST"]
     assert result.status == "ok", result.log

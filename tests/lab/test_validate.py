@@ -10,7 +10,7 @@ EMIT = "from chronicle import lab\nlab.emit('a', 'm', 1.5, 'ms', 0)\n"
 
 def _stored(site, name="v"):
     site.script(name, EMIT)
-    result = runner.run(site.experiment(name), site.store(), runner.RunOptions(progress=False))
+    result = runner.run(site.experiment(name), site.store(), runner.RunOptions())
     return result.path
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
 from chronicle.lab import runner, stats
-from chronicle.lab.results import Result, ResultStore, validate_store
+from chronicle.lab.results import Result, ResultStore, Sample, validate_store
 from chronicle.paths import SitePaths, find_root
 
 
@@ -101,6 +101,65 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+class LiveProgress(runner.Progress):
+    """A one-line live display on stderr: experiment, subject, samples, elapsed.
+
+    Off when stderr is not a terminal (CI logs, tests) unless asked for.
+    """
+
+    def __init__(self, experiment: str, enabled: bool | None = None):
+        self.experiment = experiment
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.subject = "-"
+        self.count = 0
+        self.elapsed = 0.0
+        self.last_log = ""
+        self._live = None
+
+    def _render(self):
+        from rich.text import Text
+
+        line = Text.assemble(
+            (f"{self.experiment}", "bold"), f"  subject {self.subject}",
+            f"  samples {self.count}", f"  {self.elapsed:6.1f} s",
+        )
+        if self.last_log:
+            line.append(f"  {self.last_log[:60]}", style="dim")
+        return line
+
+    def __enter__(self) -> LiveProgress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=Console(stderr=True),
+                              refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def _update(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def sample(self, sample: Sample) -> None:
+        self.subject, self.count = sample.subject, self.count + 1
+        self._update()
+
+    def note(self, chunk: bytes) -> None:
+        lines = [ln for ln in chunk.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+        if lines:
+            self.last_log = lines[-1].strip()
+
+    def tick(self, elapsed: float) -> None:
+        self.elapsed = elapsed
+        self._update()
+
+
 # -- commands -------------------------------------------------------------------------
 
 
@@ -131,10 +190,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise LabError("--repeat must be at least 1")
     chosen = exp.select(exp.discover(paths.root), args.names, args.tag)
     if not chosen:
-        raise LabError(f"no experiment has tag(s) {', '.join(args.tag)}")
+        if args.tag:
+            raise LabError(f"no experiment has tag(s) {', '.join(args.tag)}")
+        raise LabError("no experiments found (no file here has a `# /// chronicle` block)",
+                       paths.experiments)
     store = ResultStore(paths.results)
-    options = runner.RunOptions(quick=args.quick, repeat=args.repeat, seed=args.seed,
-                                progress=args.progress)
+    options = runner.RunOptions(quick=args.quick, repeat=args.repeat, seed=args.seed)
     err = _console(stderr=True)
     worst = 0
     for experiment in chosen:
@@ -146,7 +207,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 continue
             err.print(f"{experiment.name}: stale ({'; '.join(reasons)})")
         err.print(f"{experiment.name}: running …")
-        result = runner.run(experiment, store, options, cache=paths.cache)
+        live = LiveProgress(experiment.name, enabled=args.progress)
+        result = runner.run(experiment, store, options, cache=paths.cache, progress=live)
         counted = len(result.measured)
         rel = result.path.relative_to(paths.root) if result.path else result.id
         if result.status == "ok":

@@ -46,7 +46,6 @@ class RunOptions:
     warmup: int | None = None
     seed: int = 0
     grace: float = 5.0
-    progress: bool | None = None  # None: only when stderr is a terminal
 
 
 @dataclass
@@ -174,11 +173,11 @@ def _group_alive(pgid: int) -> bool:
 
 
 def run(experiment: exp.Experiment, store: ResultStore, options: RunOptions = RunOptions(),
-        *, cache: Path | None = None) -> Result:
+        *, cache: Path | None = None, progress: Progress | None = None) -> Result:
     """Run ``experiment`` once, store the run, return it (whatever its status)."""
     cache = cache or experiment.root / ".chronicle"
     with ExperimentLock(cache, experiment.name):
-        return _run_locked(experiment, store, options)
+        return _run_locked(experiment, store, options, progress or Progress())
 
 
 def _plan(experiment: exp.Experiment, options: RunOptions) -> dict[str, Any]:
@@ -190,7 +189,8 @@ def _plan(experiment: exp.Experiment, options: RunOptions) -> dict[str, Any]:
     return {"repeat": repeat, "warmup": warmup, "quick": options.quick, "seed": options.seed}
 
 
-def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOptions) -> Result:
+def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOptions,
+                progress: Progress) -> Result:
     environment = exp.environment_facts(experiment)
     parts = exp.key_parts(experiment, environment=environment)
     key = exp.key_of(parts)
@@ -202,7 +202,8 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     state = _Run()
     try:
         argv = command(experiment)
-        _execute(experiment, argv, script_env(experiment, plan, scratch), state, options)
+        env = script_env(experiment, plan, scratch)
+        _execute(experiment, argv, env, state, options, progress)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     facts = provenance.deep_merge(facts, state.reported)
@@ -238,28 +239,35 @@ def _wait_for_a_new_second(store: ResultStore, name: str) -> None:
 
 
 def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], state: _Run,
-             options: RunOptions) -> None:
+             options: RunOptions, progress: Progress) -> None:
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=experiment.root, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    restore = _trap_signals()
-    progress = Progress(experiment.name, enabled=options.progress)
+    # Signals are trapped before the spawn but only deferred during it: an exception
+    # thrown from inside Popen would lose the child's pid and leave it running.
+    deferred = _SignalGate()
+    restore = _trap_signals(deferred)
+    proc: subprocess.Popen | None = None
     try:
+        with deferred:
+            proc = subprocess.Popen(argv, cwd=experiment.root, env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
         with progress:
             _pump(proc, experiment, state, started, progress)
     except _Interrupted:
         state.status, state.error = "cancelled", "cancelled by the user"
     finally:
         _ignore_signals()  # a second Ctrl-C must not cut the clean-up short
-        # The group goes in every case: after an error, a timeout, a cancel — and after
-        # a clean exit too, since a child left running by the script is a leak.
-        kill_group(proc, options.grace)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe:
-                pipe.close()
-        proc.wait()
+        if proc is not None:
+            # The group goes in every case: after an error, a timeout, a cancel — and
+            # after a clean exit too, since a child left running by the script is a leak.
+            kill_group(proc, options.grace)
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe:
+                    pipe.close()
+            proc.wait()
         restore()
+    if proc is None:
+        return
     if state.status == "ok" and state.error is None:
         code = proc.returncode
         if code < 0:
@@ -329,62 +337,26 @@ def _take_line(raw: bytes, state: _Run, progress: Progress) -> bool:
 
 
 class Progress:
-    """A one-line live display on stderr: experiment, subject, samples, elapsed.
+    """What the runner tells a live display; this one shows nothing.
 
-    Off when stderr is not a terminal (CI logs, tests) unless asked for.
+    The CLI passes a rich display (``chronicle.lab.cli.LiveProgress``) with the same
+    methods; the runner itself stays free of presentation.
     """
 
-    def __init__(self, experiment: str, enabled: bool | None = None):
-        self.experiment = experiment
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.subject = "-"
-        self.count = 0
-        self.elapsed = 0.0
-        self.last_log = ""
-        self._live = None
-
-    def _render(self):
-        from rich.text import Text
-
-        line = Text.assemble(
-            (f"{self.experiment}", "bold"), f"  subject {self.subject}",
-            f"  samples {self.count}", f"  {self.elapsed:6.1f} s",
-        )
-        if self.last_log:
-            line.append(f"  {self.last_log[:60]}", style="dim")
-        return line
-
     def __enter__(self) -> Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.live import Live
-
-            self._live = Live(self._render(), console=Console(stderr=True),
-                              refresh_per_second=4, transient=True)
-            self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._live is not None:
-            self._live.__exit__(None, None, None)
-            self._live = None
-
-    def _update(self) -> None:
-        if self._live is not None:
-            self._live.update(self._render())
+        pass
 
     def sample(self, sample: Sample) -> None:
-        self.subject, self.count = sample.subject, self.count + 1
-        self._update()
+        pass
 
     def note(self, chunk: bytes) -> None:
-        lines = [ln for ln in chunk.decode("utf-8", errors="replace").splitlines() if ln.strip()]
-        if lines:
-            self.last_log = lines[-1].strip()
+        pass
 
     def tick(self, elapsed: float) -> None:
-        self.elapsed = elapsed
-        self._update()
+        pass
 
 
 def _ignore_signals() -> None:
@@ -393,13 +365,34 @@ def _ignore_signals() -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
-def _trap_signals():
+class _SignalGate:
+    """While entered, a trapped signal is remembered instead of raised; raised on exit."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.pending: str | None = None
+
+    def __enter__(self) -> _SignalGate:
+        self.closed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = False
+        if self.pending and exc[0] is None:
+            raise _Interrupted(self.pending)
+
+
+def _trap_signals(gate: _SignalGate):
     """Turn SIGINT/SIGTERM into _Interrupted while a script runs; returns the undo."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def interrupted(signum, frame):
-        raise _Interrupted(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if gate.closed:
+            gate.pending = name
+            return
+        raise _Interrupted(name)
 
     previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
 
