@@ -19,6 +19,7 @@ otherwise (templates, generated pages) the output file and its line.
 
 from __future__ import annotations
 
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from chronicle.build import BuildOptions, BuildReport, build
@@ -280,3 +282,32 @@ def build_sources(site: Site) -> dict[str, Source]:
     found.update({output_file(p.url): Source(p.page.source, p.page.body_line)
                   for p in site.pages})
     return found
+
+
+def register(sub: Any) -> None:
+    """Add ``chronicle check`` to the CLI's subcommands."""
+    parser = sub.add_parser("check", help="build, then check every link, anchor and image")
+    parser.add_argument("--external", action="store_true",
+                        help="also fetch external links (off by default: no network)")
+    parser.add_argument("--root", type=Path, metavar="DIR", help="site root")
+    parser.set_defaults(func=_command)
+
+
+def _command(args: Any) -> int:
+    from chronicle.cli import _with_lab_hooks
+    from chronicle.paths import SitePaths, find_root
+
+    root = (args.root or find_root()).resolve()
+    # its own folder: checking never disturbs output/ or the preview
+    options = _with_lab_hooks(BuildOptions(root=root, out=SitePaths(root).cache / "check"))
+    report, problems = check_site(options, external=args.external)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for problem in problems:
+        print(problem)
+    pages = report.pages
+    if problems:
+        print(f"check failed: {len(problems)} problem(s) in {pages} pages", file=sys.stderr)
+        return 1
+    print(f"checked {pages} pages: every link, anchor and image resolves")
+    return 0

@@ -33,10 +33,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -341,3 +343,28 @@ def _git(arguments: list[str], env: dict[str, str] | None = None,
     if done.returncode != 0:
         raise BuildError(f"git {arguments[0]} failed: {done.stderr.strip()}")
     return done.stdout
+
+
+def register(sub: Any) -> None:
+    """Add ``chronicle publish`` to the CLI's subcommands."""
+    parser = sub.add_parser("publish", help="build, check and publish the site to a target")
+    parser.add_argument("target", nargs="?", help="a [publish.NAME] of site.toml "
+                        "(default: 'default', or the only one)")
+    parser.add_argument("--force", action="store_true",
+                        help="publish despite failed checks or stale results")
+    parser.add_argument("--now", type=datetime.fromisoformat, metavar="DATE",
+                        help="the build's 'now', also the git commit's date")
+    parser.add_argument("--root", type=Path, metavar="DIR", help="site root")
+    parser.set_defaults(func=_command)
+
+
+def _command(args: Any) -> int:
+    from chronicle.cli import _with_lab_hooks
+    from chronicle.paths import find_root
+
+    options = _with_lab_hooks(BuildOptions(root=(args.root or find_root()).resolve(),
+                                           now=args.now))
+    done = publish(options, args.target, force=args.force,
+                   log=lambda line: print(line, file=sys.stderr))
+    print(done.summary())
+    return 0

@@ -27,6 +27,7 @@ from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import watchfiles
@@ -338,3 +339,23 @@ def _base_path(paths: SitePaths) -> str:
 def _path_of(base_url: str) -> str:
     path = urlsplit(base_url).path or "/"
     return path if path.endswith("/") else path + "/"
+
+
+def register(sub: Any) -> None:
+    """Add ``chronicle serve`` to the CLI's subcommands."""
+    parser = sub.add_parser("serve", help="preview the site on 127.0.0.1, rebuilding on change")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any)")
+    parser.add_argument("--drafts", action="store_true", help="include posts marked draft")
+    parser.add_argument("--future", action="store_true", help="include posts dated after now")
+    parser.add_argument("--root", type=Path, metavar="DIR", help="site root")
+    parser.set_defaults(func=_command)
+
+
+def _command(args: Any) -> int:
+    from chronicle.cli import _with_lab_hooks
+    from chronicle.paths import find_root
+
+    options = BuildOptions(root=(args.root or find_root()).resolve(), drafts=args.drafts,
+                           future=args.future)
+    return serve(PreviewServer(options, port=args.port, prepare=_with_lab_hooks,
+                               log=lambda line: print(line, flush=True)))
