@@ -45,8 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--root", type=Path, metavar="DIR")
     new.set_defaults(func=cmd_new)
 
+    from chronicle import check, publish, serve
     from chronicle.lab.cli import register as register_lab
 
+    serve.register(sub)
+    check.register(sub)
+    publish.register(sub)
     register_lab(sub)
     return parser
 
