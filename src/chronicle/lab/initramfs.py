@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-MARKER_RE = re.compile(rb"CHRONICLE-BOOTED uptime=([0-9.]+)")
+# The line end is part of the marker: a partial read must not yield a truncated number.
+MARKER_RE = re.compile(rb"CHRONICLE-BOOTED uptime=([0-9.]+)\r?\n")
 INDEX_HTML = b"<!doctype html><title>chronicle guest</title><p>chronicle guest</p>\n"
 
 # Only the applets /init calls: a symlink each is cheaper under TCG than `busybox --install`.
