@@ -186,3 +186,21 @@ def test_a_broken_post_fails_the_check_with_its_build_error(tmp_path):
     with pytest.raises(BuildError) as caught:
         check_site(options(root))
     assert "2025-03-01-boot.md:2" in str(caught.value)
+
+
+def test_command_exits_1_and_prints_each_problem(tmp_path, capsys):
+    from chronicle.cli import main
+
+    root = make_site(tmp_path, {"2025-03-01-boot.md": post("Boot time", "[x](../gone/)")})
+    assert main(["check", "--root", str(root)]) == 1
+    out, err = capsys.readouterr()
+    assert "2025-03-01-boot.md:5: broken link '../gone/'" in out
+    assert "check failed: 1 problem(s)" in err
+    assert not (root / "output").exists()  # checking builds into .chronicle/check
+
+
+def test_command_exits_0_on_a_good_site(tmp_path, capsys):
+    from chronicle.cli import main
+
+    assert main(["check", "--root", str(make_site(tmp_path))]) == 0
+    assert "every link, anchor and image resolves" in capsys.readouterr().out

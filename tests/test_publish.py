@@ -329,3 +329,21 @@ def test_stale_result_refuses_unless_forced(tmp_path):
                    log=lambda line: None)
     assert any("stale result: baseline-spawn" in line for line in done.forced)
     assert (tmp_path / "www" / "2025" / "03" / "spawn" / "index.html").is_file()
+
+
+def test_command_publishes_and_reports_where(tmp_path, capsys):
+    from chronicle.cli import main
+
+    root = site_with(tmp_path, DIR_TARGET)
+    assert main(["publish", "--root", str(root), "--now", "2025-04-01"]) == 0
+    assert f"to default ({tmp_path / 'www'})" in capsys.readouterr().out
+
+
+def test_command_refusal_exits_1(tmp_path, capsys):
+    from chronicle.cli import main
+
+    root = site_with(tmp_path, DIR_TARGET)
+    break_a_link(root)
+    assert main(["publish", "--root", str(root), "--now", "2025-04-01"]) == 1
+    assert "not publishing" in capsys.readouterr().err
+    assert not (tmp_path / "www").exists()

@@ -139,7 +139,7 @@ def test_editing_a_post_rebuilds_the_preview(site, preview):
     before = preview.generation
     (site / "posts" / "2025-03-01-boot.md").write_text(post("Boot time", "The second version."))
     wait_until(lambda: b"second version" in raw_get(preview.url, "/blog/2025/03/boot/")[1])
-    assert preview.generation > before
+    wait_until(lambda: preview.generation > before)  # announced just after the swap
 
 
 def test_broken_post_shows_its_error_then_recovers(site, preview):
@@ -182,3 +182,29 @@ def test_watched_folders_are_the_sources(site, preview):
     for name in ("posts", "site"):
         assert (site / name).resolve() in watched
     assert Path(site / ".chronicle").resolve() not in watched
+
+
+def test_command_prints_the_url_and_exits_cleanly_on_ctrl_c(site):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chronicle", "serve", "--port", "0", "--root", str(site)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in process.stdout:
+            found = re.search(r"previewing at (http://127\.0\.0\.1:\d+/blog/)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url is not None
+        assert raw_get(url, "/blog/2025/03/boot/")[0] == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -222,7 +222,7 @@ def _guard(folder: Path, root: Path | None) -> None:
 
 def _local(path: str, paths: SitePaths) -> Path:
     folder = Path(path).expanduser()
-    return (folder if folder.is_absolute() else paths.root / folder).absolute()
+    return Path(os.path.normpath(folder if folder.is_absolute() else paths.root / folder))
 
 
 # -- rsync -----------------------------------------------------------------------------
