@@ -50,6 +50,19 @@ class Row:
         return data
 
 
+def load_rows(path: Path) -> list[Row]:
+    """The rows of an earlier ``latest.json`` (none if there is no such file)."""
+    if not path.exists():
+        return []
+    rows = []
+    for data in json.loads(path.read_text(encoding="utf-8"))["rows"]:
+        rows.append(Row(tool=data["tool"], case=data["case"], n=data["n"],
+                        times_s=data["times_s"], cpu_s=data.get("cpu_s", []),
+                        peak_mib=data["peak_mib"], compare_with=data["compare_with"],
+                        note=data["note"]))
+    return rows
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 

@@ -47,6 +47,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=BENCH / "work",
                         help="scratch folder for sites and the peers' venv")
     parser.add_argument("--out", type=Path, help="where latest.json and latest.md go")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep rows of the previous latest.json for tools and sizes "
+                             "not run now (long runs in parts)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.runs = args.n or [200], 1
@@ -159,6 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             versions[name] = tool.version
             rows += time_tool(tool, n, args.runs)
+    if args.merge:
+        ran = {(row.tool, row.n) for row in rows}
+        rows = [row for row in report.load_rows(args.out / "latest.json")
+                if (row.tool, row.n) not in ran] + rows
+        rows.sort(key=lambda row: (row.n, TOOLS.index(row.tool)))
     report.fill_ratios(rows)
     meta = {
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
