@@ -83,3 +83,49 @@ def test_traversal_is_refused_to_the_browser(preview, page, tmp_path):
     response = page.goto(preview.url + "%2e%2e/%2e%2e/%2e%2e/secret.txt")
     assert response.status in (403, 404)
     assert "private" not in page.content()
+
+
+@pytest.fixture
+def searchable(tmp_path):
+    from dataclasses import replace
+
+    from chronicle.search import search_files
+
+    root = make_site(tmp_path / "site", {
+        "2025-03-01-boot.md": post("Boot time", "Qemu boots a microVM."),
+        "2025-03-02-memory.md": post("Memory footprint", "Incus containers use little.",
+                                     date="2025-03-02"),
+    })
+    server = PreviewServer(BuildOptions(root=root), port=0, log=lambda line: None,
+                           prepare=lambda o: replace(o, extra_pages=(search_files,)))
+    server.start(watch=False)
+    yield server
+    server.close()
+
+
+def test_search_box_finds_posts_when_scripts_run(searchable, page, tmp_path):
+    page.goto(searchable.url)
+    box = page.get_by_role("searchbox", name="Search posts")
+    box.fill("incus")
+    result = page.locator(".search-results a")
+    result.first.wait_for(timeout=WAIT_MS)
+    assert result.all_inner_texts() == ["Memory footprint"]
+    page.screenshot(path=tmp_path / "search.png")
+    result.first.click()
+    page.wait_for_url("**/2025/03/memory/")
+
+
+def test_site_works_without_javascript(searchable, tmp_path):
+    require(CHROMIUM.exists(), "Chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(java_script_enabled=False).new_page()
+            page.goto(searchable.url)
+            assert page.locator("form.search").count() == 0
+            page.get_by_role("link", name="Memory footprint").click()
+            page.get_by_text("Incus containers use little.").wait_for(timeout=WAIT_MS)
+        finally:
+            browser.close()

@@ -67,7 +67,18 @@
     });
   }
 
+  // Styled here, not in the theme's CSS: without this script there is nothing to style.
+  var STYLE = ".search{position:relative;font:0.95rem/1.4 var(--sans,sans-serif)}" +
+    ".search input{font:inherit;padding:0.2rem 0.5rem;width:12rem;max-width:100%}" +
+    ".search-results{position:absolute;right:0;z-index:10;width:min(28rem,90vw);margin:0.3rem 0;" +
+    "padding:0.4rem 0.8rem;list-style:none;background:var(--bg,#fff);color:var(--fg,#111);" +
+    "border:1px solid var(--rule,#ccc);max-height:70vh;overflow:auto}" +
+    ".search-results li{margin:0.4rem 0}.search-results p{margin:0.1rem 0;color:var(--muted,#555)}";
+
   function install() {
+    var style = document.createElement("style");
+    style.textContent = STYLE;
+    document.head.appendChild(style);
     var host = document.querySelector(".site-header .wrap") || document.body;
     var form = document.createElement("form");
     form.className = "search";
