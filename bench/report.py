@@ -124,6 +124,7 @@ def to_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         f"per case, corpus seed {meta['seed']}.",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}, "
         f"kernel {m['kernel']}, Python {m['python']}.",
+        f"Chronicle: {meta.get('chronicle_source', 'working tree')}.",
         "",
         "\"vs Chronicle\" is this row's median time divided by Chronicle's on the matching "
         "case (a peer's `full` is matched with Chronicle's `cold`): above 1 means Chronicle "

@@ -47,6 +47,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=BENCH / "work",
                         help="scratch folder for sites and the peers' venv")
     parser.add_argument("--out", type=Path, help="where latest.json and latest.md go")
+    parser.add_argument("--rev", help="time Chronicle as committed at this git revision "
+                        "(exported under --work) instead of the working tree")
     parser.add_argument("--merge", action="store_true",
                         help="keep rows of the previous latest.json for tools and sizes "
                              "not run now (long runs in parts)")
@@ -88,10 +90,33 @@ def ensure_peers(work: Path) -> dict[str, Path | str]:
     return found
 
 
+def chronicle_source(rev: str | None, work: Path) -> tuple[Path | None, str]:
+    """Where Chronicle runs from, and how the report names it (commit, dirty or not)."""
+    repo = BENCH.parent
+
+    def git(*words: str) -> str:
+        return subprocess.run(["git", *words], cwd=repo, capture_output=True,
+                              text=True).stdout.strip()
+
+    if rev is None:
+        dirty = " + uncommitted changes" if git("status", "--porcelain", "--", "src") else ""
+        return None, f"working tree at {git('rev-parse', '--short', 'HEAD')}{dirty}"
+    commit = git("rev-parse", "--short", rev)
+    if not commit:
+        raise SystemExit(f"unknown git revision {rev!r}")
+    target = work / f"chronicle-{commit}"
+    if not (target / "src").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", commit, "src", "themes"], cwd=repo,
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "src", f"commit {commit}"
+
+
 def make_tools(name: str, work: Path, posts: list[corpus.SyntheticPost],
-               peers: dict[str, Path | str]) -> sites.Tool | str:
+               peers: dict[str, Path | str], source: Path | None) -> sites.Tool | str:
     if name == "chronicle":
-        return sites.chronicle_tool(work, posts)
+        return sites.chronicle_tool(work, posts, source)
     if name == "floor":
         return sites.floor_tool(work, posts)
     binary = peers.get(name, "not installed")
@@ -106,7 +131,7 @@ def time_tool(tool: sites.Tool, n: int, runs: int) -> list[report.Row]:
             for case in tool.cases]
     # One untimed build first: warms the OS page cache and bytecode, and finds a broken
     # tool before any number is recorded.
-    warm_up = run_measured(tool.command, tool.cwd)
+    warm_up = run_measured(tool.command, tool.cwd, tool.env)
     if warm_up.returncode != 0:
         why = _last_line(warm_up.stderr_tail)
         for row in rows:
@@ -122,7 +147,7 @@ def time_tool(tool: sites.Tool, n: int, runs: int) -> list[report.Row]:
             continue
         for run in range(runs):
             case.reset(run)
-            measured = run_measured(tool.command, tool.cwd)
+            measured = run_measured(tool.command, tool.cwd, tool.env)
             if measured.returncode != 0:
                 row.note = f"failed: {_last_line(measured.stderr_tail)}"
                 break
@@ -148,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     tools = [t for t in TOOLS if t in (args.only or TOOLS)]
     peers = ensure_peers(args.work) if {"hugo", "pelican"} & set(tools) else {}
+    source, chronicle_from = chronicle_source(args.rev, args.work)
     rows: list[report.Row] = []
     versions: dict[str, str] = {}
     started = time.perf_counter()
@@ -155,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n in args.n:
         posts = corpus.make_corpus(n, args.seed)
         for name in tools:
-            tool = make_tools(name, args.work / f"n{n}", posts, peers)
+            tool = make_tools(name, args.work / f"n{n}", posts, peers, source)
             if isinstance(tool, str):
                 rows.append(report.Row(name, "all", n, note=f"skipped: {tool}"))
                 log(f"{name} N={n}: skipped: {tool}")
@@ -172,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/run.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "runs": args.runs, "seed": args.seed, "machine": report.machine(),
-        "versions": versions, "load_before": load_before, "load_after": _load(),
+        "versions": versions, "chronicle_source": chronicle_from,
+        "load_before": load_before, "load_after": _load(),
         "wall_s": round(time.perf_counter() - started, 1),
     }
     args.out.mkdir(parents=True, exist_ok=True)

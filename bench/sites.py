@@ -8,6 +8,7 @@ one left: Chronicle's ``warm`` case reuses the cache its ``cold`` runs filled.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,7 @@ class Tool:
     version: str = ""
     skipped: dict[str, str] = field(default_factory=dict)  # case → why it did not run
     setup: dict[str, Callable[[], str | None]] = field(default_factory=dict)
+    env: dict[str, str] | None = None  # None: this process's environment
 
 
 def _wipe(*folders: Path) -> None:
@@ -52,11 +54,21 @@ def _edit_target(posts: list[Path]) -> Path:
     return posts[len(posts) // 2]
 
 
-def chronicle_tool(work: Path, posts: list[corpus.SyntheticPost]) -> Tool | str:
-    """Chronicle as an author runs it: ``chronicle build --root SITE``; a str says why not."""
+def chronicle_tool(work: Path, posts: list[corpus.SyntheticPost],
+                   source: Path | None = None) -> Tool | str:
+    """Chronicle as an author runs it: ``chronicle build --root SITE``; a str says why not.
+
+    ``source``: a ``src/`` folder to run Chronicle from instead of the installed one (a
+    fixed revision, while others edit the working tree).
+    """
     exe = Path(sys.executable).parent / "chronicle"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "chronicle"]
-    probe = subprocess.run([*command, "build", "--help"], capture_output=True, text=True)
+    env = None
+    if source is not None:
+        command = [sys.executable, "-m", "chronicle"]
+        env = {**os.environ, "PYTHONPATH": str(source)}
+    probe = subprocess.run([*command, "build", "--help"], capture_output=True, text=True,
+                           env=env)
     if probe.returncode != 0:
         return "`chronicle build` is not available in this checkout yet"
     site = work / "chronicle"
@@ -64,9 +76,10 @@ def chronicle_tool(work: Path, posts: list[corpus.SyntheticPost]) -> Tool | str:
     (site / "site").mkdir(parents=True)
     shutil.copyfile(PEERS / "chronicle" / "site.toml", site / "site" / "site.toml")
     paths = corpus.write_posts(site / "posts", posts, "chronicle")
-    version = subprocess.run([*command, "--version"], capture_output=True, text=True).stdout
+    version = subprocess.run([*command, "--version"], capture_output=True, text=True,
+                             env=env).stdout
     tool = Tool("chronicle", site, [*command, "build", "--root", str(site)], site,
-                version=version.strip())
+                version=version.strip(), env=env)
     cache, output = site / ".chronicle", site / "output"
     target = _edit_target(paths)
     tool.cases = [
@@ -98,7 +111,8 @@ def add_embedding_post(tool: Tool) -> str | None:
         "summary: \"A post that shows a stored result.\"\n---\n\nBoot times, as measured:\n\n"
         f"```table {RESULT_EXPERIMENT}\nmetrics: [boot_ms]\n```\n\n"
         f"```chart {RESULT_EXPERIMENT}\nmetric: boot_ms\nkind: box\n```\n", encoding="utf-8")
-    done = subprocess.run(tool.command, cwd=tool.cwd, capture_output=True, text=True)
+    done = subprocess.run(tool.command, cwd=tool.cwd, capture_output=True, text=True,
+                          env=tool.env)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         post.unlink()
