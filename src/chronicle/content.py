@@ -16,6 +16,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ class Post:
     updated: datetime | None = None
     toc: bool | None = None  # None: decided by the number of headings
 
-    @property
+    @cached_property  # asked for thousands of times while building lists
     def url(self) -> str:
         """Site-relative URL, no leading slash: ``2025/03/boot-time/``."""
         return f"{self.date:%Y/%m}/{self.slug}/"
@@ -233,3 +234,73 @@ def _slug(meta: dict[str, Any], path: Path, lines: dict[str, int], default: str)
         raise BuildError(f"slug {slug!r} must be lower-case letters, digits and single "
                          "hyphens", path, line)
     return slug
+
+
+# -- reading with the build cache -----------------------------------------------------------
+
+EMBED_FENCE = re.compile(r"^ {0,3}(?:`{3,}|~{3,})\s*(?:chart|table|compare)\b", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Doc:
+    """A post or page as the build tracks it: the model without its body, the source's
+    hash, whether it has embed fences, and the full model when it was just read."""
+
+    doc: Post | Page
+    hash: str
+    has_embeds: bool
+    full: Post | Page | None = None
+
+    def read(self, tz: tzinfo) -> Post | Page:
+        """The model with its body (read again from disk when it came from the cache)."""
+        if self.full is not None:
+            return self.full
+        return read_post(self.doc.source, tz) if isinstance(self.doc, Post) \
+            else read_page(self.doc.source)
+
+
+def gather_docs(paths: Any, config: Any, cache: Any) -> tuple[list[Doc], list[BuildError]]:
+    """Every post and page with its front matter, from the cache when the file is unchanged.
+
+    The body is dropped from the model (``body=""``) whether or not it came from the
+    cache, so templates see the same thing either way; rendered HTML is on the entry.
+    """
+    from dataclasses import replace
+
+    from chronicle.cache import code_version, digest
+
+    errors: list[BuildError] = []
+    found = [(s, True) for s in find_sources(paths.posts, "**/*.md")]
+    found += [(s, False) for s in find_sources(paths.pages, "*.md")]
+    hashes = [cache.file_hash(source) for source, _ in found]
+    keys = [digest(h, str(source), config.timezone, code_version())
+            for h, (source, _) in zip(hashes, found, strict=True)]
+    known = cache.get_many("doc", keys)
+    docs: list[Doc] = []
+    for (source, is_post), file_hash, key in zip(found, hashes, keys, strict=True):
+        cached = known.get(key)
+        if cached is not None:
+            docs.append(Doc(cached[0], file_hash, cached[1]))
+            continue
+        try:
+            full = read_post(source, config.tz) if is_post else read_page(source)
+        except BuildError as exc:
+            errors.append(exc)
+            continue
+        doc = Doc(replace(full, body=""), file_hash, bool(EMBED_FENCE.search(full.body)), full)
+        cache.put("doc", key, (doc.doc, doc.has_embeds))
+        docs.append(doc)
+    errors += _duplicates([d.doc for d in docs if isinstance(d.doc, Post)], "slug")
+    errors += _duplicates([d.doc for d in docs if isinstance(d.doc, Page)], "page slug")
+    return docs, errors
+
+
+def _duplicates(docs: list[Post] | list[Page], what: str) -> list[BuildError]:
+    seen: dict[str, Path] = {}
+    errors = []
+    for doc in docs:
+        first = seen.setdefault(doc.slug, doc.source)
+        if first != doc.source:
+            errors.append(BuildError(f"duplicate {what} {doc.slug!r}, also used by {first}",
+                                     doc.source))
+    return errors

@@ -13,9 +13,12 @@ ending in ``/`` for HTML pages (``""`` is the home page, ``2025/03/boot-time/`` 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
+from chronicle.cache import digest
 from chronicle.config import SiteConfig
 from chronicle.content import Page, Post, slugify
 from chronicle.markdown import Heading
@@ -23,16 +26,65 @@ from chronicle.markdown import Heading
 FEED_SIZE = 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
+class Body:
+    """Rendered HTML, held or loaded on demand: a 10,000-post site keeps only digests in
+    memory and reads a body back from the cache when a page shows it."""
+
+    digest: str  # names the HTML: equal digests, equal HTML
+    text: str | None = None
+    load: Callable[[str], str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, html: str) -> Body:
+        return cls(digest(html), html)
+
+    @property
+    def html(self) -> str:
+        if self.text is not None:
+            return self.text
+        assert self.load is not None, "a Body needs its text or a loader"
+        return self.load(self.digest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Body) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+
+@dataclass(frozen=True, init=False)
 class Entry:
     """A post ready to render: its data plus its HTML and what was learnt rendering it."""
 
     post: Post
-    html: str
-    headings: tuple[Heading, ...] = ()
-    show_toc: bool = False
-    reading_minutes: int = 1
-    embeds_updated: datetime | None = None  # newest result shown by the post's embeds
+    body: Body
+    headings: tuple[Heading, ...]
+    show_toc: bool
+    reading_minutes: int
+    embeds_updated: datetime | None  # newest result shown by the post's embeds
+
+    def __init__(self, post: Post, html: str = "", headings: tuple[Heading, ...] = (),
+                 show_toc: bool = False, reading_minutes: int = 1,
+                 embeds_updated: datetime | None = None, body: Body | None = None):
+        values = {"post": post, "body": body or Body.of(html), "headings": tuple(headings),
+                  "show_toc": show_toc, "reading_minutes": reading_minutes,
+                  "embeds_updated": embeds_updated}
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def html(self) -> str:
+        return self.body.html
+
+    @cached_property
+    def digest(self) -> str:
+        """Everything a template can learn from this entry, hashed."""
+        p = self.post
+        return digest("entry", str(p.source), p.title, p.date.isoformat(), p.slug,
+                      "\x1f".join(p.tags), p.summary, str(p.draft), _iso(p.updated),
+                      str(p.toc), self.body.digest, repr(self.headings), str(self.show_toc),
+                      str(self.reading_minutes), _iso(self.embeds_updated))
 
     @property
     def url(self) -> str:
@@ -67,12 +119,29 @@ class Entry:
         return (self.post.date, self.post.slug)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class PageEntry:
     page: Page
-    html: str
-    headings: tuple[Heading, ...] = ()
-    show_toc: bool = False
+    body: Body
+    headings: tuple[Heading, ...]
+    show_toc: bool
+
+    def __init__(self, page: Page, html: str = "", headings: tuple[Heading, ...] = (),
+                 show_toc: bool = False, body: Body | None = None):
+        values = {"page": page, "body": body or Body.of(html), "headings": tuple(headings),
+                  "show_toc": show_toc}
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def html(self) -> str:
+        return self.body.html
+
+    @cached_property
+    def digest(self) -> str:
+        p = self.page
+        return digest("page", str(p.source), p.title, p.slug, p.summary, str(p.toc),
+                      self.body.digest, repr(self.headings), str(self.show_toc))
 
     @property
     def url(self) -> str:
@@ -174,7 +243,16 @@ class Site:
         return tuple(sorted(rows, key=lambda row: row.url))
 
     def _position(self, entry: Entry) -> int:
-        return next(i for i, e in enumerate(self.entries) if e.url == entry.url)
+        return self._positions[entry.url]
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        # a dict, not a scan: newer()/older() run once per post, so a scan is O(N²)
+        return {e.url: i for i, e in enumerate(self.entries)}
+
+
+def _iso(when: datetime | None) -> str:
+    return when.isoformat() if when is not None else ""
 
 
 def index_url(number: int) -> str:

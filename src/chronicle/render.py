@@ -13,7 +13,9 @@ under the base URL's path), ``absolute(path)`` (a full URL, for feeds) and the f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import jinja2
 
 from chronicle.errors import BuildError
 from chronicle.markdown import pygments_css
-from chronicle.model import Site
+from chronicle.model import Site, Tag
 from chronicle.paths import SitePaths
 
 BUNDLED_THEMES = Path(__file__).parent / "skeleton" / "themes"
@@ -45,6 +47,71 @@ def output_file(url: str) -> str:
     return f"{url}index.html" if url == "" or url.endswith("/") else url
 
 
+class Recorder:
+    """What one render read: the templates Jinja loaded and the parts of the site model."""
+
+    def __init__(self) -> None:
+        self.templates: set[str] = set()
+        self.site: set[str] = set()
+
+    def deps(self) -> list[str]:
+        return sorted({f"template:{t}" for t in self.templates} | self.site)
+
+
+class _TrackingEnvironment(jinja2.Environment):
+    """An environment that notes every template a render asks for (extends, import,
+    include, and the page's own): those templates are that page's inputs."""
+
+    recorder: Recorder | None = None
+
+    def get_template(self, name: Any, parent: str | None = None,
+                     globals: Any = None) -> jinja2.Template:  # noqa: A002 - Jinja's name
+        if self.recorder is not None and isinstance(name, str):
+            self.recorder.templates.add(self.join_path(name, parent) if parent else name)
+        return super().get_template(name, parent, globals)
+
+    def select_template(self, names: Any, parent: str | None = None,
+                        globals: Any = None) -> jinja2.Template:  # noqa: A002
+        if self.recorder is not None and not isinstance(names, jinja2.Template):
+            # every candidate counts: a new file for an earlier name changes the choice
+            self.recorder.templates.update(n for n in names if isinstance(n, str))
+        return super().select_template(names, parent, globals)
+
+
+class _SiteView:
+    """The ``site`` templates see: the model itself, noting which parts are read."""
+
+    def __init__(self, site: Site, env: _TrackingEnvironment):
+        self._site = site
+        self._env = env
+
+    def __getattr__(self, name: str) -> Any:
+        if self._env.recorder is not None:
+            self._env.recorder.site.add(f"site.{name}")
+        return getattr(self._site, name)
+
+    def tag(self, name: str) -> _TagView:
+        tag = self._site.tag(name)
+        if self._env.recorder is not None:
+            self._env.recorder.site.add(f"tag:{tag.slug}")
+        return _TagView(tag, self._env)
+
+
+class _TagView:
+    """A tag's name and links depend on the tag alone; its entries on the whole list."""
+
+    SELF = frozenset({"name", "slug", "url", "feed_url"})
+
+    def __init__(self, tag: Tag, env: _TrackingEnvironment):
+        self._tag = tag
+        self._env = env
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.SELF and self._env.recorder is not None:
+            self._env.recorder.site.add("site.tags")
+        return getattr(self._tag, name)
+
+
 class Renderer:
     """Renders templates for one site; also handed to extra page generators (the lab)."""
 
@@ -52,19 +119,39 @@ class Renderer:
         self.site = site
         self.theme = theme
         prefix = urlsplit(site.config.base_url).path or "/"
-        search = [str(p) for p in (paths.site_templates, theme / "templates") if p.is_dir()]
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(search),
+        self.search_path = [p for p in (paths.site_templates, theme / "templates") if p.is_dir()]
+        self.env = _TrackingEnvironment(
+            loader=jinja2.FileSystemLoader([str(p) for p in self.search_path]),
             autoescape=jinja2.select_autoescape(["html", "xml"]),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         )
         self.env.globals.update(
-            site=site, config=site.config,
+            site=_SiteView(site, self.env), config=site.config,
             href=lambda path: _href(prefix, path),
             absolute=lambda path: site.config.base_url + str(path).lstrip("/"),
         )
         self.env.filters.update(isodate=_isodate, human_date=_human_date)
+
+    def template_file(self, name: str) -> Path | None:
+        """The file the loader uses for template ``name`` (a site override first)."""
+        for folder in self.search_path:
+            candidate = folder / name
+            if candidate.is_file():
+                return candidate
+        return None
+
+    @contextmanager
+    def recording(self) -> Iterator[Recorder]:
+        """Note what the renders inside the block read (nested blocks share the outer one)."""
+        if self.env.recorder is not None:
+            yield self.env.recorder
+            return
+        recorder = self.env.recorder = Recorder()
+        try:
+            yield recorder
+        finally:
+            self.env.recorder = None
 
     def render(self, template: str, url: str, **context: Any) -> bytes:
         """Render ``template`` for the page at site path ``url``."""
@@ -84,30 +171,52 @@ class Renderer:
         return output_file(url), self.render(template, url, **context)
 
 
-def render_site(site: Site, renderer: Renderer) -> dict[str, bytes]:
-    """Every generated file of the site, by output path."""
-    files: dict[str, bytes] = {}
+@dataclass(frozen=True)
+class PageJob:
+    """One output file rendered from a theme template: what to render and with what."""
 
-    def add(path: str, body: bytes) -> None:
-        if path in files:
-            raise BuildError(f"two pages want the same output file {path!r}")
-        files[path] = body
+    name: str  # output file
+    template: str
+    url: str
+    context: dict[str, Any]
+
+    def render(self, renderer: Renderer) -> bytes:
+        return renderer.render(self.template, self.url, **self.context)
+
+
+def page_jobs(site: Site) -> list[PageJob]:
+    """Every templated file of the site, in a fixed order; no two share an output file."""
+    jobs: list[PageJob] = []
+
+    def page(template: str, url: str, name: str | None = None, **context: Any) -> None:
+        jobs.append(PageJob(name or output_file(url), template, url, context))
 
     for index in site.index_pages:
-        add(*renderer.page("index.html", index.url, index=index))
+        page("index.html", index.url, index=index)
     for entry in site.entries:
-        add(*renderer.page("post.html", entry.url, entry=entry, newer=site.newer(entry),
-                           older=site.older(entry)))
-    for page in site.pages:
-        add(*renderer.page("page.html", page.url, page=page))
+        page("post.html", entry.url, entry=entry, newer=site.newer(entry),
+             older=site.older(entry))
+    for static_page in site.pages:
+        page("page.html", static_page.url, page=static_page)
     for tag in site.tags:
-        add(*renderer.page("tag.html", tag.url, tag=tag))
-    add(*renderer.page("tags.html", "tags/"))
-    add(*renderer.page("archive.html", "archive/"))
-    add("404.html", renderer.render("404.html", "404.html"))
+        page("tag.html", tag.url, tag=tag)
+    page("tags.html", "tags/")
+    page("archive.html", "archive/")
+    page("404.html", "404.html", name="404.html")
     for feed in site.feeds:
-        add(feed.url, renderer.render("atom.xml", feed.url, feed=feed))
-    add("static/pygments.css", pygments_css().encode())
+        page("atom.xml", feed.url, name=feed.url, feed=feed)
+    seen: set[str] = set()
+    for job in jobs:
+        if job.name in seen:
+            raise BuildError(f"two pages want the same output file {job.name!r}")
+        seen.add(job.name)
+    return jobs
+
+
+def render_site(site: Site, renderer: Renderer) -> dict[str, bytes]:
+    """Every generated file of the site, by output path (all in memory: small sites)."""
+    files = {job.name: job.render(renderer) for job in page_jobs(site)}
+    files["static/pygments.css"] = pygments_css().encode()
     return files
 
 

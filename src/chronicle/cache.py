@@ -1,0 +1,196 @@
+"""Build caches under ``.chronicle/``, keyed by content hash: deleting them only costs time.
+
+One SQLite file (``.chronicle/cache.sqlite``) holds every namespace:
+
+``stat``
+    ``path → (size, mtime, inode, hash)``: a file whose stat signature is unchanged is not
+    read again (as git's index does). A file modified within :data:`RACY_SECONDS` of the
+    moment its hash was recorded is always re-read, so an edit in the same clock tick as
+    the previous build is never missed.
+``post``/``page``
+    parsed front matter (a :class:`~chronicle.content.Post` without its body), keyed by
+    the file's hash, the time zone and :func:`code_version`.
+``body``
+    rendered markdown (HTML, headings, word count, warnings), keyed by the source hash,
+    and the code version (which covers the markdown plugins, Pygments and their versions).
+``code``
+    highlighted code blocks, keyed by code, language, options and the code version.
+
+Values are pickled: this cache is written and read only by Chronicle on this machine.
+Writes are buffered and committed by :meth:`Cache.flush`; a process forked from the
+build (see :mod:`chronicle.parallel`) opens its own connection and only reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sqlite3
+import time
+from collections.abc import Iterable
+from functools import cache as memoize
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+RACY_SECONDS = 2
+# The packages whose behaviour shapes the output; their versions are part of the key.
+SHAPING_PACKAGES = ("markdown-it-py", "mdit-py-plugins", "Pygments", "Jinja2", "PyYAML")
+
+
+def digest(*parts: str | bytes) -> str:
+    """A short stable hash of ``parts`` (sha1: fast here, and nothing adversarial)."""
+    h = hashlib.sha1()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def bytes_digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+@memoize
+def code_version() -> str:
+    """Hash of Chronicle's own source (with its bundled theme) and the shaping packages'
+    versions: a new Chronicle or a new Pygments invalidates every cached render."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = Path(__file__).parent
+    parts = []
+    for folder, dirs, files in os.walk(package, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+        for name in sorted(files):
+            if name.endswith((".py", ".html", ".xml", ".css", ".js", ".svg", ".toml")):
+                path = Path(folder) / name
+                parts += [path.relative_to(package).as_posix(), bytes_digest(path.read_bytes())]
+    for name in SHAPING_PACKAGES:
+        try:
+            parts.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            parts.append(f"{name}=none")
+    return digest(f"schema {SCHEMA}", *parts)
+
+
+class Cache:
+    """The build caches of one site (``folder`` is its ``.chronicle/``)."""
+
+    def __init__(self, folder: Path, enabled: bool = True, read: bool = True):
+        """``read=False`` (``--clean``): ignore what is stored, but store afresh."""
+        self.folder = folder
+        self.enabled = enabled
+        self.read = enabled and read
+        self._db: sqlite3.Connection | None = None
+        self._pid = 0
+        self._pending: dict[tuple[str, str], bytes] = {}
+        self._stat: dict[str, tuple[int, int, int, str]] | None = None
+        self._stat_dirty: dict[str, tuple[int, int, int, str]] = {}
+        self._started_ns = time.time_ns()
+
+    # -- key/value ----------------------------------------------------------------------
+    def get(self, namespace: str, key: str) -> Any | None:
+        if not self.enabled:
+            return None
+        pending = self._pending.get((namespace, key))
+        if pending is not None:
+            return pickle.loads(pending)
+        if not self.read:
+            return None
+        row = self._conn().execute("SELECT value FROM kv WHERE ns = ? AND key = ?",
+                                   (namespace, key)).fetchone()
+        return pickle.loads(row[0]) if row else None
+
+    def get_many(self, namespace: str, keys: Iterable[str]) -> dict[str, Any]:
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Any] = {}
+        if not self.enabled or not wanted:
+            return found
+        conn = self._conn()
+        for start in range(0, len(wanted) if self.read else 0, 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, value in conn.execute(
+                    f"SELECT key, value FROM kv WHERE ns = ? AND key IN ({marks})",
+                    (namespace, *chunk)):
+                found[key] = pickle.loads(value)
+        for key in wanted:
+            if (namespace, key) in self._pending:
+                found[key] = pickle.loads(self._pending[(namespace, key)])
+        return found
+
+    def put(self, namespace: str, key: str, value: Any) -> None:
+        if self.enabled:
+            self._pending[(namespace, key)] = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+    # -- file hashes ---------------------------------------------------------------------
+    def file_hash(self, path: Path) -> str:
+        """Content hash of ``path``, read only when its stat signature changed."""
+        st = path.stat()
+        key = str(path)
+        known = self._stats().get(key)
+        signature = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if known is not None and known[:3] == signature:
+            return known[3]
+        found = bytes_digest(path.read_bytes())
+        if st.st_mtime_ns < self._started_ns - RACY_SECONDS * 1_000_000_000:
+            self._stat_dirty[key] = (*signature, found)
+        return found
+
+    def remember(self, path: Path, known_hash: str) -> None:
+        """Note the hash of a file this build just wrote (an output)."""
+        st = path.stat()
+        self._stat_dirty[str(path)] = (st.st_size, st.st_mtime_ns, st.st_ino, known_hash)
+
+    def matches(self, path: Path, expected: str) -> bool:
+        """Does ``path`` exist with content hashing to ``expected``?"""
+        try:
+            return self.file_hash(path) == expected
+        except OSError:
+            return False
+
+    def _stats(self) -> dict[str, tuple[int, int, int, str]]:
+        if self._stat is None:
+            self._stat = {}
+            if self.read:
+                rows = self._conn().execute("SELECT path, size, mtime, ino, hash FROM stat")
+                self._stat = {p: (s, m, i, h) for p, s, m, i, h in rows}
+        return self._stat
+
+    # -- persistence -----------------------------------------------------------------------
+    def flush(self) -> None:
+        """Commit buffered writes (the build calls this once it has succeeded)."""
+        if not self.enabled or not (self._pending or self._stat_dirty):
+            return
+        conn = self._conn()
+        conn.execute("BEGIN")
+        conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)",
+                         [(ns, key, value) for (ns, key), value in self._pending.items()])
+        conn.executemany("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?)",
+                         [(p, *sig) for p, sig in self._stat_dirty.items()])
+        conn.execute("COMMIT")
+        self._stats().update(self._stat_dirty)
+        self._pending.clear()
+        self._stat_dirty.clear()
+
+    def close(self) -> None:
+        if self._db is not None and self._pid == os.getpid():
+            self._db.close()
+        self._db = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None or self._pid != os.getpid():  # a forked worker opens its own
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.folder / "cache.sqlite", timeout=30,
+                                       isolation_level=None)
+            self._pid = os.getpid()
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("BEGIN")
+            self._db.execute("CREATE TABLE IF NOT EXISTS kv (ns TEXT, key TEXT, value BLOB, "
+                             "PRIMARY KEY (ns, key)) WITHOUT ROWID")
+            self._db.execute("CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, "
+                             "size INTEGER, mtime INTEGER, ino INTEGER, hash TEXT)")
+            self._db.execute("COMMIT")
+        return self._db

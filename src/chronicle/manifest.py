@@ -1,0 +1,201 @@
+"""The dependency manifest: what every output file was made from, for incremental builds.
+
+``.chronicle/manifest.json`` (one per output folder; another ``--out`` gets
+``manifest-<hash>.json``) is canonical JSON::
+
+    {"version": 1, "fingerprint": "...", "next_change": "2026-01-01T00:00:00+00:00",
+     "uses_now": false, "has_embeds": false, "warnings": [...],
+     "outputs": {"2025/03/boot-time/index.html":
+                   {"hash": "<sha1 of the bytes>", "producer": "page",
+                    "deps": {"code": "...", "config": "...", "context": "...",
+                             "template:post.html": "...", "template:base.html": "...",
+                             "tag:nix": "..."}}}}
+
+``deps`` maps each input of the output to its hash *as it was when the output was last
+made*. The dependency names are recorded while rendering (see
+:class:`chronicle.render.Recorder`): every template Jinja loaded and every part of the
+site model the template read. An output whose every dependency still hashes the same is
+not rendered again; one that is rendered is written only if its bytes changed.
+
+Dependency names and what their hash covers (:class:`Inputs`):
+
+``code``             Chronicle's source and the versions of the packages that shape output
+``config``           ``site/site.toml`` as parsed
+``context``          the objects handed to this page's template (its post, neighbours, …)
+``template:NAME``    the file the loader finds for NAME (a site override or the theme's)
+``site.ATTR``        that part of the model (``entries``, ``tags``, ``years``, ``pages``,
+                     ``index_pages``, ``feeds``, ``updated``, ``now``); any other
+                     attribute counts as the whole model
+``tag:SLUG``         a tag's name and slug (what ``site.tag(name).url`` needs)
+``inputs:NAME``      the files an extra page generator declared it reads
+``site``             the whole model (an extra generator that reads the site)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chronicle.cache import Cache, digest
+
+VERSION = 1
+
+
+@dataclass
+class Record:
+    hash: str
+    producer: str
+    deps: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    fingerprint: str = ""
+    next_change: str = ""  # ISO time when a scheduled post becomes due ("" if none)
+    uses_now: bool = False
+    has_embeds: bool = False
+    warnings: list[str] = field(default_factory=list)
+    outputs: dict[str, Record] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        data = {
+            "version": VERSION, "fingerprint": self.fingerprint,
+            "next_change": self.next_change, "uses_now": self.uses_now,
+            "has_embeds": self.has_embeds, "warnings": self.warnings,
+            "outputs": {name: {"hash": r.hash, "producer": r.producer, "deps": r.deps}
+                        for name, r in self.outputs.items()},
+        }
+        return (json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                + "\n").encode("utf-8")
+
+
+def manifest_path(cache_folder: Path, out: Path, default_out: Path) -> Path:
+    if out.absolute() == default_out.absolute():
+        return cache_folder / "manifest.json"
+    return cache_folder / f"manifest-{digest(str(out.absolute()))[:12]}.json"
+
+
+def load_manifest(path: Path) -> Manifest | None:
+    """The manifest at ``path``; None when missing, unreadable or of another version."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        return None
+    return Manifest(
+        fingerprint=data["fingerprint"], next_change=data["next_change"],
+        uses_now=data["uses_now"], has_embeds=data["has_embeds"],
+        warnings=list(data["warnings"]),
+        outputs={name: Record(r["hash"], r["producer"], dict(r["deps"]))
+                 for name, r in data["outputs"].items()})
+
+
+def save_manifest(manifest: Manifest, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".manifest-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(manifest.to_json())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def tree_digest(cache: Cache, folders: Iterable[Path], names: bool = True) -> str:
+    """Hash of every file (path and content) under ``folders``, hidden ones skipped."""
+    parts: list[str] = []
+    for folder in folders:
+        parts.append(f"folder {folder}")
+        if folder.is_file():
+            parts.append(cache.file_hash(folder))
+            continue
+        for path in _walk(folder):
+            parts += [str(path.relative_to(folder)) if names else "", cache.file_hash(path)]
+    return digest(*parts)
+
+
+def _walk(folder: Path) -> list[Path]:
+    found = []
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        found += [Path(top) / name for name in sorted(files) if not name.startswith(".")]
+    return found
+
+
+# -- the current hash of each dependency ----------------------------------------------------
+
+def value_digest(value: Any) -> str:
+    """Hash of a template context value: model objects by content, the rest by repr."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return repr(value)
+    own = getattr(value, "digest", None)
+    if isinstance(own, str):
+        return own
+    name = type(value).__name__
+    if isinstance(value, tuple | list):
+        return digest(name, *(value_digest(v) for v in value))
+    if isinstance(value, dict):
+        return digest(name, *(f"{k}={value_digest(v)}" for k, v in sorted(value.items())))
+    if hasattr(value, "__dataclass_fields__"):
+        return digest(name, *(f"{k}={value_digest(getattr(value, k))}"
+                              for k in value.__dataclass_fields__))
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return digest(name, repr(value))
+
+
+class Inputs:
+    """Current hashes of dependencies by name, each computed once per build."""
+
+    def __init__(self, site: Any, base: dict[str, str],
+                 template_hash: Callable[[str], str],
+                 extra: dict[str, Callable[[], str]] | None = None):
+        self.site = site
+        self._known = dict(base)  # "code", "config"
+        self._template_hash = template_hash
+        self._extra = extra or {}
+
+    def get(self, name: str) -> str:
+        found = self._known.get(name)
+        if found is None:
+            found = self._known[name] = self._compute(name)
+        return found
+
+    def unchanged(self, deps: dict[str, str], context: str) -> bool:
+        """Do ``deps`` (recorded last time) all still hash the same?"""
+        for name, value in deps.items():
+            current = context if name == "context" else self.get(name)
+            if current != value:
+                return False
+        return True
+
+    def _compute(self, name: str) -> str:
+        kind, _, rest = name.partition(":")
+        if kind == "template":
+            return self._template_hash(rest)
+        if kind == "tag":
+            tag = next((t for t in self.site.tags if t.slug == rest), None)
+            return digest(tag.name, tag.slug) if tag else "missing"
+        if name in self._extra:
+            return self._extra[name]()
+        if name == "site":
+            return digest(*(self.get(f"site.{a}") for a in SITE_PARTS))
+        if name.startswith("site."):
+            attr = name.removeprefix("site.")
+            if attr == "config":
+                return self.get("config")
+            if attr in SITE_PARTS:
+                return value_digest(getattr(self.site, attr))
+            return self.get("site")  # a method or anything new: the whole model
+        raise KeyError(name)
+
+
+# Parts of the model a template may read; newer/older/tag/sitemap derive from these.
+SITE_PARTS = ("entries", "pages", "tags", "years", "index_pages", "feeds", "updated", "now")

@@ -1,0 +1,68 @@
+"""Spreading a build's work over the machine's cores, with results in a fixed order.
+
+:func:`map_chunks` runs ``work(indices)`` over ``range(count)`` in chunks. Below
+:data:`PARALLEL_MIN` items, or on one core, it simply calls ``work`` here: a pool costs
+more than it saves on a small site. Above it, worker processes are *forked* so they
+inherit the build's state (the site model, the renderer, the staging folder) instead of
+receiving it pickled; only chunk indices go out and each chunk's results come back.
+Results are concatenated in chunk order, so the output never depends on scheduling.
+
+Workers must not write shared state other than files of their own (the staging folder);
+whatever the parent needs comes back in the results.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+PARALLEL_MIN = 200
+CHUNKS_PER_WORKER = 6  # several chunks each, so one slow chunk does not idle a core
+
+_work: Callable[[Sequence[int]], list[Any]] | None = None
+
+
+def workers() -> int:
+    """Cores this process may use (``CHRONICLE_JOBS`` overrides, e.g. 1 for serial)."""
+    forced = os.environ.get("CHRONICLE_JOBS", "")
+    if forced.isdigit() and int(forced) > 0:
+        return int(forced)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def map_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
+               minimum: int = PARALLEL_MIN) -> list[R]:
+    """``work`` over ``range(count)``: one result list, in index order."""
+    return list(iter_chunks(work, count, minimum))
+
+
+def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
+                minimum: int = PARALLEL_MIN) -> Iterator[R]:
+    """Like :func:`map_chunks`, but results arrive chunk by chunk (flat memory)."""
+    jobs = workers()
+    if count < minimum or jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from work(range(count))
+        return
+    size = max(8, -(-count // (jobs * CHUNKS_PER_WORKER)))
+    chunks = [range(start, min(start + size, count)) for start in range(0, count, size)]
+    global _work
+    _work = work
+    try:
+        with ProcessPoolExecutor(max_workers=jobs,
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            for part in pool.map(_run_chunk, chunks):
+                yield from part
+    finally:
+        _work = None
+
+
+def _run_chunk(indices: range) -> list[Any]:
+    assert _work is not None, "map_chunks sets the work before forking"
+    return _work(indices)
