@@ -17,7 +17,9 @@ from chronicle.errors import BuildError, BuildErrors, ChronicleError
 SKELETON = Path(__file__).parent / "skeleton"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only_build: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; ``only_build`` leaves out the other commands, whose
+    modules (the lab's statistics, the preview server) cost start-up time."""
     parser = argparse.ArgumentParser(prog="chronicle", description=__doc__)
     parser.add_argument("--version", action="version", version=f"chronicle {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--strict", action="store_true", help="treat warnings as errors")
     build.add_argument("--allow-missing", action="store_true",
                        help="render embeds whose results are missing as placeholders")
+    build.add_argument("--clean", action="store_true",
+                       help="ignore the manifest and caches in .chronicle/: a full, cold build")
     build.set_defaults(func=cmd_build)
+    if only_build:
+        return parser
 
     init = sub.add_parser("init", help="create a new blog in DIR")
     init.add_argument("dir", type=Path, metavar="DIR")
@@ -56,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only_build=bool(words) and words[0] == "build")
+    args = parser.parse_args(words)
     try:
         return int(args.func(args) or 0)
     except BuildErrors as exc:
@@ -81,7 +88,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     options = BuildOptions(
         root=(args.root or find_root()).resolve(), out=args.out.resolve() if args.out else None,
         drafts=args.drafts, future=args.future, now=args.now, strict=args.strict,
-        allow_missing=args.allow_missing,
+        allow_missing=args.allow_missing, clean=args.clean,
     )
     options = _with_lab_hooks(options)
     report = build(options)
@@ -97,21 +104,60 @@ def _with_lab_hooks(options):  # noqa: ANN001, ANN202 - BuildOptions is imported
     ``chronicle.embeds.make_factory(options)`` gives the embed factory,
     ``chronicle.labpages.make_pages(options)`` the /lab/ pages and
     ``chronicle.search.search_files`` the search index; a module that does not exist
-    (or lacks its hook) simply means no hook.
+    (or lacks its hook) simply means no hook. Each is imported only when the build first
+    calls it (embeds and lab pages bring in matplotlib and scipy), and the page
+    generators declare what they read so a build with nothing new skips them.
     """
     from dataclasses import replace
 
-    embeds = _optional_module("chronicle.embeds")
-    labpages = _optional_module("chronicle.labpages")
-    search = _optional_module("chronicle.search")
-    if getattr(embeds, "make_factory", None) and options.embed_factory is None:
-        options = replace(options, embed_factory=embeds.make_factory(options))
+    from chronicle.build import Generator
+
+    if _has_module("chronicle.embeds") and options.embed_factory is None:
+        options = replace(options, embed_factory=_LazyEmbeds(options))
     extra = list(options.extra_pages)
-    if getattr(labpages, "make_pages", None):
-        extra.append(labpages.make_pages(options))
-    if getattr(search, "search_files", None):
-        extra.append(search.search_files)
+    if _has_module("chronicle.labpages"):
+        extra.append(Generator("lab", _LazyLabPages(options),
+                               inputs=(options.root / "experiments",), reads_site=False))
+    if _has_module("chronicle.search"):
+        extra.append(Generator("search", _search_files, reads_site=True))
     return replace(options, extra_pages=tuple(extra))
+
+
+class _LazyEmbeds:
+    """``chronicle.embeds.make_factory(options)``, made on the first post with an embed."""
+
+    def __init__(self, options):  # noqa: ANN001
+        self.options = options
+        self.embedder = None
+
+    def __call__(self, source: Path):  # noqa: ANN204
+        if self.embedder is None:
+            self.embedder = _optional_module("chronicle.embeds").make_factory(self.options)
+        return self.embedder(source)
+
+    @property
+    def stale_results(self) -> list:
+        return self.embedder.stale_results if self.embedder is not None else []
+
+
+class _LazyLabPages:
+    """``chronicle.labpages.make_pages(options)``, made when the lab pages are due."""
+
+    def __init__(self, options):  # noqa: ANN001
+        self.options = options
+
+    def __call__(self, site, renderer):  # noqa: ANN001, ANN204
+        return _optional_module("chronicle.labpages").make_pages(self.options)(site, renderer)
+
+
+def _search_files(site, renderer):  # noqa: ANN001, ANN202
+    return _optional_module("chronicle.search").search_files(site, renderer)
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
 
 
 def _optional_module(name: str):  # noqa: ANN202
