@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chronicle.lab.image import BUSYBOX_ALIAS
 from chronicle.lab.probes import (
     cgroup_of,
     cgroup_pids,
@@ -40,7 +41,6 @@ from chronicle.lab.subjects.base import (
     unique_name,
 )
 
-BUSYBOX_ALIAS = "chronicle-busybox"
 KINDS = {"container": "incus-container", "virtual-machine": "incus-vm"}
 
 
