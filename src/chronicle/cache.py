@@ -85,6 +85,7 @@ class Cache:
         self._db: sqlite3.Connection | None = None
         self._pid = 0
         self._pending: dict[tuple[str, str], bytes] = {}
+        self._written: set[tuple[str, str]] = set()  # readable even when read=False
         self._stat: dict[str, tuple[int, int, int, str]] | None = None
         self._stat_dirty: dict[str, tuple[int, int, int, str]] = {}
         self._started_ns = time.time_ns()
@@ -96,7 +97,7 @@ class Cache:
         pending = self._pending.get((namespace, key))
         if pending is not None:
             return pickle.loads(pending)
-        if not self.read:
+        if not self.read and (namespace, key) not in self._written:
             return None
         row = self._conn().execute("SELECT value FROM kv WHERE ns = ? AND key = ?",
                                    (namespace, key)).fetchone()
@@ -123,6 +124,8 @@ class Cache:
     def put(self, namespace: str, key: str, value: Any) -> None:
         if self.enabled:
             self._pending[(namespace, key)] = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+            if not self.read:
+                self._written.add((namespace, key))
 
     # -- file hashes ---------------------------------------------------------------------
     def file_hash(self, path: Path) -> str:

@@ -150,6 +150,9 @@ class Outputs:
         self.site, self.paths, self.out, self.cache = site, paths, out.absolute(), cache
         self.theme = find_theme(paths, site.config.theme)
         self.renderer = Renderer(site, paths, self.theme)
+        # extra generators may keep their own content-hash entries here (e.g. per-post
+        # search records keyed by Entry.digest): renderer.cache.get_many / put
+        self.renderer.cache = cache  # type: ignore[attr-defined]
         self.extra_pages = tuple(extra_pages)
         self.full = previous is None
         self.previous = previous.outputs if previous else {}

@@ -38,15 +38,16 @@ def workers() -> int:
 
 
 def map_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
-               minimum: int = PARALLEL_MIN) -> list[R]:
+               minimum: int | None = None) -> list[R]:
     """``work`` over ``range(count)``: one result list, in index order."""
     return list(iter_chunks(work, count, minimum))
 
 
 def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
-                minimum: int = PARALLEL_MIN) -> Iterator[R]:
+                minimum: int | None = None) -> Iterator[R]:
     """Like :func:`map_chunks`, but results arrive chunk by chunk (flat memory)."""
     jobs = workers()
+    minimum = PARALLEL_MIN if minimum is None else minimum
     if count < minimum or jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
         yield from work(range(count))
         return

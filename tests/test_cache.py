@@ -1,0 +1,86 @@
+"""The build caches only ever cost or save time: a cached build equals a cold one."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from chronicle.build import BuildOptions, build
+from chronicle.cache import Cache
+from chronicle.cli import _with_lab_hooks
+from tests.conftest import post_text, write
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def run(root: Path, **kwargs):
+    return build(_with_lab_hooks(BuildOptions(root=root, now=NOW, **kwargs)))
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_warm_build_equals_cold_build(site_root):
+    write(site_root / "posts" / "2025-05-01-code.md",
+          post_text("Code", "2025-05-01", body="```python linenos\nprint(1)\n```\n"))
+    run(site_root)
+    cold = tree(site_root / "output")
+    shutil.rmtree(site_root / "output")  # the cache stays: every body comes from it
+    run(site_root)
+    assert tree(site_root / "output") == cold
+
+
+def test_deleting_the_cache_folder_changes_nothing_but_time(site_root):
+    run(site_root)
+    before = tree(site_root / "output")
+    shutil.rmtree(site_root / ".chronicle")
+    report = run(site_root)
+    assert tree(site_root / "output") == before
+    assert report.written == report.files  # no manifest either: a full build, same bytes
+
+
+def test_rendered_bodies_are_cached_by_content(site_root):
+    run(site_root)
+    cache = Cache(site_root / ".chronicle")
+    assert cache._conn().execute("SELECT count(*) FROM kv WHERE ns = 'html'").fetchone()[0] == 4
+
+
+def test_file_hash_sees_an_edit_in_the_same_second(tmp_path):
+    path = tmp_path / "a.md"
+    path.write_text("one")
+    cache = Cache(tmp_path / ".chronicle")
+    first = cache.file_hash(path)
+    cache.flush()
+    path.write_text("two")  # same size, same second
+    assert Cache(tmp_path / ".chronicle").file_hash(path) != first
+
+
+def test_file_hash_trusts_an_old_unchanged_file_without_reading_it(tmp_path):
+    path = tmp_path / "a.md"
+    path.write_text("one")
+    old = time.time() - 60
+    import os
+
+    os.utime(path, (old, old))
+    cache = Cache(tmp_path / ".chronicle")
+    first = cache.file_hash(path)
+    cache.flush()
+    path.chmod(0o000)  # unreadable: only the stat cache can answer
+    try:
+        assert Cache(tmp_path / ".chronicle").file_hash(path) == first
+    finally:
+        path.chmod(0o644)
+
+
+def test_a_new_code_version_renders_again(site_root, monkeypatch):
+    run(site_root)
+    from chronicle import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "code_version", lambda: "another chronicle")
+    monkeypatch.setattr("chronicle.build.code_version", lambda: "another chronicle")
+    report = run(site_root)
+    assert report.written == 0  # same bytes: re-rendered, compared, not rewritten

@@ -1,0 +1,185 @@
+"""Incremental builds equal clean builds, byte for byte, over a series of edits."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from chronicle.build import BuildOptions, build
+from chronicle.cli import _with_lab_hooks
+from chronicle.errors import BuildError
+from tests.conftest import post_text, write
+from tests.embeds_support import make_result, store_result, write_script
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def run(root: Path, **kwargs):
+    kwargs.setdefault("now", NOW)
+    return build(_with_lab_hooks(BuildOptions(root=root, **kwargs)))
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def stats(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def clean_tree(root: Path, tmp: Path) -> dict[str, bytes]:
+    """The output of a clean build of a copy of ``root`` with no caches at all."""
+    copy = tmp / "clean-copy"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".chronicle", "output"))
+    run(copy)
+    return tree(copy / "output")
+
+
+def assert_equals_clean(root: Path, tmp: Path) -> None:
+    incremental = tree(root / "output")
+    clean = clean_tree(root, tmp)
+    assert sorted(incremental) == sorted(clean)
+    for name in clean:
+        assert incremental[name] == clean[name], name
+
+
+@pytest.fixture
+def blog(site_root: Path) -> Path:
+    run(site_root)
+    return site_root
+
+
+def test_no_change_build_writes_nothing(blog):
+    before = stats(blog / "output")
+    report = run(blog)
+    assert (report.written, report.removed) == (0, 0)
+    assert report.unchanged == report.files == len(before)
+    assert stats(blog / "output") == before
+
+
+def test_editing_one_post_rewrites_only_what_shows_it(blog):
+    before = tree(blog / "output")
+    post = blog / "posts" / "2025-03-01-first.md"
+    post.write_text(post.read_text() + "\nOne more sentence about booting.\n")
+    report = run(blog)
+    after = tree(blog / "output")
+    changed = {n for n in after if after[n] != before.get(n)}
+    assert "2025/03/first/index.html" in changed
+    # the post's text is on its page, in the feeds that carry it and in the search index
+    assert changed <= {"2025/03/first/index.html", "atom.xml", "tags/boot/atom.xml",
+                       "search.json"}
+    assert report.written == len(changed)
+    assert report.unchanged == report.files - report.written
+
+
+def test_series_of_edits_equals_a_clean_build_after_each(blog, tmp_path):
+    posts, site = blog / "posts", blog / "site"
+    steps = [
+        lambda: write(posts / "2025-03-05-second.md",
+                      post_text("Second, renamed", "2025-03-05", tags="[boot, Nix]",
+                                body="## Part\n\nNew words.\n")),
+        lambda: write(posts / "2025-05-01-fourth.md",
+                      post_text("Fourth", "2025-05-01", tags="[incus]",
+                                body="```python\nx=1\n```\n")),
+        lambda: (posts / "2025-03-01-first.md").unlink(),
+        lambda: write(site / "templates" / "post.html",
+                      '{% extends "base.html" %}{% block main %}<b>{{ entry.title }}</b>'
+                      '{{ entry.html|safe }}{% endblock %}\n'),
+        lambda: write(site / "site.toml",
+                      (site / "site.toml").read_text().replace('title = "Chronicle"',
+                                                               'title = "Renamed"')),
+        lambda: write(site / "static" / "extra.css", "body { color: red }\n"),
+        lambda: write(site / "static" / "extra.css", "body { color: blue }\n"),
+        lambda: (site / "templates" / "post.html").unlink(),
+        lambda: write(site / "pages" / "about.md", "---\ntitle: About us\n---\n\nNew.\n"),
+        lambda: (posts / "2025-05-01-fourth.md").unlink(),
+    ]
+    for number, step in enumerate(steps):
+        step()
+        run(blog)
+        assert_equals_clean(blog, tmp_path / str(number))
+
+
+def test_deleted_post_pages_disappear(blog):
+    (blog / "posts" / "2025-04-02-third.md").unlink()
+    report = run(blog)
+    assert not (blog / "output" / "2025" / "04").exists()
+    assert report.removed >= 1
+
+
+def test_template_change_rewrites_the_pages_using_it(blog):
+    write(blog / "site" / "templates" / "tags.html",
+          '{% extends "base.html" %}{% block main %}All tags{% endblock %}\n')
+    report = run(blog)
+    assert report.written == 1
+    assert "All tags" in (blog / "output" / "tags" / "index.html").read_text()
+
+
+def test_scheduled_post_appears_once_due(blog, tmp_path):
+    write(blog / "posts" / "2027-01-01-later.md", post_text("Later", "2027-01-01"))
+    run(blog)
+    assert not (blog / "output" / "2027").exists()
+    run(blog, now=datetime(2027, 2, 1, tzinfo=UTC))
+    assert (blog / "output" / "2027" / "01" / "later" / "index.html").is_file()
+
+
+def test_failed_build_leaves_output_as_it_was(blog):
+    before, before_stats = tree(blog / "output"), stats(blog / "output")
+    post = blog / "posts" / "2025-03-01-first.md"
+    post.write_text(post.read_text() + "\nchanged\n")
+    # the post renders, then a later template fails: nothing may reach output/
+    write(blog / "site" / "templates" / "tag.html",
+          "{% extends 'base.html' %}{% block main %}{{ nope }}{% endblock %}\n")
+    with pytest.raises(BuildError):
+        run(blog)
+    assert tree(blog / "output") == before and stats(blog / "output") == before_stats
+    assert not list(blog.glob(".output.staging-*"))
+
+
+def test_strict_failure_leaves_output_as_it_was(blog):
+    before = tree(blog / "output")
+    write(blog / "posts" / "2025-03-01-first.md",
+          post_text("First", "2025-03-01", body="```klingon\nqapla\n```\n"))
+    with pytest.raises(BuildError):
+        run(blog, strict=True)
+    assert tree(blog / "output") == before
+
+
+def test_tampered_output_file_is_rewritten(blog, tmp_path):
+    (blog / "output" / "archive" / "index.html").write_text("vandalised")
+    (blog / "output" / "tags" / "index.html").unlink()
+    report = run(blog)
+    assert report.written == 2
+    assert_equals_clean(blog, tmp_path)
+
+
+def test_clean_flag_rewrites_everything(blog):
+    report = run(blog, clean=True)
+    assert report.written == report.files
+
+
+def test_changing_a_stored_result_rewrites_only_what_embeds_it(tmp_path):
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    write_script(root)
+    store_result(root, make_result())
+    write(root / "posts" / "2026-11-01-plain.md", post_text("Plain", "2026-11-01"))
+    write(root / "posts" / "2026-11-02-chart.md",
+          post_text("Chart", "2026-11-02", body="```table boot-to-init\nmetric: boot_ms\n```\n"))
+    run(root)
+    before = tree(root / "output")
+    store_result(root, make_result(started="2026-11-21T10:00:00.000000Z",
+                                   finished="2026-11-21T10:05:00.000000Z", shift=100.0))
+    run(root)
+    after = tree(root / "output")
+    changed = {n for n in after if after.get(n) != before.get(n)}
+    assert "2026/11/chart/index.html" in changed
+    assert "2026/11/plain/index.html" not in changed
+    assert all(not n.startswith("2026/11/plain/") for n in changed)
+    assert_equals_clean(root, tmp_path / "clean")

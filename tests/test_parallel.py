@@ -1,0 +1,56 @@
+"""Parallel rendering gives exactly the serial output, in the same order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from chronicle import parallel
+from chronicle.build import BuildOptions, build
+from tests.conftest import post_text, write
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def many_posts(root: Path, count: int) -> None:
+    for i in range(count):
+        write(root / "posts" / f"2025-01-{1 + i % 28:02d}-post-{i}.md",
+              post_text(f"Post {i}", f"2025-01-{1 + i % 28:02d}", tags=f"[t{i % 3}]",
+                        body=f"## Part {i}\n\nText {i}.\n\n```bash\necho {i}\n```\n"))
+
+
+def test_map_chunks_keeps_index_order_across_workers(monkeypatch):
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    assert parallel.map_chunks(lambda idx: [i * i for i in idx], 100, minimum=1) == \
+        [i * i for i in range(100)]
+
+
+def test_parallel_build_equals_serial_build(site_root, tmp_path, monkeypatch):
+    many_posts(site_root, 40)
+    monkeypatch.setenv("CHRONICLE_JOBS", "1")
+    build(BuildOptions(root=site_root, now=NOW, out=tmp_path / "serial"))
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 1)
+    build(BuildOptions(root=site_root, now=NOW, out=tmp_path / "parallel", clean=True))
+    assert tree(tmp_path / "parallel") == tree(tmp_path / "serial")
+
+
+def test_parallel_build_reports_every_bad_post(site_root, monkeypatch):
+    import pytest
+
+    from chronicle.errors import BuildErrors
+
+    many_posts(site_root, 10)
+    for name in ("a", "b"):
+        write(site_root / "posts" / f"2025-02-01-{name}.md",
+              post_text(name, "2025-02-01", body="```python hl_lines=x\n1\n```\n"))
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 1)
+    with pytest.raises(BuildErrors) as caught:
+        build(BuildOptions(root=site_root, now=NOW))
+    assert len(caught.value.errors) == 2
