@@ -61,7 +61,8 @@ def interval(low: float, high: float) -> str:
 
 
 def _ratio_number(value: float) -> str:
-    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+    # Two significant figures at least: "13× [13, 13]" would hide the interval.
+    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
 
 
 def unmeasured_reason(result: Result, subject: str, metric: str | None = None) -> str | None:
