@@ -43,8 +43,11 @@ def showcase_source() -> Path:
 def site(tmp_path_factory) -> Iterator[str]:
     """The built site served on 127.0.0.1; yields the showcase post's URL."""
     root = tmp_path_factory.mktemp("site")
-    for folder in ("site", "posts", "themes", "experiments"):
-        shutil.copytree(REPO / folder, root / folder)
+    # src/ too: experiments list lab code among their inputs, so without it every
+    # result would (rightly) be called stale.
+    for folder in ("site", "posts", "themes", "experiments", "src"):
+        shutil.copytree(REPO / folder, root / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     options = BuildOptions(root=root)
     options = replace(options, embed_factory=embeds.make_factory(options),
                       extra_pages=(labpages.make_pages(options),))
@@ -147,6 +150,13 @@ def test_no_console_errors_and_a_screenshot_of_each_width(site, browser, width, 
 def test_the_page_does_not_scroll_sideways_when_narrow(site, browser):
     page, _ = open_page(browser, site, NARROW)
     assert page.evaluate("document.documentElement.scrollWidth") <= NARROW
+    page.close()
+
+
+def test_the_committed_results_are_fresh(site, browser):
+    page, _ = open_page(browser, site, WIDE)
+    assert page.locator(".badge-stale").count() == 0
+    assert page.locator(".badge-emulated").count() >= 1  # this lab has no hardware KVM
     page.close()
 
 
