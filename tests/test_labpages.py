@@ -162,3 +162,14 @@ def test_build_with_a_never_run_experiment_needs_allow_missing(root):
         build(options(root))
     build(options(root, allow_missing=True))
     assert "no result yet" in output(root, "2026/11/later/index.html")
+
+
+def test_experiment_page_names_unsupported_subjects_once_with_the_reason(tmp_path):
+    make_site(tmp_path)
+    write_script(tmp_path)
+    store_result(tmp_path, make_result(key_parts=fresh_key_parts(tmp_path),
+                                       unsupported={"incus-vm": "no vhost_vsock here"}))
+    build(options(tmp_path))
+    page = output(tmp_path, "lab/boot-to-init/index.html")
+    assert page.count("<strong>incus-vm</strong>: no vhost_vsock here") == 1
+    assert '<th scope="row">incus-vm</th>' not in page

@@ -65,6 +65,9 @@ def _ratio_number(value: float) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
 
 
+NO_SAMPLES = "no samples of this metric in this run"
+
+
 def unmeasured_reason(result: Result, subject: str, metric: str | None = None) -> str | None:
     """Why there is no number for ``subject`` (and ``metric``), or None when there is one."""
     info = result.subject_info(subject)
@@ -72,10 +75,14 @@ def unmeasured_reason(result: Result, subject: str, metric: str | None = None) -
         return str(info.get("reason") or "unsupported here")
     values = result.values(subject, metric) if metric else [
         s for s in result.measured if s.subject == subject]
-    return None if values else "no samples in this run"
+    return None if values else NO_SAMPLES
 
 
 def not_measured(reason: str) -> str:
+    if reason == NO_SAMPLES:
+        # The metric does not apply to this subject (e.g. guest uptime of a container):
+        # a dash, not a badge, since nothing failed.
+        return f'<span class="not-applicable" title="{NO_SAMPLES}">—</span>'
     return (f'<span class="badge badge-unsupported" title="{escape(reason)}">not measured'
             f'</span> <span class="unmeasured-reason">on this host: {escape(reason)}</span>')
 

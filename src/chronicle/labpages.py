@@ -67,6 +67,7 @@ class LabEntry:
     caption: Markup
     charts: tuple[Markup, ...]
     stats: tuple[StatRow, ...]
+    unmeasured: tuple[tuple[str, str], ...]
     provenance: tuple[tuple[str, str], ...]
 
 
@@ -113,6 +114,7 @@ def lab_entry(embedder: Embedder, name: str, script: Any | None) -> LabEntry:
         caption=Markup(_caption(embedder, latest, subjects)) if latest else Markup(""),
         charts=tuple(_charts(embedder, latest)) if latest else (),
         stats=tuple(_stats(embedder, latest)) if latest else (),
+        unmeasured=tuple(unmeasured_subjects(latest)) if latest else (),
         provenance=tuple(provenance_items(latest)) if latest else (),
     )
 
@@ -151,8 +153,10 @@ def _stats(embedder: Embedder, result: Result) -> Iterable[StatRow]:
     number = embeds_html.number
     for metric in result.metrics:
         unit = result.unit(metric)
-        for subject in measured_or_declared(result):
+        for subject in result.subjects:
             reason = embeds_html.unmeasured_reason(result, subject, metric)
+            if reason == embeds_html.NO_SAMPLES:
+                continue  # the metric does not apply to this subject
             if reason:
                 yield StatRow(metric, subject, unit, (), reason)
                 continue
@@ -161,6 +165,12 @@ def _stats(embedder: Embedder, result: Result) -> Iterable[StatRow]:
                      number(s.mean), number(s.sd), number(s.min), number(s.p5), number(s.q1),
                      number(s.q3), number(s.p95), number(s.max), str(len(s.outliers)))
             yield StatRow(metric, subject, unit, cells, "", tuple(stats_warnings(s, unit)))
+
+
+def unmeasured_subjects(result: Result) -> list[tuple[str, str]]:
+    """Subjects the script declared but this host could not run, with the reason."""
+    return [(s, embeds_html.unmeasured_reason(result, s) or "")
+            for s in measured_or_declared(result) if s not in result.subjects]
 
 
 def provenance_items(result: Result) -> Iterable[tuple[str, str]]:
