@@ -17,7 +17,9 @@ def find_root(start: Path | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / CONFIG).is_file():
             return folder
-    raise ChronicleError(f"no {CONFIG} here or in any parent folder (run `chronicle init DIR`)", here)
+    raise ChronicleError(
+        f"no {CONFIG} here or in any parent folder (run `chronicle init DIR`)", here
+    )
 
 
 @dataclass(frozen=True)

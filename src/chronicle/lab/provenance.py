@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chronicle import __version__
+from chronicle.lab.host import kvm_kind  # one definition: the doctor, subjects and provenance agree
 
 # Where incusd lives on Debian: it is not on PATH because users call the client.
 _INCUSD_PATHS = ("/usr/libexec/incus/incusd", "/usr/lib/incus/incusd")
@@ -28,23 +29,6 @@ _INCUSD_PATHS = ("/usr/libexec/incus/incusd", "/usr/lib/incus/incusd")
 def utc_now() -> str:
     """``2026-11-26T22:30:00.123456Z``: sortable, unambiguous, and what result ids come from."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def kvm_kind(dev: Path = Path("/dev/kvm"), modules: Path = Path("/sys/module")) -> str:
-    """``hw`` (VMX/SVM), ``pvm`` (software pagetable virtualisation) or ``none``.
-
-    PVM provides a /dev/kvm too, but a stock guest kernel cannot boot on it, so VM
-    subjects must fall back to TCG and say so; hence the distinction.
-    """
-    if not dev.exists():
-        return "none"
-    if (modules / "kvm_pvm").exists():
-        return "pvm"
-    if (modules / "kvm_intel").exists() or (modules / "kvm_amd").exists():
-        return "hw"
-    # /dev/kvm without a known vendor module: assume hardware (built-in modules are
-    # not listed as loaded on some kernels).
-    return "hw"
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
