@@ -120,3 +120,41 @@ def test_qemu_dies_with_an_experiment_that_is_killed_outright(tmp_path):
     while _running(qemu) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _running(qemu)
+
+
+def test_runner_deletes_instances_of_a_script_killed_by_sigkill(client, tmp_path):
+    """A script deaf to SIGTERM dies by SIGKILL with no clean-up of its own: the runner
+    deletes the instance it made (named by ``unique_name``), and the log says so."""
+    from chronicle.lab import experiment as exp
+    from chronicle.lab import runner
+    from chronicle.lab.results import ResultStore
+
+    root = tmp_path / "blog"
+    (root / "site").mkdir(parents=True)
+    (root / "site" / "site.toml").write_text('title = "t"\n')
+    name = f"test-sweep-{secrets.token_hex(3)}"
+    script = root / "experiments" / f"{name}.py"
+    script.parent.mkdir()
+    script.write_text(f"""#!/usr/bin/env python3
+# /// chronicle
+# title = "sweep"
+# timeout = 20
+# ///
+import signal, time
+from chronicle.lab import host
+from chronicle.lab.subjects.base import unique_name
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+client = host.incus_client()
+config = {{"name": unique_name("{name}"), "type": "container", "profiles": ["default"],
+          "source": {{"type": "image", "alias": "chronicle-busybox"}}}}
+client.instances.create(config, wait=True).start(wait=True)
+print('{{"subject": "a", "metric": "m", "value": 1, "unit": "", "run": 0}}', flush=True)
+time.sleep(600)
+""")
+    script.chmod(0o755)
+    experiment = next(e for e in exp.discover(root) if e.name == name)
+    result = runner.run(experiment, ResultStore(root / "experiments" / "results"),
+                        runner.RunOptions(grace=1.0))
+    assert result.status == "failed" and "timed out" in (result.error or "")
+    assert _ours(client, f"chronicle-{name}-") == []
+    assert "deleted leftover Incus instance" in result.log

@@ -265,6 +265,7 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
                 if pipe:
                     pipe.close()
             proc.wait()
+            _sweep_instances(experiment, state)
         restore()
     if proc is None:
         return
@@ -276,6 +277,14 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
             state.status, state.error = "failed", f"exit status {code}"
         elif not [s for s in state.samples if not s.warmup]:
             state.status, state.error = "failed", "the script printed no measured samples"
+
+
+def _sweep_instances(experiment: exp.Experiment, state: _Run) -> None:
+    """Instances outlive a killed script: delete what it left, and say so in the log."""
+    from chronicle.lab.subjects.incus import sweep_experiment
+
+    for name in sweep_experiment(experiment.name):
+        state.add_log(f"chronicle: deleted leftover Incus instance {name}\n".encode())
 
 
 def _pump(proc: subprocess.Popen, experiment: exp.Experiment, state: _Run, started: float,

@@ -62,10 +62,21 @@ class Terminated(BaseException):  # noqa: N818 - like KeyboardInterrupt, for SIG
     """SIGTERM arrived while a subject was open: unwind so that clean-up runs."""
 
 
+def _slug(experiment: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in experiment.lower()).strip("-") or "lab"
+
+
 def unique_name(experiment: str) -> str:
     """``chronicle-<experiment>-<random>``: ours, recognisable, never reused."""
-    slug = "".join(c if c.isalnum() else "-" for c in experiment.lower()).strip("-")
-    return f"chronicle-{slug or 'lab'}-{secrets.token_hex(4)}"
+    return f"chronicle-{_slug(experiment)}-{secrets.token_hex(4)}"
+
+
+def made_by(name: str, experiment: str) -> bool:
+    """Whether ``name`` came from ``unique_name(experiment)`` (and not a longer name's)."""
+    prefix = f"chronicle-{_slug(experiment)}-"
+    suffix = name[len(prefix):]
+    return name.startswith(prefix) and len(suffix) == 8 and all(
+        c in "0123456789abcdef" for c in suffix)
 
 
 @dataclass(frozen=True)

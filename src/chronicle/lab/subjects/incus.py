@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chronicle.errors import LabError
+from chronicle.lab import host
 from chronicle.lab.image import BUSYBOX_ALIAS
 from chronicle.lab.probes import (
     cgroup_of,
@@ -38,6 +40,7 @@ from chronicle.lab.subjects.base import (
     SubjectError,
     Timings,
     Unsupported,
+    made_by,
     unique_name,
 )
 
@@ -106,8 +109,6 @@ class IncusInstance(Subject):
 
     @classmethod
     def check(cls, client: Any, kind: str = "container") -> None:
-        from chronicle.lab import host
-
         if kind == "virtual-machine":
             supported, reason = host.incus_vm_support(client)
             if not supported:
@@ -268,3 +269,24 @@ def delete_leftovers(client: Any, prefix: str = "chronicle-") -> list[str]:
             delete_instance(instance)
             gone.append(instance.name)
     return gone
+
+
+def sweep_experiment(experiment: str) -> list[str]:
+    """Delete the instances a run of ``experiment`` left behind; the names deleted.
+
+    A script that dies by SIGKILL (the runner's last resort after a timeout) cannot run
+    its own clean-up. The runner holds the experiment's lock, so every instance named by
+    ``unique_name(experiment)`` belongs to the run that just ended.
+    """
+    from pylxd.exceptions import LXDAPIException
+
+    if not host.incus_socket().exists():
+        return []
+    try:
+        client = host.incus_client(timeout=10)
+        names = [i.name for i in client.instances.all() if made_by(i.name, experiment)]
+    except (LabError, LXDAPIException):
+        return []
+    for name in names:
+        delete_instance(client.instances.get(name))
+    return names
