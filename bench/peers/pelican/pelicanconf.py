@@ -22,6 +22,7 @@ AUTHOR_SAVE_AS = ""
 AUTHORS_SAVE_AS = ""
 
 FEED_ALL_ATOM = "feeds/all.atom.xml"
+FEED_MAX_ITEMS = 20  # the newest 20 posts, as in Chronicle's feed
 CATEGORY_FEED_ATOM = None
 TRANSLATION_FEED_ATOM = None
 AUTHOR_FEED_ATOM = None
