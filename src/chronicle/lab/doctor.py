@@ -38,7 +38,7 @@ class Report:
 # Which checks a subject needs; experiments are matched to subjects through their tags.
 SUBJECT_NEEDS = {
     "qemu-microvm": ("qemu", "guest-assets"),
-    "microvm-nix-runner": ("qemu", "guest-assets"),
+    "microvm-run": ("qemu", "guest-assets"),
     "incus-container": ("incus", "incus-containers", "image-busybox"),
     "incus-vm": ("incus", "incus-vms"),
     "firecracker": ("firecracker", "guest-assets"),
@@ -46,15 +46,13 @@ SUBJECT_NEEDS = {
 }
 TAG_SUBJECTS = {
     "qemu": ("qemu-microvm",),
-    "microvm": ("qemu-microvm", "microvm-nix-runner", "firecracker", "cloud-hypervisor"),
-    "microvm-nix": ("microvm-nix-runner",),
+    "microvm": ("qemu-microvm", "microvm-run", "firecracker", "cloud-hypervisor"),
+    "microvm-nix": ("microvm-run",),
     "incus": ("incus-container", "incus-vm"),
     "container": ("incus-container",),
     "firecracker": ("firecracker",),
     "cloud-hypervisor": ("cloud-hypervisor",),
 }
-# Experiments tagged only by what they measure (boot, footprint) use every subject.
-ALL_SUBJECTS = tuple(SUBJECT_NEEDS)
 
 
 def _incus_checks() -> list[Check]:
@@ -114,8 +112,10 @@ def subject_status(report: Report, subject: str) -> tuple[bool, str]:
 
 
 def subjects_for_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    """The subjects an experiment boots, from its tags; none for host-only experiments
+    (tagged only by what they measure, like ``baseline``), which run anywhere."""
     chosen = [s for t in tags for s in TAG_SUBJECTS.get(t, ())]
-    return tuple(dict.fromkeys(chosen)) or ALL_SUBJECTS
+    return tuple(dict.fromkeys(chosen))
 
 
 def _experiments(report: Report, root: Path | None) -> list[dict[str, object]]:
@@ -146,8 +146,11 @@ def render(report: Report) -> str:
     if report.experiments:
         lines.append("Experiments")
         for row in report.experiments:
-            runs = ", ".join(row["runs"]) or "nothing"
-            lines.append(f"  {row['name']} [{', '.join(row['tags'])}]: runs {runs}")
+            if row["runs"] or row["cannot"]:
+                runs = "runs " + (", ".join(row["runs"]) or "nothing")
+            else:
+                runs = "host only: runs anywhere"
+            lines.append(f"  {row['name']} [{', '.join(row['tags'])}]: {runs}")
             for subject, why in row["cannot"].items():
                 lines.append(f"      not {subject}: {why}")
     return "\n".join(lines)
