@@ -63,6 +63,14 @@ def load_rows(path: Path) -> list[Row]:
     return rows
 
 
+def load_meta(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.pop("rows", None)
+    return data
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
@@ -122,6 +130,8 @@ def to_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "",
         f"Run {meta['finished']} with `{meta['command']}`: median of {meta['runs']} run(s) "
         f"per case, corpus seed {meta['seed']}.",
+        *([("Rows merged from: " + "; ".join(f"`{c}`" for c in meta["commands"]) + ".")]
+          if len(meta.get("commands", [])) > 1 else []),
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}, "
         f"kernel {m['kernel']}, Python {m['python']}.",
         f"Chronicle: {meta.get('chronicle_source', 'working tree')}.",

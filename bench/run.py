@@ -188,15 +188,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             versions[name] = tool.version
             rows += time_tool(tool, n, args.runs)
+    command = "python bench/run.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    commands = [command]
     if args.merge:
         ran = {(row.tool, row.n) for row in rows}
         rows = [row for row in report.load_rows(args.out / "latest.json")
                 if (row.tool, row.n) not in ran] + rows
         rows.sort(key=lambda row: (row.n, TOOLS.index(row.tool)))
+        earlier = report.load_meta(args.out / "latest.json")
+        versions = {**earlier.get("versions", {}), **versions}
+        commands = [*earlier.get("commands", [earlier.get("command", "")]), command]
     report.fill_ratios(rows)
     meta = {
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python bench/run.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": command, "commands": [c for c in commands if c],
         "runs": args.runs, "seed": args.seed, "machine": report.machine(),
         "versions": versions, "chronicle_source": chronicle_from,
         "load_before": load_before, "load_after": _load(),
