@@ -29,6 +29,7 @@ from pygments.util import ClassNotFound
 from chronicle import embeds_html
 from chronicle.charts import Chart
 from chronicle.embeds import Embedder, make_factory, measured_or_declared
+from chronicle.lab.provenance import describe_git
 from chronicle.lab.results import Result, canonical_json
 from chronicle.lab.stats import warnings as stats_warnings
 
@@ -194,8 +195,7 @@ def provenance_items(result: Result) -> Iterable[tuple[str, str]]:
         yield tool, str(version)
     git = p.get("git") or {}
     if git:
-        yield "git", f"{str(git.get('commit', '?'))[:12]}" + (" (dirty)" if git.get("dirty")
-                                                            else "")
+        yield "git", describe_git(git)
     if result.params:
         yield "params", ", ".join(f"{k}={v}" for k, v in sorted(result.params.items()))
     yield "cache key", result.key[:16]

@@ -85,3 +85,22 @@ def test_deep_merge_merges_subject_tables():
     merged = provenance.deep_merge(base, {"subjects": {"a": {"accelerator": "tcg"}, "b": {}}})
     assert merged == {"subjects": {"a": {"qemu": "7", "accelerator": "tcg"}, "b": {}}, "x": 1}
     assert base == {"subjects": {"a": {"qemu": "7"}}, "x": 1}
+
+
+def test_git_state_tells_own_sources_from_other_changes(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "exp.py").write_text("print()\n")
+    (tmp_path / "other.txt").write_text("a\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    (tmp_path / "other.txt").write_text("b\n")
+    state = provenance.git_state(tmp_path, ["exp.py"])
+    assert state["dirty"] and not state["sources_dirty"]
+    assert "as committed" in provenance.describe_git(state)
+    (tmp_path / "exp.py").write_text("print(1)\n")
+    state = provenance.git_state(tmp_path, ["exp.py"])
+    assert state["sources_dirty"]
+    assert "changed since this commit" in provenance.describe_git(state)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
-from chronicle.lab import runner, stats
+from chronicle.lab import provenance, runner, stats
 from chronicle.lab.results import Result, ResultStore, Sample, validate_store
 from chronicle.paths import SitePaths, find_root
 
@@ -279,8 +279,7 @@ def _print_provenance(out, result: Result) -> None:
                    f"KVM {host.get('kvm_kind', '?')}"),
         ("software", f"Python {p.get('python', '?')}, Chronicle {p.get('chronicle', '?')}"),
         ("tools", ", ".join(f"{k} {v}" for k, v in (p.get("tools") or {}).items()) or "-"),
-        ("git", f"{git.get('commit', '?')[:12]}{' (dirty)' if git.get('dirty') else ''}"
-         if git else "not a git checkout"),
+        ("git", provenance.describe_git(git)),
         ("time", f"{result.started} → {result.finished}"),
     ]
     for subject, info in sorted((p.get("subjects") or {}).items()):

@@ -110,11 +110,13 @@ def environment_fingerprint() -> dict[str, Any]:
     }
 
 
-def git_state(root: Path) -> dict[str, Any]:
-    """Commit and dirty flag of the repo at ``root``; ``{}`` when it is not a git checkout.
+def git_state(root: Path, sources: Iterable[str] = ()) -> dict[str, Any]:
+    """Commit and dirty flags of the repo at ``root``; ``{}`` when it is not a git checkout.
 
-    Stored results do not count as dirt: a fresh run is always beside uncommitted
-    results of the run before it.
+    ``dirty`` is the whole tree; ``sources_dirty`` only the experiment's own script and
+    inputs (paths relative to ``root``) — what decides whether the commit alone
+    reproduces the run. Stored results never count as dirt: a fresh run is always beside
+    uncommitted results of the run before it.
     """
 
     def git(*args: str) -> str | None:
@@ -134,7 +136,24 @@ def git_state(root: Path) -> dict[str, Any]:
     if commit is None:
         return {}
     status = git("status", "--porcelain", "--", ".", ":(exclude)experiments/results")
-    return {"commit": commit.strip(), "dirty": bool(status and status.strip())}
+    state = {"commit": commit.strip(), "dirty": bool(status and status.strip())}
+    sources = list(sources)
+    if sources:
+        own = git("status", "--porcelain", "--", *sources)
+        state["sources_dirty"] = bool(own and own.strip())
+    return state
+
+
+def describe_git(git: Mapping[str, Any]) -> str:
+    """One line for people: the commit, and whether it alone reproduces the run."""
+    if not git:
+        return "not a git checkout"
+    text = str(git.get("commit", "?"))[:12]
+    if git.get("sources_dirty"):
+        return text + " (script or inputs changed since this commit)"
+    if "sources_dirty" in git and git.get("dirty"):
+        return text + " (script and inputs as committed; other files changed)"
+    return text + (" (dirty)" if git.get("dirty") else "")
 
 
 def host() -> dict[str, Any]:
@@ -155,15 +174,19 @@ def collect(
     *,
     env_names: Iterable[str] = (),
     environ: Mapping[str, str] | None = None,
+    sources: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """Provenance for a run about to start; the runner adds ``finished`` and script facts."""
+    """Provenance for a run about to start; the runner adds ``finished`` and script facts.
+
+    ``sources``: the experiment's script and input files, relative to ``root``.
+    """
     environ = os.environ if environ is None else environ
     return {
         "host": host(),
         "tools": tool_versions(),
         "python": platform.python_version(),
         "chronicle": __version__,
-        "git": git_state(root),
+        "git": git_state(root, sources),
         "env": {name: environ[name] for name in env_names if name in environ},
         "started": utc_now(),
     }

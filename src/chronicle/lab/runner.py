@@ -196,8 +196,10 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     key = exp.key_of(parts)
     plan = _plan(experiment, options)
     _wait_for_a_new_second(store, experiment.name)
-    facts = provenance.collect(experiment.root, env_names=experiment.env)
-    facts.update(environment=environment, inputs=exp.input_hashes(experiment), plan=plan)
+    inputs = exp.input_hashes(experiment)
+    facts = provenance.collect(experiment.root, env_names=experiment.env,
+                               sources=[experiment.relpath, *inputs])
+    facts.update(environment=environment, inputs=inputs, plan=plan)
     scratch = Path(tempfile.mkdtemp(prefix=f"chronicle-{experiment.name}-"))
     state = _Run()
     try:
