@@ -12,9 +12,8 @@ so here it is ``Unsupported`` unless the binary is on PATH and KVM is hardware.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from chronicle.lab.subjects.base import VmmProcess, check_kvm_vmm
+from chronicle.lab.subjects.vmm import KvmVmm
 
 CLOUD_HYPERVISOR = "cloud-hypervisor"
 CMDLINE = "console=ttyS0 reboot=k panic=1 quiet"
@@ -41,23 +40,12 @@ def cloud_hypervisor_command(
     ]
 
 
-class CloudHypervisor(VmmProcess):
-    name = "cloud-hypervisor"
+class CloudHypervisor(KvmVmm):
+    name = vmm = "cloud-hypervisor"
+    version_fact = "cloud_hypervisor_version"
 
     def __init__(self, kernel: Path, initrd: Path, *, cmdline: str = "",
                  memory_mib: int = 256, binary: str = CLOUD_HYPERVISOR):
-        self.binary = binary
         argv = cloud_hypervisor_command(kernel, initrd, cmdline=cmdline,
                                         memory_mib=memory_mib, binary=binary)
-        super().__init__(argv, disk_files=[kernel, initrd])
-
-    @classmethod
-    def check(cls, binary: str = CLOUD_HYPERVISOR, *, http: bool = False,
-              kvm_kind: str | None = None) -> None:
-        check_kvm_vmm(binary, http=http, kvm_kind=kvm_kind)
-
-    def facts(self) -> dict[str, Any]:
-        from chronicle.lab import host
-
-        return {"accelerator": "kvm", "kvm_kind": host.kvm_kind(), "vmm": "cloud-hypervisor",
-                "cloud_hypervisor_version": host.tool_version(self.binary)}
+        super().__init__(argv, binary=binary, disk_files=[kernel, initrd])

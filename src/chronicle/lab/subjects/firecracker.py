@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from chronicle.lab.subjects.base import VmmProcess, check_kvm_vmm
+from chronicle.lab.subjects.vmm import KvmVmm
 
 FIRECRACKER = "firecracker"
 # Firecracker's documented guest defaults: no PCI bus, ends on reboot, keyboard probing off.
@@ -74,26 +74,16 @@ def firecracker_command(config_file: Path, binary: str = FIRECRACKER) -> list[st
             "--level", "Info"]
 
 
-class Firecracker(VmmProcess):
-    name = "firecracker"
+class Firecracker(KvmVmm):
+    name = vmm = "firecracker"
+    version_fact = "firecracker_version"
     boot_timer = BOOT_TIMER
 
     def __init__(self, kernel: Path, initrd: Path, scratch: Path, *, cmdline: str = "",
                  memory_mib: int = 256, binary: str = FIRECRACKER):
-        self.binary = binary
         config = firecracker_config(kernel, initrd, cmdline=cmdline, memory_mib=memory_mib)
         config_file = scratch / "firecracker.json"
         config_file.parent.mkdir(parents=True, exist_ok=True)
         config_file.write_text(json.dumps(config, indent=2) + "\n")
-        super().__init__(firecracker_command(config_file, binary), disk_files=[kernel, initrd])
-
-    @classmethod
-    def check(cls, binary: str = FIRECRACKER, *, http: bool = False,
-              kvm_kind: str | None = None) -> None:
-        check_kvm_vmm(binary, http=http, kvm_kind=kvm_kind)
-
-    def facts(self) -> dict[str, Any]:
-        from chronicle.lab import host
-
-        return {"accelerator": "kvm", "kvm_kind": host.kvm_kind(), "vmm": "firecracker",
-                "firecracker_version": host.tool_version(self.binary)}
+        super().__init__(firecracker_command(config_file, binary), binary=binary,
+                         disk_files=[kernel, initrd])

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chronicle.lab.subjects.base import Unsupported, VmmProcess
+from chronicle.lab.subjects.base import Unsupported
+from chronicle.lab.subjects.vmm import VmmProcess
 
 QEMU = "qemu-system-x86_64"
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from chronicle.lab.probes import descendants, process_cmdline, process_exe
-from chronicle.lab.subjects.base import SubjectError, Timings, Unsupported, VmmProcess
+from chronicle.lab.subjects.base import SubjectError, Timings, Unsupported
+from chronicle.lab.subjects.vmm import VmmProcess
 
 # Executables microvm.nix can exec, by file name (qemu's is qemu-system-<arch>).
 HYPERVISORS = re.compile(
