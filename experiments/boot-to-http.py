@@ -28,19 +28,13 @@ recorded as unsupported here.
 from __future__ import annotations
 
 from chronicle import lab
-from chronicle.lab.subjects.lineup import boot_once, lineup, report_lineup
+from chronicle.lab.subjects.lineup import boots, lineup, report_lineup
 
 plan = lab.plan()
 subjects = lineup(plan.experiment or "boot-to-http", plan.scratch, http=True)
 report_lineup(subjects)
-timeout = float(plan.params.get("boot_timeout_s", 90))
 
-reported: set[str] = set()
 with lab.cleanup():
-    for run, name, warmup in lab.schedule(subjects.names, plan.repeat, plan.warmup, plan.seed):
-        boot = boot_once(subjects.factories[name], timeout)
-        if name not in reported:
-            lab.report_subject(name, **boot.facts)
-            reported.add(name)
+    for run, name, warmup, boot in boots(subjects, plan):
         assert boot.timings.http_ms is not None
         lab.emit(name, "http_ms", boot.timings.http_ms, "ms", run, warmup=warmup)

@@ -32,20 +32,14 @@ not used (it is kept in that sample's ``meta`` as ``guest_uptime_rejected_ms``).
 from __future__ import annotations
 
 from chronicle import lab
-from chronicle.lab.subjects.lineup import boot_once, lineup, report_lineup
+from chronicle.lab.subjects.lineup import boots, lineup, report_lineup
 
 plan = lab.plan()
 subjects = lineup(plan.experiment or "boot-to-init", plan.scratch)
 report_lineup(subjects)
-timeout = float(plan.params.get("boot_timeout_s", 90))
 
-reported: set[str] = set()
 with lab.cleanup():
-    for run, name, warmup in lab.schedule(subjects.names, plan.repeat, plan.warmup, plan.seed):
-        boot = boot_once(subjects.factories[name], timeout)
-        if name not in reported:
-            lab.report_subject(name, **boot.facts)
-            reported.add(name)
+    for run, name, warmup, boot in boots(subjects, plan):
         metrics = boot.timings.metrics()
         meta = None
         uptime = metrics.get("guest_uptime_ms")

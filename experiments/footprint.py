@@ -28,21 +28,15 @@
 from __future__ import annotations
 
 from chronicle import lab
-from chronicle.lab.subjects.lineup import boot_once, lineup, report_lineup
+from chronicle.lab.subjects.lineup import boots, lineup, report_lineup
 
 plan = lab.plan()
 subjects = lineup(plan.experiment or "footprint", plan.scratch)
 report_lineup(subjects)
-timeout = float(plan.params.get("boot_timeout_s", 90))
 settle = 0.5 if plan.quick else float(plan.params.get("settle_s", 3))
 
-reported: set[str] = set()
 with lab.cleanup():
-    for run, name, warmup in lab.schedule(subjects.names, plan.repeat, plan.warmup, plan.seed):
-        boot = boot_once(subjects.factories[name], timeout, measure=True, settle=settle)
-        if name not in reported:
-            lab.report_subject(name, **boot.facts)
-            reported.add(name)
+    for run, name, warmup, boot in boots(subjects, plan, measure=True, settle=settle):
         assert boot.footprint is not None
         meta = {k: v for k, v in boot.footprint.detail.items() if k.endswith("_mib")}
         for metric, value in boot.footprint.metrics().items():

@@ -4,9 +4,11 @@
 - ``runner.MicrovmRunner``: a microvm.nix ``microvm-run`` script and the VMM it execs.
 - ``firecracker.Firecracker``, ``cloud_hypervisor.CloudHypervisor``: run when installed
   on a hardware-KVM host, ``Unsupported`` elsewhere.
+- ``vmm.VmmProcess``: what every spawned VMM above shares (spawn, serial marker, kill).
 - ``incus.IncusInstance``: an Incus container or VM through pylxd.
 - ``lineup.lineup()``: which of these this host can run (the others with a reason), and
-  ``lineup.boot_once()``, one repetition, as the experiments in ``experiments/`` use them.
+  ``lineup.boot_once()``, one repetition, and ``lineup.boots()``, the whole schedule, as
+  the experiments in ``experiments/`` use them.
 
 Modules are imported by name so that an experiment pays only for what it boots
 (pylxd is slow to import).

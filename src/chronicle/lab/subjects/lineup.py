@@ -3,20 +3,25 @@
 ``lineup()`` decides, once per run, which subjects this host can run and why not for
 the others (``Unsupported`` reasons go into the result, never a number). ``boot_once()``
 is one repetition: open the subject, wait for the boot, optionally let it settle and
-measure it — and always clean up, whatever happens.
+measure it — and always clean up, whatever happens. ``boots()`` is the loop every boot
+experiment runs: the plan's interleaved schedule, one ``boot_once()`` per step, each
+subject's facts reported on its first boot.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chronicle.errors import LabError
 from chronicle.lab.probes import free_port
 from chronicle.lab.subjects.base import Footprint, Subject, Timings, Unsupported
+
+if TYPE_CHECKING:
+    from chronicle.lab import Plan
 
 # The order subjects are listed in results; `schedule()` interleaves them anyway.
 ORDER = ("qemu-microvm", "microvm-run", "firecracker", "cloud-hypervisor",
@@ -80,6 +85,24 @@ def boot_once(make: Callable[[], Subject], timeout: float, *,
             time.sleep(settle)  # let the guest go idle: footprint "idle after boot"
             footprint = subject.measure()
         return Boot(timings, footprint, subject.facts())
+
+
+def boots(subjects: Lineup, plan: Plan, *, measure: bool = False,
+          settle: float = 0.0) -> Iterator[tuple[int, str, bool, Boot]]:
+    """``(run, subject, warmup, boot)`` for every step of the plan's schedule, in order.
+
+    The boot timeout is the experiment's ``boot_timeout_s`` parameter (90 s unless set).
+    """
+    from chronicle import lab
+
+    timeout = float(plan.params.get("boot_timeout_s", 90))
+    reported: set[str] = set()
+    for run, name, warmup in lab.schedule(subjects.names, plan.repeat, plan.warmup, plan.seed):
+        boot = boot_once(subjects.factories[name], timeout, measure=measure, settle=settle)
+        if name not in reported:
+            lab.report_subject(name, **boot.facts)
+            reported.add(name)
+        yield run, name, warmup, boot
 
 
 # -- one adder per family: raise Unsupported, or add factories -------------------------
