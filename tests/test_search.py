@@ -87,3 +87,22 @@ def test_client_script_ships_with_the_theme():
     script = Path(__file__).parents[1] / "themes" / "chronicle" / "static" / "search.js"
     text = script.read_text()
     assert "search.json" in text and "textContent" in text and "innerHTML" not in text
+
+
+def test_index_from_cached_records_equals_index_made_afresh(tmp_path):
+    from chronicle.cache import Cache
+
+    made = site(entry("a", 1, "<p>qemu boots</p>", tags=["boot"]),
+                entry("b", 2, "<p>incus starts</p>", summary="Fast"))
+    first = Cache(tmp_path / "cache")
+    assert search_index(made, first) == search_index(made)
+    first.flush()
+    first.close()
+    second = Cache(tmp_path / "cache")
+    assert search_index(made, second) == search_index(made)
+
+
+def test_regex_text_scan_skips_raw_script_text_and_comments():
+    html = ('<p>before</p><script>if (a < b) { x = "</p>" }</script><!-- a > b -->'
+            '<img alt="x > y" src="i.png">after &amp; more')
+    assert html_text(html) == "before after & more"

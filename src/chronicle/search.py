@@ -20,10 +20,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from html.parser import HTMLParser
+from html import unescape
 from typing import Any
 
+from chronicle.cache import code_version, digest
 from chronicle.model import Entry, PageEntry, Site
+from chronicle.parallel import iter_chunks
 
 INDEX_PATH = "search.json"
 EXCERPT_WORDS = 30
@@ -32,6 +34,13 @@ SKIP_ELEMENTS = {"script", "style", "svg", "math", "template"}
 BLOCK_ELEMENTS = {"br", "p", "li", "dt", "dd", "td", "th", "tr", "pre", "div", "blockquote",
                   "figure", "figcaption", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "table"}
 WORD = re.compile(r"\w+(?:[-.']\w+)*")
+_JOINERS = re.compile(r"[-.']")
+RAW_TEXT_ELEMENTS = {"script", "style"}
+# a comment, CDATA, <!...> or <?...>; else a start (group 1 empty) or end tag and its name
+_TAG = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<[!?][^>]*>"
+                  r"|<(/?)([a-zA-Z][^\s/>]*)[^>\"']*(?:(?:\"[^\"]*\"|'[^']*')[^>\"']*)*>",
+                  re.S)
+RECORD_NAMESPACE = "search"
 STOP_WORDS = frozenset("""
 a about after all also an and any are as at be been but by can could did do does for
 from had has have he her his how i if in into is it its just more most my no not of on
@@ -40,46 +49,108 @@ too up us was we were what when which who why will with would you your
 """.split())
 
 
-def search_index(site: Site) -> bytes:
-    """The bytes of ``search.json`` for ``site``."""
-    records = [_post_record(entry) for entry in site.entries]
-    records += [_page_record(page) for page in site.pages]
-    document = {"version": 1, "entries": records}
-    text = json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return (text + "\n").encode("utf-8")
+def search_index(site: Site, cache: Any = None) -> bytes:
+    """The bytes of ``search.json`` for ``site``.
+
+    With a build cache (``renderer.cache``), each post's record is kept under its
+    :attr:`Entry.digest`, which covers everything the record shows: an edit re-indexes
+    only the posts it changed. Records missing from the cache are made in forked workers
+    (each reads its bodies back from the cache), so the parent never holds every body.
+    """
+    version = code_version()  # a new record format must not reuse old records
+    digests = [digest(version, entry.digest) for entry in site.entries]
+    known: dict[str, str] = cache.get_many(RECORD_NAMESPACE, digests) if cache else {}
+    missing = [i for i, d in enumerate(digests) if d not in known]
+
+    def work(indices: Iterable[int]) -> list[str]:
+        return [_record_json(_post_record(site.entries[missing[j]])) for j in indices]
+
+    for j, record in enumerate(iter_chunks(work, len(missing))):
+        known[digests[missing[j]]] = record
+        if cache is not None:
+            cache.put(RECORD_NAMESPACE, digests[missing[j]], record)
+    records = [known[d] for d in digests]
+    records += [_record_json(_page_record(page)) for page in site.pages]
+    # the same bytes json.dumps(sort_keys=True) gives for the whole document
+    return ('{"entries":[' + ",".join(records) + '],"version":1}\n').encode("utf-8")
 
 
 def search_files(site: Site, renderer: Any = None) -> list[tuple[str, bytes]]:
     """An ``extra_pages`` generator for :class:`chronicle.build.BuildOptions`."""
-    return [(INDEX_PATH, search_index(site))]
+    return [(INDEX_PATH, search_index(site, getattr(renderer, "cache", None)))]
 
 
 def html_text(html: str) -> str:
-    """The readable text of an HTML fragment, whitespace collapsed."""
-    parser = _TextParser()
-    parser.feed(html)
-    parser.close()
-    return " ".join("".join(parser.parts).split())
+    """The readable text of an HTML fragment, whitespace collapsed.
+
+    A regular-expression scan rather than :mod:`html.parser`: this runs over every post
+    body of a cold build, and the fragments are our own renderer's (well-formed) output.
+    """
+    parts: list[str] = []
+    skipping: list[str] = []
+    lower: str | None = None
+    pos = 0
+    length = len(html)
+    while pos < length:
+        match = _TAG.search(html, pos)
+        if match is None:
+            if not skipping:
+                parts.append(html[pos:])
+            break
+        if not skipping:
+            parts.append(html[pos:match.start()])
+        pos = match.end()
+        name = match.group(2)
+        if name is None:
+            continue  # a comment, CDATA, declaration or processing instruction
+        tag = name.lower()
+        if match.group(1):  # an end tag
+            if skipping and tag == skipping[-1]:
+                skipping.pop()
+            elif tag in BLOCK_ELEMENTS:
+                parts.append(" ")
+            continue
+        closed = match.group(0).endswith("/>")
+        if tag in RAW_TEXT_ELEMENTS and not closed:
+            # script and style hold raw text, not markup: jump to their end tag
+            lower = lower if lower is not None else html.lower()
+            end = lower.find(f"</{tag}", pos)
+            pos = length if end < 0 else end
+            if tag not in SKIP_ELEMENTS:
+                parts.append(html[match.end():pos])
+            continue
+        if tag in SKIP_ELEMENTS:
+            if not closed:
+                skipping.append(tag)
+        elif tag in BLOCK_ELEMENTS:
+            parts.append(" ")  # block edges separate words; inline ones do not
+    return " ".join(unescape("".join(parts)).split())
 
 
 def index_words(texts: Iterable[str]) -> list[str]:
     """Distinct searchable words, sorted: case-folded, without numbers and stop words."""
-    words: set[str] = set()
+    found: set[str] = set()
     for text in texts:
-        for match in WORD.finditer(text.casefold()):
-            word = match.group()
-            if len(word) < 2 or word in STOP_WORDS or not any(c.isalpha() for c in word):
-                continue
-            words.add(word)
+        found.update(WORD.findall(text.casefold()))
+    words: set[str] = set()
+    for word in found:  # each distinct word once: prose repeats most of its words
+        if len(word) < 2 or word in STOP_WORDS or not any(c.isalpha() for c in word):
+            continue
+        words.add(word)
+        if "-" in word or "." in word or "'" in word:
             # "cloud-hypervisor" is also found by "hypervisor"
-            words.update(part for part in re.split(r"[-.']", word)
+            words.update(part for part in _JOINERS.split(word)
                          if len(part) > 1 and part not in STOP_WORDS and not part.isdigit())
     return sorted(words)
 
 
 def excerpt(text: str, limit: int = EXCERPT_WORDS) -> str:
-    words = text.split()
+    words = text.split(None, limit)
     return " ".join(words[:limit]) + (" …" if len(words) > limit else "")
+
+
+def _record_json(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def _post_record(entry: Entry) -> dict[str, Any]:
@@ -108,26 +179,3 @@ def _page_record(page: PageEntry) -> dict[str, Any]:
         "excerpt": excerpt(text),
         "words": index_words([page.title, page.page.summary, text]),
     }
-
-
-class _TextParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in SKIP_ELEMENTS:
-            self._skipping.append(tag)
-        elif tag in BLOCK_ELEMENTS:
-            self.parts.append(" ")  # block edges separate words; inline ones do not
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._skipping and tag == self._skipping[-1]:
-            self._skipping.pop()
-        elif tag in BLOCK_ELEMENTS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(data)
