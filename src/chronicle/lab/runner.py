@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,13 @@ from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
 from chronicle.lab import provenance
 from chronicle.lab.lock import ExperimentLock
+from chronicle.lab.procgroup import (
+    RunInterrupted,
+    SignalGate,
+    ignore_signals,
+    kill_group,
+    trap_signals,
+)
 from chronicle.lab.results import Result, ResultStore, Sample, result_id
 
 # Passed through to every script; anything else must be listed in the block's `env`.
@@ -72,10 +78,6 @@ class _Run:
         if self.dropped:
             return f"[… {self.dropped} earlier bytes of log dropped …]\n{text}"
         return text
-
-
-class _Interrupted(Exception):
-    """SIGINT or SIGTERM reached Chronicle while a script ran."""
 
 
 def parse_line(text: str) -> Sample | dict[str, Any]:
@@ -139,37 +141,6 @@ def command(experiment: exp.Experiment) -> list[str]:
     if not os.access(experiment.path, os.X_OK):
         raise LabError("experiment script is not executable (chmod +x)", experiment.path)
     return [str(experiment.path)]
-
-
-def kill_group(proc: subprocess.Popen, grace: float) -> None:
-    """SIGTERM the script's process group, SIGKILL whatever is left after ``grace`` s."""
-    pgid = proc.pid  # a session leader's pgid is its pid
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            proc.poll()
-            if not _group_alive(pgid):
-                return
-            time.sleep(0.05)
-    proc.poll()
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while some non-zombie process is left in the group."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 def run(experiment: exp.Experiment, store: ResultStore, options: RunOptions = RunOptions(),
@@ -245,8 +216,8 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
     started = time.monotonic()
     # Signals are trapped before the spawn but only deferred during it: an exception
     # thrown from inside Popen would lose the child's pid and leave it running.
-    deferred = _SignalGate()
-    restore = _trap_signals(deferred)
+    deferred = SignalGate()
+    restore = trap_signals(deferred)
     proc: subprocess.Popen | None = None
     try:
         with deferred:
@@ -255,10 +226,10 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
                                     stderr=subprocess.PIPE, start_new_session=True)
         with progress:
             _pump(proc, experiment, state, started, progress)
-    except _Interrupted:
+    except RunInterrupted:
         state.status, state.error = "cancelled", "cancelled by the user"
     finally:
-        _ignore_signals()  # a second Ctrl-C must not cut the clean-up short
+        ignore_signals()  # a second Ctrl-C must not cut the clean-up short
         if proc is not None:
             # The group goes in every case: after an error, a timeout, a cancel — and
             # after a clean exit too, since a child left running by the script is a leak.
@@ -368,47 +339,3 @@ class Progress:
 
     def tick(self, elapsed: float) -> None:
         pass
-
-
-def _ignore_signals() -> None:
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-
-
-class _SignalGate:
-    """While entered, a trapped signal is remembered instead of raised; raised on exit."""
-
-    def __init__(self) -> None:
-        self.closed = False
-        self.pending: str | None = None
-
-    def __enter__(self) -> _SignalGate:
-        self.closed = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.closed = False
-        if self.pending and exc[0] is None:
-            raise _Interrupted(self.pending)
-
-
-def _trap_signals(gate: _SignalGate):
-    """Turn SIGINT/SIGTERM into _Interrupted while a script runs; returns the undo."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def interrupted(signum, frame):
-        name = signal.Signals(signum).name
-        if gate.closed:
-            gate.pending = name
-            return
-        raise _Interrupted(name)
-
-    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore

@@ -1,0 +1,95 @@
+"""A script's process group and the signals that end it.
+
+The runner starts each script in its own session. Ctrl-C or SIGTERM reaching Chronicle
+becomes ``RunInterrupted`` (or waits, while a ``SignalGate`` is entered, until the
+gate opens), and ``kill_group`` then ends the script and everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM reached Chronicle while a script ran."""
+
+
+def kill_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the script's process group, SIGKILL whatever is left after ``grace`` s."""
+    pgid = proc.pid  # a session leader's pgid is its pid
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()
+            if not group_alive(pgid):
+                return
+            time.sleep(0.05)
+    proc.poll()
+
+
+def group_alive(pgid: int) -> bool:
+    """True while some non-zombie process is left in the group."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def ignore_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+class SignalGate:
+    """While entered, a trapped signal is remembered instead of raised; raised on exit."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.pending: str | None = None
+
+    def __enter__(self) -> SignalGate:
+        self.closed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = False
+        if self.pending and exc[0] is None:
+            raise RunInterrupted(self.pending)
+
+
+def trap_signals(gate: SignalGate) -> Callable[[], None]:
+    """Turn SIGINT/SIGTERM into RunInterrupted while a script runs; returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupted(signum, frame):
+        name = signal.Signals(signum).name
+        if gate.closed:
+            gate.pending = name
+            return
+        raise RunInterrupted(name)
+
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
