@@ -46,6 +46,7 @@ from chronicle.build import BuildOptions, resolve_now
 from chronicle.check import check_site
 from chronicle.config import load_config
 from chronicle.errors import BuildError
+from chronicle.output import _swap
 from chronicle.paths import SitePaths
 
 KINDS = {
@@ -191,21 +192,6 @@ def publish_dir(site: Path, folder: Path, root: Path | None = None) -> None:
         _swap(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _swap(staging: Path, folder: Path) -> None:
-    if not folder.exists():
-        staging.rename(folder)
-        return
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
-    folder.rename(old)
-    try:
-        staging.rename(folder)
-    except BaseException:
-        old.rename(folder)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _guard(folder: Path, root: Path | None) -> None:
