@@ -143,18 +143,29 @@ def test_failed_build_refuses_even_with_force(tmp_path):
     assert tree(tmp_path / "www") == before
 
 
-def test_copy_that_fails_midway_leaves_the_target_as_it_was(tmp_path):
+def built_with_a_broken_link(tmp_path: Path, link: str, target: str) -> tuple[Path, Path]:
+    """A built site holding a dangling symlink at ``link``, and an earlier publication."""
     site = tmp_path / "built"
-    (site / "a").mkdir(parents=True)
+    (site / link).parent.mkdir(parents=True)
     (site / "index.html").write_text("new")
-    (site / "a" / "broken.html").symlink_to(tmp_path / "nowhere")  # cannot be copied
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "index.html").write_text("old")
+    (site / link).symlink_to(tmp_path / "nowhere")
+    published = tmp_path / target
+    published.mkdir()
+    (published / "index.html").write_text("old")
+    return site, published
+
+
+def assert_left_as_it_was(published: Path) -> None:
+    """The earlier publication is intact and no staging folder was left beside it."""
+    assert tree(published) == {"index.html": b"old"}
+    assert sorted(p.name for p in published.parent.iterdir()) == ["built", published.name]
+
+
+def test_copy_that_fails_midway_leaves_the_target_as_it_was(tmp_path):
+    site, www = built_with_a_broken_link(tmp_path, "a/broken.html", "www")  # cannot be copied
     with pytest.raises(BuildError, match="copying the site failed"):
         publish_dir(site, www)
-    assert tree(www) == {"index.html": b"old"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["built", "www"]
+    assert_left_as_it_was(www)
 
 
 def test_dir_target_refuses_a_folder_that_is_not_a_site(tmp_path):
@@ -198,17 +209,10 @@ def test_rsync_refusal_leaves_the_mirror_as_it_was(tmp_path, rsync):
 
 
 def test_rsync_that_fails_midway_leaves_the_mirror_as_it_was(tmp_path, rsync):
-    site = tmp_path / "built"
-    site.mkdir()
-    (site / "index.html").write_text("new")
-    (site / "z.html").symlink_to(tmp_path / "nowhere")  # rsync -L cannot send it
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    (mirror / "index.html").write_text("old")
+    site, mirror = built_with_a_broken_link(tmp_path, "z.html", "mirror")  # rsync -L fails
     with pytest.raises(BuildError, match="rsync failed"):
         publish_rsync_local(site, mirror)
-    assert tree(mirror) == {"index.html": b"old"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["built", "mirror"]
+    assert_left_as_it_was(mirror)
 
 
 def test_rsync_to_host_path_goes_through_the_remote_shell(tmp_path, rsync):
