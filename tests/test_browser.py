@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-import shutil
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from chronicle.cli import main
-from tests.support import require
+from tests.browser_support import chromium, serve_folder
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
 
 
 @pytest.fixture
@@ -33,31 +20,14 @@ def served_site(tmp_path):
     """The repository's own blog, built into tmp_path and served on 127.0.0.1."""
     out = tmp_path / "site"
     assert main(["build", "--root", str(REPO), "--out", str(out)]) == 0
-    handler = functools.partial(_QuietHandler, directory=str(out))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_folder(out) as url:
+        yield url
 
 
 @pytest.fixture
-def browser(tmp_path):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    require(sync_playwright is not None and Path(CHROMIUM).exists() and shutil.which(CHROMIUM),
-            "Chromium (/usr/bin/chromium) and Playwright")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+def browser():
+    with chromium() as browser:
+        yield browser
 
 
 def test_reader_opens_a_post_and_returns_with_no_console_errors(served_site, browser):

@@ -1,40 +1,23 @@
 """``chronicle serve`` in a real browser: edits show up without a manual reload."""
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from chronicle.build import BuildOptions
 from chronicle.serve import PreviewServer
-from tests.support import require
+from tests.browser_support import chromium
 from tests.test_check import make_site, post
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 # The issue asks for "within a second"; the browser assertions allow a margin for a
 # loaded CI machine, and the edit-to-page time is asserted separately below.
 WAIT_MS = 5000
 
 
 @pytest.fixture
-def page(tmp_path):
-    require(CHROMIUM.exists() and shutil.which("chromium") is not None, "Chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "Playwright")
-    with sync_playwright() as playwright:
-        # launch() already gives every browser a fresh, throw-away profile
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+def page():
+    with chromium() as browser:
+        yield browser.new_page()
 
 
 @pytest.fixture
@@ -116,16 +99,9 @@ def test_search_box_finds_posts_when_scripts_run(searchable, page, tmp_path):
 
 
 def test_site_works_without_javascript(searchable, tmp_path):
-    require(CHROMIUM.exists(), "Chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context(java_script_enabled=False).new_page()
-            page.goto(searchable.url)
-            assert page.locator("form.search").count() == 0
-            page.get_by_role("link", name="Memory footprint").click()
-            page.get_by_text("Incus containers use little.").wait_for(timeout=WAIT_MS)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_context(java_script_enabled=False).new_page()
+        page.goto(searchable.url)
+        assert page.locator("form.search").count() == 0
+        page.get_by_role("link", name="Memory footprint").click()
+        page.get_by_text("Incus containers use little.").wait_for(timeout=WAIT_MS)

@@ -8,10 +8,7 @@ light and dark mode, land in ``test-artifacts/`` for a person to look at.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,16 +17,12 @@ import pytest
 
 from chronicle import embeds, labpages
 from chronicle.build import BuildOptions, build
-from tests.support import require
+from tests.browser_support import chromium, serve_folder
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 WIDE, NARROW = 1280, 390
 
 
@@ -53,36 +46,14 @@ def site(tmp_path_factory) -> Iterator[str]:
                       extra_pages=(labpages.make_pages(options),))
     build(options)
     date, slug = showcase_source().stem[:10], showcase_source().stem[11:]
-    handler = functools.partial(_QuietHandler, directory=str(root / "output"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/{date[:4]}/{date[5:7]}/{slug}/"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
-        pass
+    with serve_folder(root / "output") as url:
+        yield f"{url}{date[:4]}/{date[5:7]}/{slug}/"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    require(CHROMIUM.exists(), "Chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "Playwright")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 def open_page(browser, url: str, width: int, scheme: str = "light"):
