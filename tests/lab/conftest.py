@@ -61,3 +61,22 @@ def site(tmp_path: Path) -> Site:
     (root / "site" / "site.toml").write_text('title = "t"\n')
     (root / "experiments").mkdir()
     return Site(root)
+
+
+@pytest.fixture(scope="module")
+def qemu_guest():
+    """The built guest kernel and initramfs, for tests that boot qemu (skips without)."""
+    import shutil
+
+    from chronicle.errors import LabError
+    from chronicle.lab.guest import guest_assets
+    from chronicle.paths import lab_dir
+    from tests.support import require
+
+    require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
+    try:
+        found = guest_assets(lab_dir(SRC.parent))
+    except LabError:
+        found = None
+    require(found is not None, "guest kernel and initramfs (`chronicle lab setup`)")
+    return found

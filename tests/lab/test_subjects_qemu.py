@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from chronicle.errors import LabError
 from chronicle.lab.probes import free_port
 from chronicle.lab.subjects import BootTimeout, SubjectError
 from chronicle.lab.subjects.qemu import QemuConfig, QemuMicrovm, host_config, qemu_command
-from chronicle.paths import lab_dir
-from tests.support import require
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _alive(pid: int) -> bool:
@@ -27,19 +21,6 @@ def _alive(pid: int) -> bool:
         return False
     # A zombie is dead for our purposes; cleanup() reaps its own children anyway.
     return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-
-
-@pytest.fixture(scope="module")
-def assets():
-    from chronicle.lab.guest import guest_assets
-
-    require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
-    try:
-        found = guest_assets(lab_dir(ROOT))
-    except LabError:
-        found = None
-    require(found is not None, "guest kernel and initramfs (`chronicle lab setup`)")
-    return found
 
 
 def test_command_uses_tcg_with_the_tsc_frequency_without_hardware_kvm(tmp_path):
@@ -65,8 +46,8 @@ def test_http_forward_listens_on_loopback_only(tmp_path):
     assert "chronicle.mode=http" in argv[argv.index("-append") + 1]
 
 
-def test_microvm_boots_is_measured_and_cleaned_up(assets):
-    config = host_config(assets.kernel, assets.initrd)
+def test_microvm_boots_is_measured_and_cleaned_up(qemu_guest):
+    config = host_config(qemu_guest.kernel, qemu_guest.initrd)
     with QemuMicrovm(config) as vm:
         timings = vm.wait_booted(60)
         footprint = vm.measure()
@@ -74,19 +55,19 @@ def test_microvm_boots_is_measured_and_cleaned_up(assets):
     assert 0 < timings.guest_uptime_ms < timings.boot_ms
     assert timings.host_overhead_ms == pytest.approx(timings.boot_ms - timings.guest_uptime_ms)
     assert footprint.pss > 16 * 2**20 and footprint.rss >= footprint.pss
-    assert footprint.disk == assets.kernel.stat().st_size + assets.initrd.stat().st_size
+    assert footprint.disk == qemu_guest.kernel.stat().st_size + qemu_guest.initrd.stat().st_size
     assert vm.facts()["accelerator"] == config.accel
     assert not _alive(pid)
 
 
-def test_http_guest_answers_on_loopback(assets):
-    config = host_config(assets.kernel, assets.initrd, mode="http", http_port=free_port())
+def test_http_guest_answers_on_loopback(qemu_guest):
+    config = host_config(qemu_guest.kernel, qemu_guest.initrd, mode="http", http_port=free_port())
     with QemuMicrovm(config) as vm:
         timings = vm.wait_booted(60)
     assert timings.http_ms is not None and timings.http_ms >= timings.boot_ms * 0.5
 
 
-def test_guest_that_never_prints_its_marker_times_out_and_is_killed(assets, tmp_path):
+def test_guest_that_never_prints_its_marker_times_out_and_is_killed(qemu_guest, tmp_path):
     from chronicle.lab.guest import build_initramfs, busybox_static
 
     silent = build_initramfs(
@@ -94,7 +75,7 @@ def test_guest_that_never_prints_its_marker_times_out_and_is_killed(assets, tmp_
         busybox=busybox_static(),
         init_script="#!/bin/sh\nwhile :; do sleep 1; done\n",
     )
-    vm = QemuMicrovm(host_config(assets.kernel, silent))
+    vm = QemuMicrovm(host_config(qemu_guest.kernel, silent))
     started = time.monotonic()
     with pytest.raises(BootTimeout, match="did not print its boot marker"):
         with vm:
@@ -104,8 +85,8 @@ def test_guest_that_never_prints_its_marker_times_out_and_is_killed(assets, tmp_
     assert not _alive(pid)
 
 
-def test_qemu_killed_mid_boot_is_reported_with_its_exit_code(assets):
-    vm = QemuMicrovm(host_config(assets.kernel, assets.initrd))
+def test_qemu_killed_mid_boot_is_reported_with_its_exit_code(qemu_guest):
+    vm = QemuMicrovm(host_config(qemu_guest.kernel, qemu_guest.initrd))
     with vm:
         killer = threading.Timer(0.3, os.kill, (vm.proc.pid, 9))
         killer.start()
@@ -116,8 +97,8 @@ def test_qemu_killed_mid_boot_is_reported_with_its_exit_code(assets):
     assert time.monotonic() - started < 10
 
 
-def test_qemu_that_fails_to_start_reports_its_stderr(assets, tmp_path):
-    vm = QemuMicrovm(host_config(tmp_path / "no-such-kernel", assets.initrd))
+def test_qemu_that_fails_to_start_reports_its_stderr(qemu_guest, tmp_path):
+    vm = QemuMicrovm(host_config(tmp_path / "no-such-kernel", qemu_guest.initrd))
     with pytest.raises(SubjectError) as caught:
         with vm:
             vm.wait_booted(30)

@@ -4,32 +4,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 from pathlib import Path
 
 import pytest
 
-from chronicle.errors import LabError
 from chronicle.lab.subjects import SubjectError, Unsupported
 from chronicle.lab.subjects.qemu import host_config, qemu_command
 from chronicle.lab.subjects.runner import MicrovmRunner, accelerator_of, write_runner
-from chronicle.paths import lab_dir
-from tests.support import require
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def assets():
-    from chronicle.lab.guest import guest_assets
-
-    require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
-    try:
-        found = guest_assets(lab_dir(ROOT))
-    except LabError:
-        found = None
-    require(found is not None, "guest kernel and initramfs (`chronicle lab setup`)")
-    return found
 
 
 def _gone(pid: int) -> bool:
@@ -63,10 +44,10 @@ def test_accelerator_is_read_from_the_hypervisor_command_line():
     assert accelerator_of(["cloud-hypervisor", "--kernel", "k"]) == "kvm"
 
 
-def test_runner_package_boots_and_the_exec_d_qemu_is_measured(assets, tmp_path):
-    config = host_config(assets.kernel.resolve(), assets.initrd.resolve())
+def test_runner_package_boots_and_the_exec_d_qemu_is_measured(qemu_guest, tmp_path):
+    config = host_config(qemu_guest.kernel.resolve(), qemu_guest.initrd.resolve())
     write_runner(tmp_path / "pkg" / "bin" / "microvm-run", qemu_command(config))
-    with MicrovmRunner(tmp_path / "pkg", disk_files=[assets.kernel, assets.initrd]) as vm:
+    with MicrovmRunner(tmp_path / "pkg", disk_files=[qemu_guest.kernel, qemu_guest.initrd]) as vm:
         timings = vm.wait_booted(60)
         footprint = vm.measure()
         script_pid = vm.proc.pid
@@ -77,12 +58,12 @@ def test_runner_package_boots_and_the_exec_d_qemu_is_measured(assets, tmp_path):
     assert _gone(script_pid)
 
 
-def test_runner_that_forks_its_hypervisor_is_followed_and_cleaned_up(assets, tmp_path):
-    config = host_config(assets.kernel.resolve(), assets.initrd.resolve())
+def test_runner_that_forks_its_hypervisor_is_followed_and_cleaned_up(qemu_guest, tmp_path):
+    config = host_config(qemu_guest.kernel.resolve(), qemu_guest.initrd.resolve())
     script = tmp_path / "microvm-run"
     script.write_text(f"#!/bin/sh\nset -eu\n{shlex.join(qemu_command(config))} &\nwait\n")
     script.chmod(0o755)
-    with MicrovmRunner(script, disk_files=[assets.kernel, assets.initrd]) as vm:
+    with MicrovmRunner(script, disk_files=[qemu_guest.kernel, qemu_guest.initrd]) as vm:
         vm.wait_booted(60)
         vm.measure()
         child = vm.hypervisor
