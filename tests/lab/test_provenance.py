@@ -3,33 +3,34 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from chronicle.lab import provenance
+from tests.lab.test_host import fake_host
 
 
-def _fake_sys(tmp_path, *modules, kvm=True):
-    dev = tmp_path / "dev-kvm"
-    if kvm:
-        dev.touch()
-    mods = tmp_path / "module"
-    for name in modules:
-        (mods / name).mkdir(parents=True)
-    return dev, mods
+def git_repo(folder: Path, files: dict[str, str]) -> None:
+    """A git repository in ``folder`` with ``files`` committed."""
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a")
 
 
 def test_kvm_kind_is_none_without_dev_kvm(tmp_path):
-    dev, mods = _fake_sys(tmp_path, "kvm_intel", kvm=False)
-    assert provenance.kvm_kind(dev, mods) == "none"
+    assert provenance.kvm_kind(**fake_host(tmp_path, kvm=False, modules=("kvm_intel",))) == "none"
 
 
 def test_kvm_kind_is_pvm_when_the_pvm_module_is_loaded(tmp_path):
-    dev, mods = _fake_sys(tmp_path, "kvm", "kvm_pvm")
-    assert provenance.kvm_kind(dev, mods) == "pvm"
+    assert provenance.kvm_kind(**fake_host(tmp_path, kvm=True, modules=("kvm", "kvm_pvm"))) == "pvm"
 
 
 def test_kvm_kind_is_hw_with_a_vendor_module(tmp_path):
-    dev, mods = _fake_sys(tmp_path, "kvm", "kvm_amd")
-    assert provenance.kvm_kind(dev, mods) == "hw"
+    assert provenance.kvm_kind(**fake_host(tmp_path, kvm=True, modules=("kvm", "kvm_amd"))) == "hw"
 
 
 def test_kvm_kind_on_this_machine_is_one_of_three():
@@ -54,13 +55,7 @@ def test_no_git_is_tolerated(tmp_path):
 
 
 def test_git_commit_and_dirty_flag(tmp_path):
-    def git(*args):
-        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
-
-    git("init", "-q")
-    (tmp_path / "a.txt").write_text("a\n")
-    git("add", "a.txt")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a")
+    git_repo(tmp_path, {"a.txt": "a\n"})
     clean = provenance.git_state(tmp_path)
     assert len(clean["commit"]) == 40 and clean["dirty"] is False
     (tmp_path / "a.txt").write_text("b\n")
@@ -68,13 +63,7 @@ def test_git_commit_and_dirty_flag(tmp_path):
 
 
 def test_new_results_do_not_make_the_tree_dirty(tmp_path):
-    def git(*args):
-        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
-
-    git("init", "-q")
-    (tmp_path / "a.txt").write_text("a\n")
-    git("add", "a.txt")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a")
+    git_repo(tmp_path, {"a.txt": "a\n"})
     (tmp_path / "experiments" / "results" / "x").mkdir(parents=True)
     (tmp_path / "experiments" / "results" / "x" / "r.json").write_text("{}\n")
     assert provenance.git_state(tmp_path)["dirty"] is False
@@ -88,14 +77,7 @@ def test_deep_merge_merges_subject_tables():
 
 
 def test_git_state_tells_own_sources_from_other_changes(tmp_path):
-    def git(*args):
-        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
-
-    git("init", "-q")
-    (tmp_path / "exp.py").write_text("print()\n")
-    (tmp_path / "other.txt").write_text("a\n")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    git_repo(tmp_path, {"exp.py": "print()\n", "other.txt": "a\n"})
     (tmp_path / "other.txt").write_text("b\n")
     state = provenance.git_state(tmp_path, ["exp.py"])
     assert state["dirty"] and not state["sources_dirty"]
