@@ -88,11 +88,16 @@ def test_every_chart_is_visible_with_a_size(site, browser, width):
     page.close()
 
 
+def comparison_columns(page) -> tuple[dict, dict]:
+    """The bounding boxes of the first comparison's left and right columns."""
+    compare = page.locator("figure.embed-compare .compare").first
+    return (compare.locator(".compare-left").bounding_box(),
+            compare.locator(".compare-right").bounding_box())
+
+
 def test_comparison_columns_sit_side_by_side_when_wide(site, browser):
     page, _ = open_page(browser, site, WIDE)
-    compare = page.locator("figure.embed-compare .compare").first
-    left = compare.locator(".compare-left").bounding_box()
-    right = compare.locator(".compare-right").bounding_box()
+    left, right = comparison_columns(page)
     assert abs(left["y"] - right["y"]) < 2
     assert left["x"] + left["width"] <= right["x"]
     page.close()
@@ -100,9 +105,7 @@ def test_comparison_columns_sit_side_by_side_when_wide(site, browser):
 
 def test_comparison_columns_stack_when_narrow(site, browser):
     page, _ = open_page(browser, site, NARROW)
-    compare = page.locator("figure.embed-compare .compare").first
-    left = compare.locator(".compare-left").bounding_box()
-    right = compare.locator(".compare-right").bounding_box()
+    left, right = comparison_columns(page)
     assert right["y"] >= left["y"] + left["height"]
     assert abs(left["x"] - right["x"]) < 2
     assert left["x"] + left["width"] <= NARROW
