@@ -7,8 +7,8 @@
 Every build is a whole process, start-up included, timed by wall clock; each case is run
 ``--runs`` times after one untimed warm-up build and the median is reported. Hugo and
 Pelican are installed by this script into their own virtual environment under
-``bench/work/peers`` (git-ignored), never into Chronicle's. Results go to
-``bench/results/latest.{json,md}`` (``bench/work/quick/`` for ``--quick``).
+``bench/scratch/peers`` (git-ignored), never into Chronicle's. Results go to
+``bench/results/latest.{json,md}`` (``bench/scratch/quick/`` for ``--quick``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", choices=TOOLS,
                         help="run only this tool; repeat for several")
     parser.add_argument("--seed", type=int, default=corpus.DEFAULT_SEED)
-    parser.add_argument("--work", type=Path, default=BENCH / "work",
+    parser.add_argument("--scratch", dest="work", type=Path, default=BENCH / "scratch",
                         help="scratch folder for sites and the peers' venv")
     parser.add_argument("--out", type=Path, help="where latest.json and latest.md go")
     parser.add_argument("--rev", help="time Chronicle as committed at this git revision "
