@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="scratch folder for sites and the peers' venv")
     parser.add_argument("--out", type=Path, help="where latest.json and latest.md go")
     parser.add_argument("--rev", help="time Chronicle as committed at this git revision "
-                        "(exported under --work) instead of the working tree")
+                        "(exported under --scratch) instead of the working tree")
     parser.add_argument("--merge", action="store_true",
                         help="keep rows of the previous latest.json for tools and sizes "
                              "not run now (long runs in parts)")

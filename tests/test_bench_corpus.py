@@ -104,7 +104,7 @@ def test_editing_a_post_changes_it_each_time(tmp_path):
 def test_quick_floor_run_writes_valid_results(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "floor",
-         "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")],
+         "--scratch", str(tmp_path / "work"), "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / "out" / "latest.json").read_text())
