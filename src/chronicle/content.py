@@ -146,14 +146,20 @@ def parse_date(value: Any, tz: tzinfo, path: Path, line: int | None) -> datetime
     return when if when.tzinfo else when.replace(tzinfo=tz)
 
 
-class _FrontMatterLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+class _PureFrontMatterLoader(yaml.SafeLoader):
     """Safe YAML that keeps timestamps as text, so an impossible date is *our* error
-    with our message and line, not a ValueError from deep inside PyYAML. Built on
-    libyaml when PyYAML has it: the pure-Python parser costs ~1 ms a post."""
+    with our message and line, not a ValueError from deep inside PyYAML."""
 
 
-_FrontMatterLoader.add_constructor(
-    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+class _FrontMatterLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The same on libyaml when PyYAML has it (the pure-Python parser costs ~1 ms a
+    post). Its error messages and lines differ, so a file it rejects is parsed again
+    by :class:`_PureFrontMatterLoader` for the report."""
+
+
+for _loader in (_PureFrontMatterLoader, _FrontMatterLoader):
+    _loader.add_constructor(
+        "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
 
 
 def _split(path: Path) -> tuple[dict[str, Any], dict[str, int], str, int]:
@@ -172,22 +178,37 @@ def _split(path: Path) -> tuple[dict[str, Any], dict[str, int], str, int]:
     except StopIteration:
         raise BuildError("front matter is not closed by a '---' line", path, 1) from None
     block = "\n".join(lines[1:end])
-    loader = _FrontMatterLoader(block)
     try:
-        node = loader.get_single_node()
-        meta = loader.construct_document(node) if node is not None else {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 2 if mark is not None else 1  # +1 for 0-based, +1 for '---'
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BuildError(f"YAML error in front matter: {problem}", path, line) from None
-    finally:
-        loader.dispose()
+        node, meta = _load(_FrontMatterLoader, block)
+    except yaml.YAMLError:
+        node, meta = None, None
+    if meta is None and node is None:  # rejected, or empty: let the reference parser say
+        node, meta = _load_reporting(block, path)
     if not isinstance(meta, dict):
         raise BuildError("front matter must be a mapping of keys to values", path, 2)
     key_lines = {str(k.value): k.start_mark.line + 2 for k, _ in node.value} if node else {}
     body_line = end + 2
     return meta, key_lines, "\n".join(lines[end + 1:]), body_line
+
+
+def _load(loader_class: type, block: str) -> tuple[Any, Any]:
+    loader = loader_class(block)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
+
+
+def _load_reporting(block: str, path: Path) -> tuple[Any, Any]:
+    try:
+        node, meta = _load(_PureFrontMatterLoader, block)
+        return node, ({} if node is None else meta)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 2 if mark is not None else 1  # +1 for 0-based, +1 for '---'
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BuildError(f"YAML error in front matter: {problem}", path, line) from None
 
 
 def _check_keys(meta: dict[str, Any], known: set[str], path: Path, lines: dict[str, int]) -> None:

@@ -125,6 +125,7 @@ class Renderer:
             autoescape=jinja2.select_autoescape(["html", "xml"]),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+            auto_reload=False,  # templates do not change mid-build: no stat per render
         )
         self.env.globals.update(
             site=_SiteView(site, self.env), config=site.config,
