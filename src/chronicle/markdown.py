@@ -169,16 +169,27 @@ def _highlight(code: str, words: list[str], line: int, state: _Env) -> str:
             raise BuildError(f"unknown code fence option {option!r} (known: linenos, "
                              "hl_lines=2,4-6)", state.path, line)
     try:
-        lexer = get_lexer_by_name(language) if language else TextLexer()
+        lexer = _lexer(language)
     except ClassNotFound:
         state.warnings.append(f"{state.path}:{line}: unknown code language {language!r}, "
                               "shown as plain text")
-        lexer = TextLexer()
-    formatter = HtmlFormatter(cssclass="highlight", wrapcode=True, hl_lines=hl_lines,
-                              linenos="table" if linenos else False)
-    html = highlight(code, lexer, formatter)
+        lexer = _lexer("")
+    html = highlight(code, lexer, _formatter(tuple(hl_lines), linenos))
     label = f' data-lang="{escape(language)}"' if language else ""
     return f"<div class=\"codeblock\"{label}>{html}</div>\n"
+
+
+# Lexers and formatters keep only their options, so one of each per option set serves
+# every block of a build (making them is a tenth of the cost of highlighting a block).
+@functools.lru_cache(maxsize=256)
+def _lexer(language: str) -> Any:
+    return get_lexer_by_name(language) if language else TextLexer()
+
+
+@functools.lru_cache(maxsize=256)
+def _formatter(hl_lines: tuple[int, ...], linenos: bool) -> HtmlFormatter:
+    return HtmlFormatter(cssclass="highlight", wrapcode=True, hl_lines=list(hl_lines),
+                         linenos="table" if linenos else False)
 
 
 def _line_numbers(spec: str, path: Path, line: int) -> list[int]:
