@@ -2,10 +2,13 @@
 
 :func:`map_chunks` runs ``work(indices)`` over ``range(count)`` in chunks. Below
 :data:`PARALLEL_MIN` items, or on one core, it simply calls ``work`` here: a pool costs
-more than it saves on a small site. Above it, worker processes are *forked* so they
-inherit the build's state (the site model, the renderer, the staging folder) instead of
-receiving it pickled; only chunk indices go out and each chunk's results come back.
-Results are concatenated in chunk order, so the output never depends on scheduling.
+more than it saves on a small site. Above it, ``jobs - 1`` worker processes are
+*forked* so they inherit the build's state (the site model, the renderer, the staging
+folder) instead of receiving it pickled; only chunk indices go out and each chunk's
+results come back. This process works on chunks too while the workers are busy: it
+would otherwise sit idle, and one process fewer is one copy fewer of the build's
+memory in the process tree. Results come out in chunk order, so the output never
+depends on scheduling.
 
 Workers must not write shared state other than files of their own (the staging folder);
 whatever the parent needs comes back in the results.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -56,12 +59,35 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
     global _work
     _work = work
     try:
-        with ProcessPoolExecutor(max_workers=jobs,
+        with ProcessPoolExecutor(max_workers=jobs - 1,
                                  mp_context=multiprocessing.get_context("fork")) as pool:
-            for part in pool.map(_run_chunk, chunks):
-                yield from part
+            yield from _share(work, chunks, pool, queued=2 * (jobs - 1))
     finally:
         _work = None
+
+
+def _share(work: Callable[[Sequence[int]], list[R]], chunks: list[range],
+           pool: ProcessPoolExecutor, queued: int) -> Iterator[R]:
+    """Chunks in order: the pool keeps ``queued`` in flight, this process takes the next
+    one itself whenever it has nothing to hand back yet."""
+    done: dict[int, list[R]] = {}
+    pending: dict[Future[list[R]], int] = {}
+    taken = emitted = 0
+    while emitted < len(chunks):
+        while taken < len(chunks) and len(pending) < queued:
+            pending[pool.submit(_run_chunk, chunks[taken])] = taken
+            taken += 1
+        if emitted not in done:
+            if taken < len(chunks):
+                done[taken] = work(chunks[taken])
+                taken += 1
+            else:
+                wait(pending, return_when=FIRST_COMPLETED)
+        for future in [f for f in pending if f.done()]:
+            done[pending.pop(future)] = future.result()
+        while emitted in done:
+            yield from done.pop(emitted)
+            emitted += 1
 
 
 def _run_chunk(indices: range) -> list[Any]:

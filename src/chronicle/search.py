@@ -40,7 +40,7 @@ RAW_TEXT_ELEMENTS = {"script", "style"}
 _TAG = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<[!?][^>]*>"
                   r"|<(/?)([a-zA-Z][^\s/>]*)[^>\"']*(?:(?:\"[^\"]*\"|'[^']*')[^>\"']*)*>",
                   re.S)
-RECORD_NAMESPACE = "search"
+RECORD_NAMESPACE = "search-json"  # UTF-8 bytes of one record
 STOP_WORDS = frozenset("""
 a about after all also an and any are as at be been but by can could did do does for
 from had has have he her his how i if in into is it its just more most my no not of on
@@ -59,20 +59,23 @@ def search_index(site: Site, cache: Any = None) -> bytes:
     """
     version = code_version()  # a new record format must not reuse old records
     digests = [digest(version, entry.digest) for entry in site.entries]
-    known: dict[str, str] = cache.get_many(RECORD_NAMESPACE, digests) if cache else {}
+    known: dict[str, bytes] = cache.get_many(RECORD_NAMESPACE, digests) if cache else {}
     missing = [i for i, d in enumerate(digests) if d not in known]
 
-    def work(indices: Iterable[int]) -> list[str]:
+    def work(indices: Iterable[int]) -> list[bytes]:
         return [_record_json(_post_record(site.entries[missing[j]])) for j in indices]
 
     for j, record in enumerate(iter_chunks(work, len(missing))):
         known[digests[missing[j]]] = record
         if cache is not None:
             cache.put(RECORD_NAMESPACE, digests[missing[j]], record)
+            if j % 1000 == 999:
+                cache.flush()  # content-addressed: safe to keep early, and memory stays flat
     records = [known[d] for d in digests]
+    del known
     records += [_record_json(_page_record(page)) for page in site.pages]
     # the same bytes json.dumps(sort_keys=True) gives for the whole document
-    return ('{"entries":[' + ",".join(records) + '],"version":1}\n').encode("utf-8")
+    return b'{"entries":[' + b",".join(records) + b'],"version":1}\n'
 
 
 def search_files(site: Site, renderer: Any = None) -> list[tuple[str, bytes]]:
@@ -149,8 +152,9 @@ def excerpt(text: str, limit: int = EXCERPT_WORDS) -> str:
     return " ".join(words[:limit]) + (" …" if len(words) > limit else "")
 
 
-def _record_json(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+def _record_json(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, sort_keys=True,
+                      separators=(",", ":")).encode("utf-8")
 
 
 def _post_record(entry: Entry) -> dict[str, Any]:
