@@ -54,3 +54,18 @@ def test_parallel_build_reports_every_bad_post(site_root, monkeypatch):
     with pytest.raises(BuildErrors) as caught:
         build(BuildOptions(root=site_root, now=NOW))
     assert len(caught.value.errors) == 2
+
+
+def test_chunks_stay_in_order_when_the_parent_outpaces_its_worker(monkeypatch):
+    import os
+    import time
+
+    parent = os.getpid()
+
+    def work(indices):
+        if os.getpid() != parent:
+            time.sleep(0.01)  # the forked worker is the slow one
+        return list(indices)
+
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    assert parallel.map_chunks(work, 600, minimum=1) == list(range(600))

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 R = TypeVar("R")
 PARALLEL_MIN = 200
 CHUNKS_PER_WORKER = 6  # several chunks each, so one slow chunk does not idle a core
+MAX_CHUNK = 64  # items: a chunk's results (rendered bodies) are held until handed back
 
 _work: Callable[[Sequence[int]], list[Any]] | None = None
 
@@ -54,7 +55,7 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
     if count < minimum or jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
         yield from work(range(count))
         return
-    size = max(8, -(-count // (jobs * CHUNKS_PER_WORKER)))
+    size = min(MAX_CHUNK, max(8, -(-count // (jobs * CHUNKS_PER_WORKER))))
     chunks = [range(start, min(start + size, count)) for start in range(0, count, size)]
     global _work
     _work = work
@@ -78,10 +79,11 @@ def _share(work: Callable[[Sequence[int]], list[R]], chunks: list[range],
             pending[pool.submit(_run_chunk, chunks[taken])] = taken
             taken += 1
         if emitted not in done:
-            if taken < len(chunks):
+            # ahead of the workers only so far: finished chunks wait here in memory
+            if taken < len(chunks) and len(done) <= queued:
                 done[taken] = work(chunks[taken])
                 taken += 1
-            else:
+            elif pending:
                 wait(pending, return_when=FIRST_COMPLETED)
         for future in [f for f in pending if f.done()]:
             done[pending.pop(future)] = future.result()
