@@ -101,6 +101,7 @@ class Cache:
         self._written: set[tuple[str, str]] = set()  # readable even when read=False
         self._stat: dict[str, tuple[int, int, int, str]] | None = None
         self._stat_dirty: dict[str, tuple[int, int, int, str]] = {}
+        self._seen: dict[str, str] = {}  # this build's answers of file_hash (inputs only)
         self._started_ns = time.time_ns()
 
     # -- key/value ----------------------------------------------------------------------
@@ -142,22 +143,32 @@ class Cache:
 
     # -- file hashes ---------------------------------------------------------------------
     def file_hash(self, path: Path) -> str:
-        """Content hash of ``path``, read only when its stat signature changed."""
-        st = path.stat()
+        """Content hash of ``path``, read only when its stat signature changed.
+
+        Sources are asked for twice a build (the fingerprint, then reading them): the
+        answer is kept for this build, so both see one version of the file and a 10,000
+        post site is not stat'ed twice."""
         key = str(path)
+        seen = self._seen.get(key)
+        if seen is not None:
+            return seen
+        st = os.stat(key)
         known = self._stats().get(key)
         signature = (st.st_size, st.st_mtime_ns, st.st_ino)
         if known is not None and known[:3] == signature:
+            self._seen[key] = known[3]
             return known[3]
         found = bytes_digest(path.read_bytes())
         if st.st_mtime_ns < self._started_ns - RACY_SECONDS * 1_000_000_000:
             self._stat_dirty[key] = (*signature, found)
+        self._seen[key] = found
         return found
 
     def remember(self, path: Path, known_hash: str) -> None:
         """Note the hash of a file this build just wrote (an output)."""
         st = path.stat()
         self._stat_dirty[str(path)] = (st.st_size, st.st_mtime_ns, st.st_ino, known_hash)
+        self._seen[str(path)] = known_hash
 
     def matches(self, path: Path, expected: str) -> bool:
         """Does ``path`` exist with content hashing to ``expected``?"""
