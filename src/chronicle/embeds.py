@@ -227,7 +227,7 @@ class Embedder:
         if self._colours is None:
             subjects = set()
             for name in self.store.experiments():
-                result = self.store.latest(name)
+                result = self.store.shown(name)
                 if result is not None:
                     subjects.update(measured_or_declared(result))
             self._colours = assign_colours(subjects)
@@ -263,7 +263,7 @@ class Embedder:
         """Stale results that some post embeds: the build summary lists them, --strict fails."""
         found = []
         for experiment in sorted(self._stale_posts):
-            result = self.store.latest(experiment)
+            result = self.store.shown(experiment)
             if result is not None and self.staleness(result):
                 found.append(StaleResult(experiment, result.id, self.staleness(result),
                                          tuple(sorted(self._stale_posts[experiment]))))
@@ -311,7 +311,7 @@ class PostEmbeds:
         if spec.experiment not in known:
             raise BuildError(f"unknown experiment {spec.experiment!r} (known: "
                              f"{', '.join(known) or 'none yet'})", self.path, line)
-        result = self.embedder.store.latest(spec.experiment)
+        result = self.embedder.store.shown(spec.experiment)
         if result is None:
             if not self.embedder.allow_missing:
                 raise BuildError(f"experiment {spec.experiment!r} has no successful run yet: "

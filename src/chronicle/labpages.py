@@ -88,7 +88,7 @@ def lab_entries(embedder: Embedder) -> list[LabEntry]:
 
 def lab_entry(embedder: Embedder, name: str, script: Any | None) -> LabEntry:
     runs = tuple(reversed(embedder.store.runs(name)))
-    latest = embedder.store.latest(name)
+    latest = embedder.store.shown(name)
     reasons: tuple[str, ...] = ()
     if latest is None:
         status = "failed" if runs else "never run"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chronicle.lab import runner
-from chronicle.lab.results import Result, ResultStore, canonical_json
+from chronicle.lab.results import Result, ResultStore, Sample, canonical_json
 
 OPTIONS = runner.RunOptions(grace=1.0)
 EMIT = "from chronicle import lab\nlab.emit('a', 'm', 0.1 + 0.2, 'ms', 0)\n"
@@ -51,3 +51,21 @@ def test_only_warmups_is_a_failed_run(site):
     site.script("ow", "from chronicle import lab\nlab.emit('a', 'm', 9, 'ms', 0, warmup=True)\n")
     result = runner.run(site.experiment("ow"), site.store(), OPTIONS)
     assert result.status == "failed"
+
+
+def test_the_blog_shows_the_newest_full_run_over_a_newer_quick_one(tmp_path):
+    store = ResultStore(tmp_path)
+
+    def run(stamp: str, *, quick: bool, status: str = "ok") -> Result:
+        result = Result("e", f"2026112{stamp}T000000Z-00000000", status, "k", {}, {}, {},
+                        (Sample("a", "m", 1.0, "ms", 0),), quick=quick)
+        store.write(result)
+        return result
+
+    assert store.shown("e") is None
+    first_quick = run("1", quick=True)
+    assert store.shown("e").id == first_quick.id  # nothing better yet: shown, badged quick
+    full = run("2", quick=False)
+    run("3", quick=True)
+    run("4", quick=False, status="failed")
+    assert store.shown("e").id == full.id

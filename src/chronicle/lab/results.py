@@ -237,6 +237,16 @@ class ResultStore:
                 return result
         return None
 
+    def shown(self, experiment: str) -> Result | None:
+        """The run the blog shows: the newest good full run, else the newest good quick one.
+
+        A quick smoke run (``lab run --quick``) must not push a full run's figures off
+        the blog; it is shown, badged as quick, only while no full run exists.
+        """
+        good = [r for r in self.runs(experiment) if r.status == "ok"]
+        full = [r for r in good if not r.quick]
+        return (full or good)[-1] if good else None
+
     def path_for(self, result: Result) -> Path:
         return self.root / result.experiment / f"{result.id}.json"
 
