@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from chronicle.cache import read_bytes
 from chronicle.errors import BuildError
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -165,7 +166,7 @@ for _loader in (_PureFrontMatterLoader, _FrontMatterLoader):
 def _split(path: Path) -> tuple[dict[str, Any], dict[str, int], str, int]:
     """Front matter (values and each key's line), body and the body's first line."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise BuildError("file is not valid UTF-8", path, line) from None
