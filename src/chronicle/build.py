@@ -276,9 +276,10 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
     def work(indices: Iterable[int]) -> list[tuple[Any, ...]]:
         results: list[tuple[Any, ...]] = []
         for j in indices:
-            doc = docs[missing[j]].read(tz)
+            doc = docs[missing[j]]
             try:
-                r = render_markdown(doc.body, doc.source, doc.body_line)
+                body, body_line = doc.read_body()
+                r = render_markdown(body, doc.doc.source, body_line)
             except BuildErrors as exc:
                 results.append((None, None, exc.errors))
             except BuildError as exc:

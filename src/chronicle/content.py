@@ -165,6 +165,29 @@ for _loader in (_PureFrontMatterLoader, _FrontMatterLoader):
 
 def _split(path: Path) -> tuple[dict[str, Any], dict[str, int], str, int]:
     """Front matter (values and each key's line), body and the body's first line."""
+    lines, end = _lines(path)
+    block = "\n".join(lines[1:end])
+    try:
+        node, meta = _load(_FrontMatterLoader, block)
+    except yaml.YAMLError:
+        node, meta = None, None
+    if meta is None and node is None:  # rejected, or empty: let the reference parser say
+        node, meta = _load_reporting(block, path)
+    if not isinstance(meta, dict):
+        raise BuildError("front matter must be a mapping of keys to values", path, 2)
+    key_lines = {str(k.value): k.start_mark.line + 2 for k, _ in node.value} if node else {}
+    body_line = end + 2
+    return meta, key_lines, "\n".join(lines[end + 1:]), body_line
+
+
+def read_body(path: Path) -> tuple[str, int]:
+    """Just the body and its first line, for a file whose front matter is known."""
+    lines, end = _lines(path)
+    return "\n".join(lines[end + 1:]), end + 2
+
+
+def _lines(path: Path) -> tuple[list[str], int]:
+    """The file's lines and the index of the line closing the front matter."""
     try:
         text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -178,18 +201,7 @@ def _split(path: Path) -> tuple[dict[str, Any], dict[str, int], str, int]:
         end = next(i for i in range(1, len(lines)) if lines[i].rstrip() in ("---", "..."))
     except StopIteration:
         raise BuildError("front matter is not closed by a '---' line", path, 1) from None
-    block = "\n".join(lines[1:end])
-    try:
-        node, meta = _load(_FrontMatterLoader, block)
-    except yaml.YAMLError:
-        node, meta = None, None
-    if meta is None and node is None:  # rejected, or empty: let the reference parser say
-        node, meta = _load_reporting(block, path)
-    if not isinstance(meta, dict):
-        raise BuildError("front matter must be a mapping of keys to values", path, 2)
-    key_lines = {str(k.value): k.start_mark.line + 2 for k, _ in node.value} if node else {}
-    body_line = end + 2
-    return meta, key_lines, "\n".join(lines[end + 1:]), body_line
+    return lines, end
 
 
 def _load(loader_class: type, block: str) -> tuple[Any, Any]:
@@ -283,6 +295,12 @@ class Doc:
     hash: str
     has_embeds: bool
     full: Post | Page | None = None
+
+    def read_body(self) -> tuple[str, int]:
+        """The markdown body and its first line, without parsing the front matter again."""
+        if self.full is not None:
+            return self.full.body, self.full.body_line
+        return read_body(self.doc.source)
 
     def read(self, tz: tzinfo) -> Post | Page:
         """The model with its body (read again from disk when it came from the cache)."""
