@@ -17,7 +17,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ class Page:
         return f"{self.slug}/"
 
 
+@lru_cache(maxsize=4096)  # pure, and asked for the same few tag names thousands of times
 def slugify(text: str) -> str:
     """Lower-case ASCII words joined by hyphens: ``"Nix & Incus, 2"`` → ``nix-incus-2``."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()

@@ -228,8 +228,12 @@ class Site:
         return self.entries[i + 1] if i + 1 < len(self.entries) else None
 
     def tag(self, name: str) -> Tag:
-        slug = slugify(name)
-        return next(t for t in self.tags if t.slug == slug)
+        return self._tags_by_slug[slugify(name)]
+
+    @cached_property
+    def _tags_by_slug(self) -> dict[str, Tag]:
+        # a dict: templates look a tag up for every tag of every listed post
+        return {t.slug: t for t in self.tags}
 
     def sitemap(self, extra_urls: tuple[str, ...] = ()) -> tuple[SitemapEntry, ...]:
         """Every HTML page, each post with the date its content last changed."""
