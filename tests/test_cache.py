@@ -84,3 +84,30 @@ def test_a_new_code_version_renders_again(site_root, monkeypatch):
     monkeypatch.setattr("chronicle.build.code_version", lambda: "another chronicle")
     report = run(site_root)
     assert report.written == 0  # same bytes: re-rendered, compared, not rewritten
+
+
+def test_workers_see_what_the_parent_stores_after_an_earlier_pool(tmp_path, monkeypatch):
+    # Guards the rule in Cache._conn (a worker never closes its copy of the parent's
+    # connection). Breaking it lost bodies to the search workers of a 10,000-post
+    # build; this small case does not always fail without the rule, but must pass.
+    from chronicle import parallel
+
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    cache = Cache(tmp_path / "cache")
+    for n in range(200):
+        cache.put("t", f"k{n}", b"x" * 5000)
+    cache.put("t", "first", 1)
+    cache.flush()
+    assert cache.get("t", "first") == 1  # the parent now holds a read transaction
+
+    def read(key: str) -> list:
+        return parallel.map_chunks(lambda idx: [cache.get("t", key) for _ in idx], 64,
+                                   minimum=1)
+
+    for round_ in range(5):
+        assert set(read("first")) == {1}
+        cache.put("t", f"second{round_}", 2)
+        cache.flush()
+        assert cache.get("t", "first") == 1
+        assert set(read(f"second{round_}")) == {2}
+    cache.close()

@@ -89,6 +89,7 @@ def code_version() -> str:
 
 
 _forks = 0  # how many forks deep this process is: a connection is never shared across one
+_inherited: list[sqlite3.Connection] = []  # connections of a parent process, kept unclosed
 
 
 def _count_fork() -> None:
@@ -220,6 +221,8 @@ class Cache:
         if self._db is not None and self._owner == _forks:
             self._end_read()
             self._db.close()
+        elif self._db is not None:
+            _inherited.append(self._db)  # a parent's: see _conn
         self._db = None
 
     def _reader(self) -> sqlite3.Connection:
@@ -239,6 +242,11 @@ class Cache:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None or self._owner != _forks:  # a forked worker opens its own
+            if self._db is not None:
+                # The parent's connection must never be closed here: SQLite would take
+                # this process for the last user of the file and checkpoint and delete
+                # the WAL under the parent, whose later commits workers then miss.
+                _inherited.append(self._db)
             self.folder.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.folder / "cache.sqlite", timeout=30,
                                        isolation_level=None)
