@@ -15,10 +15,16 @@ One SQLite file (``.chronicle/cache.sqlite``) holds every namespace:
     and the code version (which covers the markdown plugins, Pygments and their versions).
 ``code``
     highlighted code blocks, keyed by code, language, options and the code version.
+``search-json``
+    one post's ``search.json`` record (UTF-8 JSON), keyed by the code version and the
+    post's :attr:`~chronicle.model.Entry.digest` (see :mod:`chronicle.search`).
 
 Values are pickled: this cache is written and read only by Chronicle on this machine.
 Writes are buffered and committed by :meth:`Cache.flush`; a process forked from the
-build (see :mod:`chronicle.parallel`) opens its own connection and only reads.
+build (see :mod:`chronicle.parallel`) opens its own connection and only reads, and never
+closes the copy of the parent's connection it inherited. Lookups run inside one read
+transaction until the next flush (SQLite would otherwise lock and unlock the file around
+each of a build's ~20,000 lookups).
 """
 
 from __future__ import annotations
