@@ -34,6 +34,7 @@ import os
 import pickle
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterable
 from functools import cache as memoize
 from pathlib import Path
@@ -103,8 +104,20 @@ def _count_fork() -> None:
     _forks += 1
 
 
+_open: weakref.WeakSet[Cache] = weakref.WeakSet()
+
+
+def _end_reads_before_fork() -> None:
+    # SQLite's per-file lock bookkeeping lives in process memory, so a child inherits a
+    # read transaction's locks on paper but not in the kernel: the parent could then
+    # reset the WAL under the child's reads. No transaction may be open across a fork.
+    for cache in list(_open):
+        if cache._owner == _forks:
+            cache._end_read()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_count_fork)
+    os.register_at_fork(before=_end_reads_before_fork, after_in_child=_count_fork)
 
 
 class Cache:
@@ -123,6 +136,7 @@ class Cache:
         self._stat_dirty: dict[str, tuple[int, int, int, str]] = {}
         self._seen: dict[str, str] = {}  # this build's answers of file_hash (inputs only)
         self._reading = False  # inside a read transaction (see _reader)
+        _open.add(self)
         self._started_ns = time.time_ns()
 
     # -- key/value ----------------------------------------------------------------------
