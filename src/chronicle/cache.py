@@ -177,7 +177,7 @@ class Cache:
                 self._written.add((namespace, key))
 
     # -- file hashes ---------------------------------------------------------------------
-    def file_hash(self, path: Path) -> str:
+    def file_hash(self, path: Path | str) -> str:
         """Content hash of ``path``, read only when its stat signature changed.
 
         Sources are asked for twice a build (the fingerprint, then reading them): the

@@ -116,16 +116,18 @@ def tree_digest(cache: Cache, folders: Iterable[Path], names: bool = True) -> st
         if folder.is_file():
             parts.append(cache.file_hash(folder))
             continue
+        prefix = len(str(folder)) + 1
         for path in _walk(folder):
-            parts += [str(path.relative_to(folder)) if names else "", cache.file_hash(path)]
+            parts += [path[prefix:] if names else "", cache.file_hash(path)]
     return digest(*parts)
 
 
-def _walk(folder: Path) -> list[Path]:
+def _walk(folder: Path) -> list[str]:
+    # strings, not Paths: this runs over every post on every build
     found = []
     for top, dirs, files in os.walk(folder, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
-        found += [Path(top) / name for name in sorted(files) if not name.startswith(".")]
+        found += [os.path.join(top, name) for name in sorted(files) if not name.startswith(".")]
     return found
 
 

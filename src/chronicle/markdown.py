@@ -116,6 +116,7 @@ def _parser() -> MarkdownIt:
     return make_parser()
 
 
+@functools.cache
 def pygments_css() -> str:
     """Light and dark highlighting, each behind its ``prefers-color-scheme`` query so no
     rule of one leaks into the other."""
