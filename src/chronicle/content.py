@@ -88,14 +88,22 @@ def find_sources(folder: Path, pattern: str) -> list[Path]:
         return sorted(p for p in folder.glob(pattern)
                       if p.is_file() and not any(part.startswith(".") for part in
                                                   p.relative_to(folder).parts))
-    # os.walk, not glob: this runs on every build over every post (10,000 files)
+    # scandir, not glob: this runs on every build over every post (10,000 files), and
+    # the directory entries already say which are files
     found = []
-    for top, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")] if pattern != "*.md" else []
-        found += [os.path.join(top, name) for name in files
-                  if name.endswith(".md") and not name.startswith(".")
-                  and os.path.isfile(os.path.join(top, name))]
-    return sorted(map(Path, found))
+    folders = [str(folder)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    if pattern == "**/*.md":
+                        folders.append(entry.path)
+                elif entry.name.endswith(".md") and entry.is_file():
+                    found.append(entry.path)
+    # the order Path objects sort in (part by part), without making 10,000 to sort
+    return [Path(p) for p in sorted(found, key=lambda p: p.split(os.sep))]
 
 
 def read_post(path: Path, tz: tzinfo) -> Post:
