@@ -225,3 +225,14 @@ def test_log_keeps_only_the_tail_of_a_huge_stderr(site):
     assert result.status == "ok"
     assert len(result.log) <= runner.LOG_LIMIT + 200
     assert "earlier bytes of log dropped" in result.log and "log line 039999" in result.log
+
+
+def test_stored_log_names_repo_paths_relative_to_the_root(site):
+    site.script("paths", f"""
+        import sys
+        print("{site.root.resolve()}/experiments/guest/x.sh failed", file=sys.stderr)
+        print('{{"subject": "a", "metric": "m", "value": 1, "unit": "", "run": 0}}')
+    """)
+    result = _run(site, "paths")
+    assert "experiments/guest/x.sh failed" in result.log
+    assert str(site.root.resolve()) not in result.log

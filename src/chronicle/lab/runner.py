@@ -73,11 +73,19 @@ class _Run:
             self.dropped += cut
             del self.log[:cut]
 
-    def log_text(self) -> str:
+    def log_text(self, root: Path | None = None) -> str:
         text = self.log.decode("utf-8", errors="replace")
+        if root is not None:
+            text = portable_log(text, root)
         if self.dropped:
             return f"[… {self.dropped} earlier bytes of log dropped …]\n{text}"
         return text
+
+
+def portable_log(text: str, root: Path) -> str:
+    """Paths under the repo written relative to it: a committed log names no machine's
+    folders, and reads the same from every checkout."""
+    return text.replace(f"{root.resolve()}{os.sep}", "")
 
 
 def parse_line(text: str) -> Sample | dict[str, Any]:
@@ -191,7 +199,7 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
         provenance=facts,
         samples=tuple(state.samples),
         quick=options.quick,
-        log=state.log_text(),
+        log=state.log_text(experiment.root),
         error=state.error,
     )
     path = store.write(result)
