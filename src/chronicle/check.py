@@ -20,20 +20,19 @@ otherwise (templates, generated pages) the output file and its line.
 from __future__ import annotations
 
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from chronicle.build import BuildOptions, BuildReport, build
 from chronicle.errors import BuildError
-from chronicle.model import Site
-from chronicle.render import output_file
+
+if TYPE_CHECKING:  # the build (Jinja, the model) loads only when a check runs, not per CLI start
+    from chronicle.build import BuildOptions, BuildReport
+    from chronicle.model import Site
 
 # element → attributes holding a URL, and whether that URL is an image
 URL_ATTRIBUTES: dict[str, tuple[tuple[str, bool], ...]] = {
@@ -95,6 +94,8 @@ class _Page:
 def check_site(options: BuildOptions, external: bool = False
                ) -> tuple[BuildReport, list[Problem]]:
     """Build with ``options`` (a :class:`BuildError` if that fails), then check the output."""
+    from chronicle.build import build
+
     seen: list[Site] = []
 
     def remember(site: Site, renderer: object) -> list[tuple[str, bytes]]:
@@ -142,6 +143,9 @@ def check_output(out: Path, base_url: str = "/", sources: Mapping[str, Source] |
 
 def head_status(url: str, timeout: float = 10.0) -> str | None:
     """None when ``url`` answers 2xx/3xx; otherwise what went wrong."""
+    import urllib.error  # only --external fetches; http.client is costly to load
+    import urllib.request
+
     for method in ("HEAD", "GET"):  # some servers refuse HEAD but serve GET
         request = urllib.request.Request(url, method=method,
                                          headers={"User-Agent": "chronicle-check"})
@@ -278,6 +282,8 @@ def _srcset(value: str) -> list[str]:
 
 def build_sources(site: Site) -> dict[str, Source]:
     """Output file → source document, for every post and page of the site model."""
+    from chronicle.render import output_file
+
     found = {output_file(e.url): Source(e.post.source, e.post.body_line) for e in site.entries}
     found.update({output_file(p.url): Source(p.page.source, p.page.body_line)
                   for p in site.pages})
@@ -294,6 +300,7 @@ def register(sub: Any) -> None:
 
 
 def _command(args: Any) -> int:
+    from chronicle.build import BuildOptions
     from chronicle.cli import _with_lab_hooks
     from chronicle.paths import SitePaths, find_root
 

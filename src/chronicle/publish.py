@@ -40,14 +40,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chronicle.build import BuildOptions, resolve_now
-from chronicle.check import check_site
 from chronicle.config import load_config
 from chronicle.errors import BuildError
-from chronicle.output import _swap
 from chronicle.paths import SitePaths
+
+if TYPE_CHECKING:  # the build loads when a publish runs, not per CLI start
+    from chronicle.build import BuildOptions
 
 KINDS = {
     "dir": ({"path"}, set()),
@@ -132,6 +132,8 @@ def _target(name: str, value: Any, config: Path) -> Target:
 def publish(options: BuildOptions, target_name: str | None = None, force: bool = False,
             log: Callable[[str], None] = print) -> Published:
     """Build, check, then deliver to one target. Raises :class:`BuildError` on refusal."""
+    from chronicle.check import check_site
+
     paths = SitePaths(options.root)
     target = choose_target(load_targets(paths.config), target_name, paths.config)
     site = paths.cache / "publish" / "site"
@@ -174,6 +176,12 @@ def _deliver_dir(target: Target, site: Path, paths: SitePaths,
     folder = _local(target.get("path") or "", paths)
     publish_dir(site, folder, paths.root)
     return str(folder), ""
+
+
+def _swap(staging: Path, folder: Path) -> None:
+    from chronicle.output import _swap as swap  # chronicle.output loads the renderer
+
+    swap(staging, folder)
 
 
 def publish_dir(site: Path, folder: Path, root: Path | None = None) -> None:
@@ -271,6 +279,8 @@ def _deliver_git(target: Target, site: Path, paths: SitePaths,
     elif not is_remote(repo) and "://" not in repo:
         repo = str(_local(repo, paths))
     branch = target.get("branch") or "gh-pages"
+    from chronicle.build import resolve_now
+
     config = load_config(paths.config)
     when = resolve_now(options.now, config.tz)
     message = target.get("message") or f"Publish {config.title}{_source_commit(paths.root)}"
@@ -345,6 +355,7 @@ def register(sub: Any) -> None:
 
 
 def _command(args: Any) -> int:
+    from chronicle.build import BuildOptions
     from chronicle.cli import _with_lab_hooks
     from chronicle.paths import find_root
 

@@ -27,17 +27,16 @@ from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-import watchfiles
-
-from chronicle.build import BuildOptions, build
 from chronicle.config import load_config
 from chronicle.errors import BuildErrors, ChronicleError
-from chronicle.model import Site
 from chronicle.paths import SitePaths
-from chronicle.render import BUNDLED_THEMES
+
+if TYPE_CHECKING:  # the build and watchfiles load when a preview starts, not per CLI start
+    from chronicle.build import BuildOptions
+    from chronicle.model import Site
 
 EVENTS = "/__chronicle/events"
 KEEPALIVE_SECONDS = 15.0
@@ -119,6 +118,8 @@ class PreviewServer:
 
     def rebuild(self) -> None:
         """Build once; a user's mistake becomes the error page, our bugs still raise."""
+        from chronicle.build import build
+
         with self._build_lock:
             started = time.perf_counter()
             seen: list[Site] = []
@@ -155,6 +156,8 @@ class PreviewServer:
             return self.generation
 
     def watched(self) -> list[Path]:
+        from chronicle.render import BUNDLED_THEMES
+
         paths = self.paths
         folders = [paths.posts, paths.root / "site", paths.themes, paths.results, BUNDLED_THEMES]
         found: list[Path] = []
@@ -164,6 +167,8 @@ class PreviewServer:
         return found
 
     def _watch(self) -> None:
+        import watchfiles
+
         # yield_on_timeout: the first (empty) yield proves the watches are in place, so
         # start() can return knowing that no edit made after it is missed
         for changes in watchfiles.watch(*self.watched(), stop_event=self.stopping,
@@ -352,6 +357,7 @@ def register(sub: Any) -> None:
 
 
 def _command(args: Any) -> int:
+    from chronicle.build import BuildOptions
     from chronicle.cli import _with_lab_hooks
     from chronicle.paths import find_root
 

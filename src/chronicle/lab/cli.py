@@ -16,7 +16,7 @@ from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
-from chronicle.lab import provenance, runner, stats
+from chronicle.lab import provenance, runner
 from chronicle.lab.results import Result, ResultStore, Sample, validate_store
 from chronicle.paths import SitePaths, find_root
 
@@ -228,6 +228,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from chronicle.lab import stats  # numpy: only the commands that summarise load it
+
     paths = _paths(args)
     store, result = _latest_good(paths, args.name)
     if args.result:
@@ -292,6 +294,8 @@ def _print_provenance(out, result: Result) -> None:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from rich.table import Table
+
+    from chronicle.lab import stats
 
     paths = _paths(args)
     store = ResultStore(paths.results)
