@@ -71,3 +71,17 @@ def test_toml_syntax_error_names_the_line(tmp_path):
     with pytest.raises(BuildError) as caught:
         load_config(path)
     assert caught.value.line == 2
+
+
+def test_bad_key_error_names_the_key_line(tmp_path):
+    path = config_file(tmp_path, 'title = "T"\nbase_url = "https://x.org/"\n\ncolour = "blue"\n')
+    with pytest.raises(BuildError) as caught:
+        load_config(path)
+    assert caught.value.line == 4
+
+
+def test_bad_value_error_names_the_key_line(tmp_path):
+    path = config_file(tmp_path, 'title = "T"\nbase_url = "ftp://x.org/"\n')
+    with pytest.raises(BuildError) as caught:
+        load_config(path)
+    assert caught.value.line == 2

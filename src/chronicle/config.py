@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from chronicle.errors import BuildError
+from chronicle.errors import BuildError, toml_error_line, toml_key_line
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,6 @@ SETTINGS: dict[str, tuple[str, type, bool]] = {
 MENU_KEYS = {"title", "url"}
 # Tables read and validated by another command: [publish.NAME] by chronicle.publish.
 OTHER_TABLES = {"publish"}
-_TOML_LINE = re.compile(r"\(at line (\d+)")
 
 
 def load_config(path: Path) -> SiteConfig:
@@ -68,16 +67,19 @@ def load_config(path: Path) -> SiteConfig:
     try:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:
-        found = _TOML_LINE.search(str(exc))
-        line = int(found.group(1)) if found else None
-        raise BuildError(f"TOML error: {exc}", path, line) from None
-    return parse_config(data, path)
+        raise BuildError(f"TOML error: {exc}", path, toml_error_line(exc)) from None
+    return parse_config(data, path, raw)
 
 
-def parse_config(data: dict[str, Any], path: Path) -> SiteConfig:
+def parse_config(data: dict[str, Any], path: Path, text: str = "") -> SiteConfig:
+    """``text``, the file's TOML, lets a message name the line of the key it is about."""
+
+    def error(message: str, key: str) -> BuildError:
+        return BuildError(message, path, toml_key_line(text, key))
+
     for key in sorted(data):
         if key not in SETTINGS and key not in OTHER_TABLES:
-            raise BuildError(f"unknown key {key!r} (known: {', '.join(sorted(SETTINGS))})", path)
+            raise error(f"unknown key {key!r} (known: {', '.join(sorted(SETTINGS))})", key)
     values: dict[str, Any] = {}
     for key, (type_name, kind, required) in SETTINGS.items():
         if key not in data:
@@ -87,7 +89,7 @@ def parse_config(data: dict[str, Any], path: Path) -> SiteConfig:
         value = data[key]
         # bool is an int in Python; a posts_per_page of `true` is still a mistake
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise BuildError(f"key {key!r} must be {type_name}, not {_toml_type(value)}", path)
+            raise error(f"key {key!r} must be {type_name}, not {_toml_type(value)}", key)
         values[key] = value
 
     if "menu" in values:
@@ -95,17 +97,17 @@ def parse_config(data: dict[str, Any], path: Path) -> SiteConfig:
                                enumerate(values["menu"], start=1))
     base_url = values["base_url"]
     if not re.match(r"^https?://[^/]+", base_url):
-        raise BuildError("key 'base_url' must be an http(s) URL", path)
+        raise error("key 'base_url' must be an http(s) URL", "base_url")
     values["base_url"] = base_url.rstrip("/") + "/"
     if values.get("posts_per_page", 10) < 1:
-        raise BuildError("key 'posts_per_page' must be at least 1", path)
+        raise error("key 'posts_per_page' must be at least 1", "posts_per_page")
     try:
         ZoneInfo(values.get("timezone", "UTC"))
     except (ZoneInfoNotFoundError, ValueError):
         zone = values["timezone"]
-        raise BuildError(f"key 'timezone': unknown time zone {zone!r}", path) from None
+        raise error(f"key 'timezone': unknown time zone {zone!r}", "timezone") from None
     if not re.fullmatch(r"[A-Za-z0-9_-]+", values.get("theme", "chronicle")):
-        raise BuildError("key 'theme' must be a plain folder name", path)
+        raise error("key 'theme' must be a plain folder name", "theme")
     values.setdefault("description", "")
     values.setdefault("author", "")
     return SiteConfig(source=path, **values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -38,3 +39,18 @@ class BuildErrors(BuildError):
 
 class LabError(ChronicleError):
     """The lab half: experiment blocks, runs, results, subjects."""
+
+
+def toml_error_line(exc: Exception) -> int | None:
+    """The line tomllib names in a decode error (``… (at line 3, column 7)``), if any."""
+    found = re.search(r"at line (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def toml_key_line(text: str, key: str) -> int | None:
+    """The 1-based line where ``key = …`` or the table ``[key]`` opens in a TOML text."""
+    pattern = re.compile(rf"\s*(\[\[?\s*{re.escape(key)}\s*\]\]?\s*$|{re.escape(key)}\s*=)")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return None

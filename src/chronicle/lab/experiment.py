@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chronicle.errors import LabError
+from chronicle.errors import LabError, toml_error_line, toml_key_line
 from chronicle.lab import provenance
 from chronicle.lab.results import Result, ResultStore
 
@@ -98,10 +98,8 @@ def read_block(path: Path) -> tuple[str, int] | None:
 
 
 def _key_line(body: str, key: str, first: int) -> int:
-    for offset, line in enumerate(body.splitlines()):
-        if re.match(rf"^\s*{re.escape(key)}\s*=", line) or line.strip() == f"[{key}]":
-            return first + offset
-    return first
+    line = toml_key_line(body, key)
+    return first + line - 1 if line else first
 
 
 def _check(key: str, value: Any) -> str | None:
@@ -135,8 +133,8 @@ def parse(path: Path, root: Path) -> Experiment | None:
     try:
         data = tomllib.loads(body)
     except tomllib.TOMLDecodeError as exc:
-        where = re.search(r"line (\d+)", str(exc))
-        line = first + int(where.group(1)) - 1 if where else first
+        where = toml_error_line(exc)
+        line = first + where - 1 if where else first
         raise LabError(f"bad TOML in chronicle block: {exc}", path, line) from exc
     for key, value in data.items():
         if key not in _DEFAULTS:
