@@ -17,7 +17,6 @@ whole build (it holds the store, the chart cache and what went stale); its
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ import yaml
 from chronicle import embeds_html
 from chronicle.charts import CHART_KINDS, ChartCache, assign_colours, subject_colour
 from chronicle.errors import BuildError
+from chronicle.lab import experiment as lab_experiment
 from chronicle.lab.results import Result, ResultStore
 from chronicle.lab.stats import Ratio, Summary, ratio_ci, summarize
 
@@ -50,7 +50,6 @@ _KEYS = {
     "table": ("metric", "metrics", "subjects", "title"),
     "compare": ("left", "right", "metric", "metrics", "kind", "title"),
 }
-Staleness = Callable[[str, Result], list[str]]
 
 
 @dataclass(frozen=True)
@@ -172,43 +171,18 @@ def _load_yaml(body: str, line: int, path: Path) -> tuple[dict[str, Any], dict[s
 
 # -- the build-wide embedder ----------------------------------------------------------------
 
-def _lab_staleness(root: Path) -> Staleness:
-    """Staleness from the lab's experiment discovery (script, inputs and params, never
-    the environment: a site built on another machine must not call every result stale)."""
-    from chronicle.lab import experiment as lab_experiment
-
-    found = {e.name: e for e in lab_experiment.discover(root)}
-
-    def reasons(name: str, result: Result) -> list[str]:
-        if name not in found:
-            return ["its experiment script is gone"]
-        return list(lab_experiment.staleness(found[name], result, include_environment=False))
-
-    return reasons
-
-
-def discovered_experiments(root: Path) -> list[str]:
-    try:
-        from chronicle.lab import experiment as lab_experiment
-    except ImportError:  # the lab half is optional for a site with committed results
-        return []
-    return sorted(e.name for e in lab_experiment.discover(root))
-
-
 class Embedder:
     """One per build: results, chart cache, summaries and stale results, shared by posts."""
 
     def __init__(self, root: Path, *, store: ResultStore | None = None,
                  allow_missing: bool = False, base_path: str = "/",
-                 staleness: Staleness | None = None, charts: ChartCache | None = None,
-                 experiments: list[str] | None = None):
+                 charts: ChartCache | None = None):
         self.root = Path(root)
         self.store = store or ResultStore(self.root / "experiments" / "results")
         self.allow_missing = allow_missing
         self.base_path = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
         self.charts = charts or ChartCache(self.root / ".chronicle" / "charts")
-        self._staleness = staleness
-        self._scripts = experiments
+        self._scripts: dict[str, lab_experiment.Experiment] | None = None
         self._stale: dict[str, tuple[str, ...]] = {}
         self._stale_posts: dict[str, set[Path]] = {}
         self._summaries: dict[tuple[str, str, str], Summary] = {}
@@ -216,11 +190,15 @@ class Embedder:
         self._colours: dict[str, str] | None = None
 
     # -- lookups shared with the lab pages --------------------------------------------------
+    def scripts(self) -> dict[str, lab_experiment.Experiment]:
+        """The experiment scripts by name, discovered once per build."""
+        if self._scripts is None:
+            self._scripts = {e.name: e for e in lab_experiment.discover(self.root)}
+        return self._scripts
+
     def experiments(self) -> list[str]:
         """Every experiment a post may name: discovered scripts and stored results."""
-        if self._scripts is None:
-            self._scripts = discovered_experiments(self.root)
-        return sorted(set(self._scripts) | set(self.store.experiments()))
+        return sorted(set(self.scripts()) | set(self.store.experiments()))
 
     def colour(self, subject: str) -> str:
         """The subject's colour on every page of this site (see charts.assign_colours)."""
@@ -237,13 +215,13 @@ class Embedder:
         return f"{self.base_path}lab/{experiment}/"
 
     def staleness(self, result: Result) -> tuple[str, ...]:
+        """Why ``result`` is stale: its script, inputs or params changed (never the
+        environment: a site built on another machine must not call every result stale)."""
         if result.id not in self._stale:
-            if self._staleness is None:
-                try:
-                    self._staleness = _lab_staleness(self.root)
-                except ImportError:
-                    self._staleness = lambda name, r: []
-            self._stale[result.id] = tuple(self._staleness(result.experiment, result))
+            script = self.scripts().get(result.experiment)
+            self._stale[result.id] = (
+                ("its experiment script is gone",) if script is None
+                else tuple(lab_experiment.staleness(script, result, include_environment=False)))
         return self._stale[result.id]
 
     def summary(self, result: Result, subject: str, metric: str) -> Summary:

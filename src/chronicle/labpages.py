@@ -72,16 +72,8 @@ class LabEntry:
     provenance: tuple[tuple[str, str], ...]
 
 
-def experiment_scripts(root: Path) -> dict[str, Any]:
-    try:
-        from chronicle.lab import experiment as lab_experiment
-    except ImportError:
-        return {}
-    return {e.name: e for e in lab_experiment.discover(root)}
-
-
 def lab_entries(embedder: Embedder) -> list[LabEntry]:
-    scripts = experiment_scripts(embedder.root)
+    scripts = embedder.scripts()
     names = sorted(set(scripts) | set(embedder.store.experiments()))
     return [lab_entry(embedder, name, scripts.get(name)) for name in names]
 
