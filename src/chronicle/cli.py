@@ -111,13 +111,15 @@ def _with_lab_hooks(options):  # noqa: ANN001, ANN202 - BuildOptions is imported
     from dataclasses import replace
 
     from chronicle.build import Generator
+    from chronicle.paths import SitePaths
 
     if _has_module("chronicle.embeds") and options.embed_factory is None:
         options = replace(options, embed_factory=_LazyEmbeds(options))
     extra = list(options.extra_pages)
     if _has_module("chronicle.labpages"):
         extra.append(Generator("lab", _LazyLabPages(options),
-                               inputs=(options.root / "experiments",), reads_site=False))
+                               inputs=(SitePaths(options.root).experiments,),
+                               reads_site=False))
     if _has_module("chronicle.search"):
         extra.append(Generator("search", _search_files, reads_site=True))
     return replace(options, extra_pages=tuple(extra))

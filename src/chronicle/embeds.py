@@ -31,6 +31,7 @@ from chronicle.errors import BuildError
 from chronicle.lab import experiment as lab_experiment
 from chronicle.lab.results import Result, ResultStore
 from chronicle.lab.stats import Ratio, Summary, ratio_ci, summarize
+from chronicle.paths import SitePaths
 
 FENCE_KINDS = ("chart", "table", "compare")
 STATISTICS = ("median", "mean", "min", "p95")
@@ -178,10 +179,11 @@ class Embedder:
                  allow_missing: bool = False, base_path: str = "/",
                  charts: ChartCache | None = None):
         self.root = Path(root)
-        self.store = store or ResultStore(self.root / "experiments" / "results")
+        paths = SitePaths(self.root)
+        self.store = store or ResultStore(paths.results)
         self.allow_missing = allow_missing
         self.base_path = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
-        self.charts = charts or ChartCache(self.root / ".chronicle" / "charts")
+        self.charts = charts or ChartCache(paths.cache / "charts")
         self._scripts: dict[str, lab_experiment.Experiment] | None = None
         self._stale: dict[str, tuple[str, ...]] = {}
         self._stale_posts: dict[str, set[Path]] = {}
@@ -332,7 +334,6 @@ def resolve(spec: EmbedSpec, result: Result, path: Path) -> EmbedSpec:
 def make_factory(options: Any) -> Embedder:
     """The build's embed factory (``BuildOptions`` in, ``source path -> hook`` out)."""
     from chronicle.config import load_config
-    from chronicle.paths import SitePaths
 
     config = load_config(SitePaths(options.root).config)
     return Embedder(options.root, allow_missing=options.allow_missing,

@@ -27,6 +27,7 @@ from typing import Any
 from chronicle.errors import LabError, toml_error_line, toml_key_line
 from chronicle.lab import provenance
 from chronicle.lab.results import Result, ResultStore
+from chronicle.paths import SitePaths
 
 OPEN = "# /// chronicle"
 CLOSE = "# ///"
@@ -166,7 +167,7 @@ def parse(path: Path, root: Path) -> Experiment | None:
 
 def discover(root: Path) -> list[Experiment]:
     """Every experiment in ``<root>/experiments`` (top level only), sorted by name."""
-    folder = root / "experiments"
+    folder = SitePaths(root).experiments
     if not folder.is_dir():
         return []
     found: dict[str, Experiment] = {}

@@ -36,6 +36,7 @@ from chronicle.lab.procgroup import (
     trap_signals,
 )
 from chronicle.lab.results import Result, ResultStore, Sample, result_id
+from chronicle.paths import SitePaths
 
 # Passed through to every script; anything else must be listed in the block's `env`.
 BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "TERM",
@@ -154,7 +155,7 @@ def command(experiment: exp.Experiment) -> list[str]:
 def run(experiment: exp.Experiment, store: ResultStore, options: RunOptions = RunOptions(),
         *, cache: Path | None = None, progress: Progress | None = None) -> Result:
     """Run ``experiment`` once, store the run, return it (whatever its status)."""
-    cache = cache or experiment.root / ".chronicle"
+    cache = cache or SitePaths(experiment.root).cache
     with ExperimentLock(cache, experiment.name):
         return _run_locked(experiment, store, options, progress or Progress())
 
