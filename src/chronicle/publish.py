@@ -186,16 +186,24 @@ def _swap(staging: Path, folder: Path) -> None:
 
 def publish_dir(site: Path, folder: Path, root: Path | None = None) -> None:
     """Make ``folder`` a copy of ``site``; on any failure ``folder`` is as it was."""
+
+    def copy(staging: Path) -> None:
+        try:
+            shutil.copytree(site, staging, symlinks=False, dirs_exist_ok=True)
+        except (shutil.Error, OSError) as exc:
+            raise BuildError(f"copying the site failed, target left as it was: {exc}",
+                             folder) from None
+
+    _replace_folder(folder, root, copy)
+
+
+def _replace_folder(folder: Path, root: Path | None, fill: Callable[[Path], None]) -> None:
+    """``fill`` a staging folder beside ``folder``, then swap it in: all or nothing."""
     _guard(folder, root)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.publish-", dir=folder.parent))
     try:
-        staging.rmdir()  # copytree wants to create it
-        try:
-            shutil.copytree(site, staging, symlinks=False)
-        except (shutil.Error, OSError) as exc:
-            raise BuildError(f"copying the site failed, target left as it was: {exc}",
-                             folder) from None
+        fill(staging)
         os.chmod(staging, 0o755)
         _swap(staging, folder)
     finally:
@@ -240,16 +248,8 @@ def is_remote(dest: str) -> bool:
 
 def publish_rsync_local(site: Path, folder: Path, root: Path | None = None) -> None:
     """rsync into a staging copy next to ``folder`` (hard-linking unchanged files), then swap."""
-    _guard(folder, root)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.publish-", dir=folder.parent))
-    try:
-        link = [f"--link-dest={folder.resolve()}"] if folder.is_dir() else []
-        _rsync([*link, f"{site}/", f"{staging}/"])
-        os.chmod(staging, 0o755)
-        _swap(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    link = [f"--link-dest={folder.resolve()}"] if folder.is_dir() else []
+    _replace_folder(folder, root, lambda staging: _rsync([*link, f"{site}/", f"{staging}/"]))
 
 
 def publish_rsync_remote(site: Path, dest: str, rsh: str | None = None) -> None:
