@@ -106,3 +106,13 @@ def test_regex_text_scan_skips_raw_script_text_and_comments():
     html = ('<p>before</p><script>if (a < b) { x = "</p>" }</script><!-- a > b -->'
             '<img alt="x > y" src="i.png">after &amp; more')
     assert html_text(html) == "before after & more"
+
+
+def test_text_without_comments_or_scripts_equals_the_full_scan():
+    # the substitution fast path and the tag-by-tag scan (forced by a comment) agree
+    fragment = ('<H2 id="a">Boot <em>time</em></H2><p>One<br/>two &amp; <a href="x" '
+                'title="a > b">three</a></p><div class="highlight"><pre><span class="k">'
+                'def</span> f():</pre></div><table><tr><td>a</td><td>b</td></tr></table>'
+                '<pre2>x</pre2>y<hr>z')
+    assert html_text(fragment) == html_text(fragment + "<!-- c -->")
+    assert html_text(fragment) == "Boot time One two & three def f(): a b xy z"

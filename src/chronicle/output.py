@@ -79,7 +79,12 @@ class Staging:
         target = os.path.join(self.folder, name)
         folder = os.path.dirname(target)
         if folder not in self._made:
-            os.makedirs(folder, exist_ok=True)
+            try:  # usually only the last level is new: one mkdir, no stat per level
+                os.mkdir(folder)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
         if isinstance(content, Path):
             shutil.copyfile(content, target)

@@ -7,8 +7,9 @@ site overrides any theme template from ``site/templates/`` and any static file f
 
 Templates get the :class:`~chronicle.model.Site` as ``site``, the config as ``config``,
 the page's own site path as ``url``, and the helpers ``href(path)`` (a link that works
-under the base URL's path), ``absolute(path)`` (a full URL, for feeds) and the filters
-``isodate`` and ``human_date``.
+under the base URL's path), ``absolute(path)`` (a full URL, for feeds),
+``once(macro, entry)`` (the macro's HTML for that entry, made once per build and reused
+by every page that lists the entry) and the filters ``isodate`` and ``human_date``.
 """
 
 from __future__ import annotations
@@ -132,7 +133,30 @@ class Renderer:
             href=lambda path: _href(prefix, path),
             absolute=lambda path: site.config.base_url + str(path).lstrip("/"),
         )
+        self.env.globals["once"] = self._once
         self.env.filters.update(isodate=_isodate, human_date=_human_date)
+        self._made: dict[tuple[str, str], tuple[Any, Recorder]] = {}
+
+    def _once(self, macro: Any, entry: Any) -> Any:
+        """``macro(entry)``, computed once per entry and process.
+
+        A tag page lists hundreds of posts and each post is listed on several pages;
+        an imported macro sees only the globals, so its HTML for an entry is the same on
+        every page. What the first call read is replayed into each later page's record.
+        """
+        key = (macro.name, entry.url)
+        made = self._made.get(key)
+        outer = self.env.recorder
+        if made is None:
+            self.env.recorder = inner = Recorder()
+            try:
+                made = self._made[key] = (macro(entry), inner)
+            finally:
+                self.env.recorder = outer
+        if outer is not None:
+            outer.templates |= made[1].templates
+            outer.site |= made[1].site
+        return made[0]
 
     def template_file(self, name: str) -> Path | None:
         """The file the loader uses for template ``name`` (a site override first)."""

@@ -41,6 +41,12 @@ _TAG = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<[!?][^>]*>"
                   r"|<(/?)([a-zA-Z][^\s/>]*)[^>\"']*(?:(?:\"[^\"]*\"|'[^']*')[^>\"']*)*>",
                   re.S)
 RECORD_NAMESPACE = "search-json"  # UTF-8 bytes of one record
+# Any block element's start or end tag (same tail as _TAG), and any other tag.
+_BLOCK_TAG = re.compile(r"</?(?:" + "|".join(sorted(BLOCK_ELEMENTS, key=len, reverse=True))
+                        + r")(?=[\s/>])[^>\"']*(?:(?:\"[^\"]*\"|'[^']*')[^>\"']*)*>", re.I)
+_ANY_TAG = re.compile(r"</?[a-zA-Z][^\s/>]*[^>\"']*(?:(?:\"[^\"]*\"|'[^']*')[^>\"']*)*>")
+_SLOW = re.compile(r"<[!?]|<(?:" + "|".join(sorted(SKIP_ELEMENTS | RAW_TEXT_ELEMENTS))
+                   + r")\b", re.I)
 STOP_WORDS = frozenset("""
 a about after all also an and any are as at be been but by can could did do does for
 from had has have he her his how i if in into is it its just more most my no not of on
@@ -88,7 +94,11 @@ def html_text(html: str) -> str:
 
     A regular-expression scan rather than :mod:`html.parser`: this runs over every post
     body of a cold build, and the fragments are our own renderer's (well-formed) output.
+    Without comments, declarations or skipped elements (the usual post), two
+    substitutions give the same text as the scan below at a fraction of its cost.
     """
+    if _SLOW.search(html) is None:
+        return " ".join(unescape(_ANY_TAG.sub("", _BLOCK_TAG.sub(" ", html))).split())
     parts: list[str] = []
     skipping: list[str] = []
     lower: str | None = None
