@@ -83,10 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from chronicle.build import BuildOptions, build
-    from chronicle.paths import find_root
+    from chronicle.paths import site_root
 
     options = BuildOptions(
-        root=(args.root or find_root()).resolve(), out=args.out.resolve() if args.out else None,
+        root=site_root(args.root), out=args.out.resolve() if args.out else None,
         drafts=args.drafts, future=args.future, now=args.now, strict=args.strict,
         allow_missing=args.allow_missing, clean=args.clean,
     )
@@ -208,9 +208,9 @@ def _skeleton_files() -> list[Path]:
 def cmd_new(args: argparse.Namespace) -> int:
     from chronicle.config import load_config
     from chronicle.content import slugify
-    from chronicle.paths import SitePaths, find_root
+    from chronicle.paths import SitePaths, site_root
 
-    paths = SitePaths((args.root or find_root()).resolve())
+    paths = SitePaths(site_root(args.root))
     config = load_config(paths.config)
     slug = slugify(args.title)
     if not slug:

@@ -22,6 +22,11 @@ def find_root(start: Path | None = None) -> Path:
     )
 
 
+def site_root(given: Path | None) -> Path:
+    """A command's ``--root DIR`` when given, else the root found above the working folder."""
+    return given.resolve() if given else find_root()
+
+
 @dataclass(frozen=True)
 class SitePaths:
     root: Path

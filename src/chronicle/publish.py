@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from chronicle.config import load_config
 from chronicle.errors import BuildError
-from chronicle.paths import SitePaths
+from chronicle.paths import SitePaths, site_root
 
 if TYPE_CHECKING:  # the build loads when a publish runs, not per CLI start
     from chronicle.build import BuildOptions
@@ -357,9 +357,8 @@ def register(sub: Any) -> None:
 def _command(args: Any) -> int:
     from chronicle.build import BuildOptions
     from chronicle.cli import _with_lab_hooks
-    from chronicle.paths import find_root
 
-    options = _with_lab_hooks(BuildOptions(root=(args.root or find_root()).resolve(),
+    options = _with_lab_hooks(BuildOptions(root=site_root(args.root),
                                            now=args.now))
     done = publish(options, args.target, force=args.force,
                    log=lambda line: print(line, file=sys.stderr))

@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from chronicle.config import load_config
 from chronicle.errors import BuildErrors, ChronicleError
-from chronicle.paths import SitePaths
+from chronicle.paths import SitePaths, site_root
 
 if TYPE_CHECKING:  # the build and watchfiles load when a preview starts, not per CLI start
     from chronicle.build import BuildOptions
@@ -359,9 +359,8 @@ def register(sub: Any) -> None:
 def _command(args: Any) -> int:
     from chronicle.build import BuildOptions
     from chronicle.cli import _with_lab_hooks
-    from chronicle.paths import find_root
 
-    options = BuildOptions(root=(args.root or find_root()).resolve(), drafts=args.drafts,
+    options = BuildOptions(root=site_root(args.root), drafts=args.drafts,
                            future=args.future)
     return serve(PreviewServer(options, port=args.port, prepare=_with_lab_hooks,
                                log=lambda line: print(line, flush=True)))

@@ -18,7 +18,7 @@ from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
 from chronicle.lab import provenance, runner
 from chronicle.lab.results import Result, ResultStore, Sample, validate_store
-from chronicle.paths import SitePaths, find_root
+from chronicle.paths import SitePaths, site_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _paths(args: argparse.Namespace) -> SitePaths:
-    return SitePaths(Path(args.root).resolve() if args.root else find_root())
+    return SitePaths(site_root(args.root))
 
 
 def _console(stderr: bool = False):
