@@ -13,8 +13,6 @@ depends on the clock, so the same results give the same bytes.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +28,10 @@ from chronicle import embeds_html
 from chronicle.charts import Chart
 from chronicle.embeds import Embedder, make_factory, measured_or_declared
 from chronicle.lab.provenance import describe_git
-from chronicle.lab.results import Result, canonical_json
+from chronicle.lab.results import SAMPLE_COLUMNS, Result, canonical_json, samples_csv
 from chronicle.lab.stats import warnings as stats_warnings
 
-CSV_COLUMNS = ("subject", "metric", "value", "unit", "run", "phase", "warmup")
+CSV_COLUMNS = SAMPLE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -198,16 +196,6 @@ def samples_json(result: Result) -> bytes:
     return canonical_json([s.to_json() for s in result.samples])
 
 
-def samples_csv(result: Result) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for s in result.samples:
-        writer.writerow([s.subject, s.metric, repr(s.value), s.unit, s.run, s.phase or "",
-                         "true" if s.warmup else "false"])
-    return out.getvalue().encode("utf-8")
-
-
 def lab_files(embedder: Embedder, renderer: Any) -> Iterable[tuple[str, bytes]]:
     """Every lab page and download, as ``(output path, bytes)``."""
     entries = lab_entries(embedder)
@@ -217,7 +205,7 @@ def lab_files(embedder: Embedder, renderer: Any) -> Iterable[tuple[str, bytes]]:
         yield renderer.page("lab_experiment.html", entry.url, experiment=entry,
                             stat_columns=STAT_COLUMNS)
         if entry.latest is not None:
-            yield f"{entry.url}samples.csv", samples_csv(entry.latest)
+            yield f"{entry.url}samples.csv", samples_csv(entry.latest).encode("utf-8")
             yield f"{entry.url}samples.json", samples_json(entry.latest)
 
 

@@ -8,8 +8,6 @@ succeeded; 130 when a run was cancelled with Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
 from chronicle.lab import provenance, runner
-from chronicle.lab.results import Result, ResultStore, Sample, validate_store
+from chronicle.lab.results import Result, ResultStore, Sample, samples_csv, validate_store
 from chronicle.paths import SitePaths, site_root
 
 
@@ -333,14 +331,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                            "samples": [s.to_json() for s in result.samples]},
                           indent=2, sort_keys=True) + "\n"
     else:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["experiment", "result", "subject", "metric", "value", "unit", "run",
-                         "phase", "warmup"])
-        for s in result.samples:
-            writer.writerow([result.experiment, result.id, s.subject, s.metric, repr(s.value),
-                             s.unit, s.run, s.phase or "", "true" if s.warmup else "false"])
-        text = buffer.getvalue()
+        text = samples_csv(result, identified=True)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
     else:

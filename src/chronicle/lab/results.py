@@ -7,6 +7,8 @@ always serialises to the same bytes and diffs in review stay small.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -20,6 +22,7 @@ from typing import Any
 from chronicle.errors import LabError
 
 STATUSES = ("ok", "failed", "cancelled")
+SAMPLE_COLUMNS = ("subject", "metric", "value", "unit", "run", "phase", "warmup")
 FORMAT_VERSION = 1
 
 
@@ -182,6 +185,20 @@ def _stable(obj: Any) -> Any:
 def canonical_json(obj: Any) -> bytes:
     text = json.dumps(_stable(obj), sort_keys=True, indent=2, ensure_ascii=False)
     return (text + "\n").encode("utf-8")
+
+
+def samples_csv(result: Result, identified: bool = False) -> str:
+    """The samples as CSV, values exact (``repr``); ``identified`` puts the experiment and
+    result id first, for a file that may be read beside other results' samples."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    head, lead = (["experiment", "result"], [result.experiment, result.id]) if identified \
+        else ([], [])
+    writer.writerow([*head, *SAMPLE_COLUMNS])
+    for s in result.samples:
+        writer.writerow([*lead, s.subject, s.metric, repr(s.value), s.unit, s.run, s.phase or "",
+                         "true" if s.warmup else "false"])
+    return out.getvalue()
 
 
 def atomic_write(path: Path, data: bytes) -> None:
