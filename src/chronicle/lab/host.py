@@ -87,7 +87,7 @@ def _version_line(argv: list[str]) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     text = (run.stdout or run.stderr).strip()
-    return text.splitlines()[0] if run.returncode == 0 and text else None
+    return text.splitlines()[0].strip() if run.returncode == 0 and text else None
 
 
 def qemu_version(binary: str = "qemu-system-x86_64") -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 import platform
-import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -20,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from chronicle import __version__
-from chronicle.lab.host import kvm_kind  # one definition: the doctor, subjects and provenance agree
 
-# Where incusd lives on Debian: it is not on PATH because users call the client.
-_INCUSD_PATHS = ("/usr/libexec/incus/incusd", "/usr/lib/incus/incusd")
+# one definition of each probe: the doctor, the subjects and provenance agree
+from chronicle.lab.host import kvm_kind, qemu_version, tool_version
 
 
 def utc_now() -> str:
@@ -61,42 +59,20 @@ def os_name(os_release: Path = Path("/etc/os-release")) -> str:
     return platform.system()
 
 
-def _first_line(argv: list[str]) -> str | None:
-    try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    text = (done.stdout or done.stderr).strip()
-    return text.splitlines()[0].strip() if done.returncode == 0 and text else None
-
-
 @functools.cache
 def tool_versions() -> dict[str, str]:
     """Versions of the hypervisors and Incus found on PATH; absent tools are left out.
 
     Cached per process: each probe forks a program, and a ``lab list`` asks per experiment.
     """
-    found: dict[str, str] = {}
-    if shutil.which("qemu-system-x86_64"):
-        line = _first_line(["qemu-system-x86_64", "--version"])
-        if line:
-            # "QEMU emulator version 7.2.11 (Debian 1:7.2+dfsg-7+deb12u7)" -> "7.2.11"
-            words = line.split()
-            found["qemu"] = words[words.index("version") + 1] if "version" in words else line
-    incusd = shutil.which("incusd") or next((p for p in _INCUSD_PATHS if Path(p).exists()), None)
-    incus = _first_line([incusd, "--version"]) if incusd else None
-    if incus is None and shutil.which("incus"):
-        incus = _first_line(["incus", "--version"])
-    if incus:
-        found["incus"] = incus
-    for tool in ("firecracker", "cloud-hypervisor"):
-        if shutil.which(tool):
-            line = _first_line([tool, "--version"])
-            if line:
-                found[tool] = line
-    return found
+    found = {
+        "qemu": qemu_version(),
+        # the daemon's version, which the client may not share; the client when no daemon
+        "incus": tool_version("incusd") or tool_version("incus"),
+        "firecracker": tool_version("firecracker"),
+        "cloud-hypervisor": tool_version("cloud-hypervisor"),
+    }
+    return {tool: version for tool, version in found.items() if version}
 
 
 def environment_fingerprint() -> dict[str, Any]:
