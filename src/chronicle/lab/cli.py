@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
-from chronicle.lab import provenance, runner
+from chronicle.lab import provenance, runner, setup
 from chronicle.lab.results import Result, ResultStore, Sample, samples_csv, validate_store
 from chronicle.paths import SitePaths, site_root
 
@@ -57,12 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     command("validate", cmd_validate, "check every stored result file")
 
-    try:  # lab setup/teardown/doctor live in their own module, which may land later
-        from chronicle.lab import setup as _setup
-    except ImportError:
-        pass
-    else:
-        _setup.register(lab_sub)
+    setup.register(lab_sub)  # lab setup, teardown and doctor
 
 
 # -- helpers --------------------------------------------------------------------------

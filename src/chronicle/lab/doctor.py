@@ -13,6 +13,7 @@ from pathlib import Path
 
 from chronicle.errors import ChronicleError
 from chronicle.lab import guest, host, image, incusd
+from chronicle.lab.experiment import discover
 from chronicle.paths import find_root, lab_dir
 
 
@@ -120,9 +121,8 @@ def subjects_for_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
 
 def _experiments(report: Report, root: Path | None) -> list[dict[str, object]]:
     try:
-        from chronicle.lab.experiment import discover
         experiments = discover(root or find_root())
-    except (ImportError, ChronicleError):
+    except ChronicleError:  # no site here, or a bad block: `lab list` names it
         experiments = []
     rows = []
     for exp in experiments:
