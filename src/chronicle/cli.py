@@ -99,30 +99,24 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _with_lab_hooks(options):  # noqa: ANN001, ANN202 - BuildOptions is imported lazily
-    """Plug in the generators written by the other engineers' modules, when present.
+    """Plug in the embeds, the /lab/ pages and the search index.
 
-    ``chronicle.embeds.make_factory(options)`` gives the embed factory,
-    ``chronicle.labpages.make_pages(options)`` the /lab/ pages and
-    ``chronicle.search.search_files`` the search index; a module that does not exist
-    (or lacks its hook) simply means no hook. Each is imported only when the build first
-    calls it (embeds and lab pages bring in matplotlib and scipy), and the page
-    generators declare what they read so a build with nothing new skips them.
+    Each hook imports its module only when the build first calls it (embeds and lab
+    pages bring in matplotlib and scipy), and the page generators declare what they read
+    so a build with nothing new skips them.
     """
     from dataclasses import replace
 
     from chronicle.build import Generator
     from chronicle.paths import SitePaths
 
-    if _has_module("chronicle.embeds") and options.embed_factory is None:
+    if options.embed_factory is None:
         options = replace(options, embed_factory=_LazyEmbeds(options))
-    extra = list(options.extra_pages)
-    if _has_module("chronicle.labpages"):
-        extra.append(Generator("lab", _LazyLabPages(options),
-                               inputs=(SitePaths(options.root).experiments,),
-                               reads_site=False))
-    if _has_module("chronicle.search"):
-        extra.append(Generator("search", _search_files, reads_site=True))
-    return replace(options, extra_pages=tuple(extra))
+    extra = (*options.extra_pages,
+             Generator("lab", _LazyLabPages(options),
+                       inputs=(SitePaths(options.root).experiments,), reads_site=False),
+             Generator("search", _search_files, reads_site=True))
+    return replace(options, extra_pages=extra)
 
 
 class _LazyEmbeds:
@@ -134,7 +128,9 @@ class _LazyEmbeds:
 
     def __call__(self, source: Path):  # noqa: ANN204
         if self.embedder is None:
-            self.embedder = _optional_module("chronicle.embeds").make_factory(self.options)
+            from chronicle.embeds import make_factory
+
+            self.embedder = make_factory(self.options)
         return self.embedder(source)
 
     @property
@@ -149,28 +145,15 @@ class _LazyLabPages:
         self.options = options
 
     def __call__(self, site, renderer):  # noqa: ANN001, ANN204
-        return _optional_module("chronicle.labpages").make_pages(self.options)(site, renderer)
+        from chronicle.labpages import make_pages
+
+        return make_pages(self.options)(site, renderer)
 
 
 def _search_files(site, renderer):  # noqa: ANN001, ANN202
-    return _optional_module("chronicle.search").search_files(site, renderer)
+    from chronicle.search import search_files
 
-
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
-
-
-def _optional_module(name: str):  # noqa: ANN202
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:  # the module exists but is broken: that is our bug, show it
-            raise
-        return None
+    return search_files(site, renderer)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
