@@ -208,3 +208,12 @@ def test_command_prints_the_url_and_exits_cleanly_on_ctrl_c(site):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_out_of_range_port_is_a_usage_error_not_a_traceback(capsys):
+    from chronicle.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "--port", "99999"])
+    assert caught.value.code == 2
+    assert "not a port number" in capsys.readouterr().err

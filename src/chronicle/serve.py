@@ -349,11 +349,19 @@ def _path_of(base_url: str) -> str:
 def register(sub: Any) -> None:
     """Add ``chronicle serve`` to the CLI's subcommands."""
     parser = sub.add_parser("serve", help="preview the site on 127.0.0.1, rebuilding on change")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any)")
+    parser.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0: any)")
     parser.add_argument("--drafts", action="store_true", help="include posts marked draft")
     parser.add_argument("--future", action="store_true", help="include posts dated after now")
     parser.add_argument("--root", type=Path, metavar="DIR", help="site root")
     parser.set_defaults(func=_command)
+
+
+def _port(text: str) -> int:
+    import argparse
+
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0 to 65535): {text!r}")
+    return int(text)
 
 
 def _command(args: Any) -> int:
