@@ -96,6 +96,15 @@ def test_export_csv_and_json(site, tmp_path):
     assert len(json.loads(target.read_text())["samples"]) == 4
 
 
+def test_export_to_a_missing_folder_is_an_error_naming_the_file(site, tmp_path):
+    site.script("x", GOOD, block="repeat = 2\nwarmup = 0")
+    site.chronicle("lab", "run", "x")
+    target = tmp_path / "missing" / "x.csv"
+    done = site.chronicle("lab", "export", "x", "--out", str(target))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"error: {target}: cannot write the export" in done.stderr
+
+
 def test_ctrl_c_kills_the_group_and_stores_a_cancelled_run(site, tmp_path):
     pidfile = tmp_path / "child.pid"
     site.script("long", f"""

@@ -328,7 +328,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         text = samples_csv(result, identified=True)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        try:
+            args.out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise LabError(f"cannot write the export: {exc.strerror}", args.out) from None
     else:
         sys.stdout.write(text)
     return 0
