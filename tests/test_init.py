@@ -28,3 +28,15 @@ def test_init_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     assert main(["init", str(tmp_path / "busy")]) == 1
     assert "not empty" in capsys.readouterr().err
+
+
+def test_init_under_a_file_is_an_error_not_a_traceback(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("a file, not a folder\n")
+    assert main(["init", str(tmp_path / "notes.txt" / "blog")]) == 1
+    assert "cannot create the folder" in capsys.readouterr().err
+
+
+def test_init_on_a_file_is_an_error_not_a_traceback(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("a file, not a folder\n")
+    assert main(["init", str(tmp_path / "notes.txt")]) == 1
+    assert "is not a folder" in capsys.readouterr().err

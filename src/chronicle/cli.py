@@ -160,8 +160,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     target: Path = args.dir
     if (target / "site" / "site.toml").exists():
         raise ChronicleError("a Chronicle site already exists here", target)
+    if target.exists() and not target.is_dir():
+        raise ChronicleError("exists and is not a folder; choose a new or empty folder", target)
     if target.exists() and any(target.iterdir()):
         raise ChronicleError("folder is not empty; choose a new or empty folder", target)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ChronicleError(f"cannot create the folder: {exc.strerror}", target) from None
     today = date.today().isoformat()
     for source in _skeleton_files():
         relative = source.relative_to(SKELETON)
