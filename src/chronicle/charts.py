@@ -25,7 +25,7 @@ import json
 import re
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
@@ -270,7 +270,7 @@ def _draw_bar(ax, panel: Panel, chart: Chart) -> None:
         if not series.values:
             continue
         summary = summarize(series.values)
-        value = _statistic(series.values, chart.statistic)
+        value = getattr(summary, chart.statistic)  # median, mean, min or p95
         ax.barh(y, value, height=0.55, color=series.color, alpha=0.9)
         if chart.statistic == "median":
             ax.errorbar(value, y, xerr=[[value - summary.median_low],
@@ -296,17 +296,6 @@ def _draw_cdf(ax, panel: Panel, chart: Chart) -> None:
 
 
 _DRAWERS = {"box": _draw_box, "strip": _draw_strip, "bar": _draw_bar, "cdf": _draw_cdf}
-
-
-def _statistic(values: Sequence[float], statistic: str) -> float:
-    arr = np.asarray(values, dtype=float)
-    if statistic == "mean":
-        return float(arr.mean())
-    if statistic == "min":
-        return float(arr.min())
-    if statistic == "p95":
-        return float(np.percentile(arr, 95))
-    return float(np.median(arr))
 
 
 _ID = re.compile(r'\bid="([^"]+)"')
