@@ -234,10 +234,12 @@ def environment_facts(experiment: Experiment, environ: dict[str, str] | None = N
 
 
 def key_parts(experiment: Experiment, *, include_environment: bool = True,
-              environment: dict[str, Any] | None = None) -> dict[str, str]:
+              environment: dict[str, Any] | None = None,
+              inputs: dict[str, str] | None = None) -> dict[str, str]:
+    """The cache key's parts; ``environment`` and ``inputs`` when the caller has them."""
     parts = {
         "script": _sha(experiment.path.read_bytes()),
-        "inputs": _sha(_canonical(input_hashes(experiment))),
+        "inputs": _sha(_canonical(inputs if inputs is not None else input_hashes(experiment))),
         "params": _sha(_canonical(experiment.params)),
     }
     if include_environment:

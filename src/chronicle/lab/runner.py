@@ -172,11 +172,11 @@ def _plan(experiment: exp.Experiment, options: RunOptions) -> dict[str, Any]:
 def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOptions,
                 progress: Progress) -> Result:
     environment = exp.environment_facts(experiment)
-    parts = exp.key_parts(experiment, environment=environment)
+    inputs = exp.input_hashes(experiment)  # hashed once: for the key and the provenance
+    parts = exp.key_parts(experiment, environment=environment, inputs=inputs)
     key = exp.key_of(parts)
     plan = _plan(experiment, options)
     _wait_for_a_new_second(store, experiment.name)
-    inputs = exp.input_hashes(experiment)
     facts = provenance.collect(experiment.root, env_names=experiment.env,
                                sources=[experiment.relpath, *inputs])
     facts.update(environment=environment, inputs=inputs, plan=plan)
