@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from chronicle.errors import LabError
 from chronicle.lab.initramfs import INDEX_HTML
 
@@ -58,6 +56,8 @@ _DIRS = ("bin", "dev", "etc", "proc", "root", "run", "sbin", "sys", "tmp", "usr"
 
 
 def metadata(description: str, os_name: str, release: str, created: int) -> bytes:
+    import yaml  # loaded by the one command that builds an image, not by every CLI start
+
     return yaml.safe_dump({
         "architecture": "x86_64",
         "creation_date": created,

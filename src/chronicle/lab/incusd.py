@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from chronicle.errors import LabError
 from chronicle.lab import host
 
@@ -170,6 +168,8 @@ def initialise(client: Any) -> str:
     doc = preseed(pool_exists, dict(profile.devices))
     if doc is None:
         return "already initialised"
+    import yaml  # loaded by `lab setup` only, not by every CLI start
+
     run = subprocess.run([str(host.which("incus")), "admin", "init", "--preseed"],
                          input=yaml.safe_dump(doc), capture_output=True, text=True)
     if run.returncode != 0:
