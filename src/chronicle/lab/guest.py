@@ -33,6 +33,7 @@ from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab.initramfs import DEFAULT_INIT, MARKER_RE, build_initramfs
+from chronicle.lab.results import atomic_write
 
 __all__ = [
     "GuestAssets", "MARKER_RE", "NET_MODULES", "build_initramfs", "busybox_static",
@@ -125,9 +126,7 @@ def extract_vmlinux(bzimage: Path, dest: Path) -> Path:
             except (lzma.LZMAError, zlib.error):
                 elf = b""
             if elf.startswith(b"\x7fELF"):
-                tmp = dest.with_name(dest.name + ".tmp")
-                tmp.write_bytes(elf)
-                tmp.replace(dest)
+                atomic_write(dest, elf)
                 return dest
             start = image.find(magic, start + 1)
     raise LabError("no compressed ELF kernel found in the bzImage", bzimage)
