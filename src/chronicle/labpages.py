@@ -26,7 +26,7 @@ from pygments.util import ClassNotFound
 
 from chronicle import embeds_html
 from chronicle.charts import Chart
-from chronicle.embeds import Embedder, make_factory, measured_or_declared
+from chronicle.embeds import Embedder, EmbedSpec, make_factory, measured_or_declared
 from chronicle.lab.provenance import describe_git
 from chronicle.lab.results import SAMPLE_COLUMNS, Result, canonical_json, samples_csv
 from chronicle.lab.stats import warnings as stats_warnings
@@ -122,8 +122,6 @@ def _source(path: Path) -> Markup:
 
 
 def _caption(embedder: Embedder, result: Result, subjects: list[str]) -> str:
-    from chronicle.embeds import EmbedSpec
-
     spec = EmbedSpec(fence="chart", experiment=result.experiment, line=0,
                      metrics=tuple(result.metrics), subjects=tuple(subjects))
     return embeds_html.caption(spec, result, embedder, subjects)
