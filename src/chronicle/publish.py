@@ -154,14 +154,10 @@ def publish(options: BuildOptions, target_name: str | None = None, force: bool =
 
 def _stale(options: BuildOptions) -> list[str]:
     """Stale results the build's embeds showed (the lab's Embedder keeps the list)."""
-    found = getattr(options.embed_factory, "stale_results", None)
-    items = found() if callable(found) else found or []  # a property on the Embedder
     lines = []
-    for item in items:
-        posts = ", ".join(str(p) for p in getattr(item, "posts", ()))
-        reasons = "; ".join(getattr(item, "reasons", ()))
-        name = f"{getattr(item, 'experiment', '?')} ({getattr(item, 'result_id', '?')})"
-        lines.append(f"{name}: {reasons}" + (f", shown by {posts}" if posts else ""))
+    for item in getattr(options.embed_factory, "stale_results", []):  # embeds.StaleResult
+        posts = ", ".join(str(p) for p in item.posts)
+        lines.append(str(item) + (f", shown by {posts}" if posts else ""))
     return lines
 
 
