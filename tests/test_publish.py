@@ -77,6 +77,15 @@ def test_bad_target_is_an_error_naming_the_key(tmp_path, table, message):
         load_targets(root / "site" / "site.toml")
 
 
+def test_bad_target_error_names_the_line_of_its_table(tmp_path):
+    root = site_with(tmp_path, "\n[publish.default]\nkind = \"ftp\"\n")
+    config = root / "site" / "site.toml"
+    with pytest.raises(BuildError) as caught:
+        load_targets(config)
+    lines = config.read_text().splitlines()
+    assert lines[caught.value.line - 1] == "[publish.default]"
+
+
 def test_several_targets_without_default_must_be_named(tmp_path):
     root = site_with(tmp_path, '[publish.a]\nkind = "dir"\npath = "a"\n'
                                '[publish.b]\nkind = "dir"\npath = "b"\n')

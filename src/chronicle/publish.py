@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chronicle.config import load_config
-from chronicle.errors import BuildError
+from chronicle.errors import BuildError, toml_key_line
 from chronicle.paths import SitePaths, site_root
 
 if TYPE_CHECKING:  # the build loads when a publish runs, not per CLI start
@@ -86,10 +86,13 @@ class Published:
 def load_targets(config: Path) -> dict[str, Target]:
     """The ``[publish.NAME]`` tables of ``site/site.toml``, validated."""
     load_config(config)  # the rest of the file must be right too
-    table = tomllib.loads(config.read_text("utf-8")).get("publish", {})
+    text = config.read_text("utf-8")
+    table = tomllib.loads(text).get("publish", {})
     if not isinstance(table, dict):
-        raise BuildError("'publish' must be a table of targets: [publish.NAME]", config)
-    return {name: _target(name, value, config) for name, value in sorted(table.items())}
+        raise BuildError("'publish' must be a table of targets: [publish.NAME]", config,
+                         toml_key_line(text, "publish"))
+    return {name: _target(name, value, config, toml_key_line(text, f"publish.{name}"))
+            for name, value in sorted(table.items())}
 
 
 def choose_target(targets: dict[str, Target], name: str | None, config: Path) -> Target:
@@ -106,23 +109,24 @@ def choose_target(targets: dict[str, Target], name: str | None, config: Path) ->
     return targets[name]
 
 
-def _target(name: str, value: Any, config: Path) -> Target:
+def _target(name: str, value: Any, config: Path, line: int | None = None) -> Target:
+    """``line``: where the ``[publish.NAME]`` table opens, for the messages."""
     where = f"publish.{name}"
     if not isinstance(value, dict):
-        raise BuildError(f"'{where}' must be a table", config)
+        raise BuildError(f"'{where}' must be a table", config, line)
     kind = value.get("kind")
     if kind not in KINDS:
-        raise BuildError(f"'{where}.kind' must be one of {', '.join(KINDS)}", config)
+        raise BuildError(f"'{where}.kind' must be one of {', '.join(KINDS)}", config, line)
     required, optional = KINDS[kind]
     for key in sorted(value):
         if key not in required | optional | COMMON_KEYS:
             known = ", ".join(sorted(required | optional | COMMON_KEYS))
             raise BuildError(f"unknown key '{where}.{key}' for kind {kind!r} (known: {known})",
-                             config)
+                             config, line)
         if not isinstance(value[key], str) or not value[key].strip():
-            raise BuildError(f"'{where}.{key}' must be a non-empty string", config)
+            raise BuildError(f"'{where}.{key}' must be a non-empty string", config, line)
     for key in sorted(required - set(value)):
-        raise BuildError(f"'{where}' needs '{key}'", config)
+        raise BuildError(f"'{where}' needs '{key}'", config, line)
     settings = {k: v for k, v in value.items() if k != "kind"}
     return Target(name=name, kind=kind, settings=settings)
 
