@@ -265,6 +265,7 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
     """Render every document's markdown: cached, in parallel, embeds in this process."""
     from chronicle.markdown import Rendered, render_markdown
     from chronicle.model import Body, Entry, PageEntry
+    from chronicle.search import TERMS_NAMESPACE, body_terms
 
     version = code_version()
     keys = [digest("body", d.hash, str(d.doc.source), version) for d in docs]
@@ -281,19 +282,22 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
                 body, body_line = doc.read_body()
                 r = render_markdown(body, doc.doc.source, body_line)
             except BuildErrors as exc:
-                results.append((None, None, exc.errors))
+                results.append((None, None, exc.errors, None))
             except BuildError as exc:
-                results.append((None, None, [exc]))
+                results.append((None, None, [exc], None))
             else:
-                results.append((r.html, (r.headings, r.words, r.warnings), []))
+                # the search index's share of the body, while the HTML is at hand
+                results.append((r.html, (r.headings, r.words, r.warnings), [],
+                                body_terms(r.html)))
         return results
 
-    for j, (html, meta, errors) in enumerate(iter_chunks(work, len(missing))):
+    for j, (html, meta, errors, terms) in enumerate(iter_chunks(work, len(missing))):
         parsed.errors += errors
         if html is not None:
             key = keys[missing[j]]
             cache.put("html", key, html)
             cache.put("body", key, meta)
+            cache.put(TERMS_NAMESPACE, key, terms)  # key is also the entry's Body.digest
             known[key] = meta
             if j % 500 == 499:
                 cache.flush()  # content-addressed entries: keeping them is always safe

@@ -18,6 +18,9 @@ One SQLite file (``.chronicle/cache.sqlite``) holds every namespace:
 ``search-json``
     one post's ``search.json`` record (UTF-8 JSON), keyed by the code version and the
     post's :attr:`~chronicle.model.Entry.digest` (see :mod:`chronicle.search`).
+``search-terms``
+    the excerpt and words :mod:`chronicle.search` takes from one rendered body, keyed
+    like ``body``; made while parsing, so the index never reads the bodies back.
 
 Values are pickled: this cache is written and read only by Chronicle on this machine.
 Writes are buffered and committed by :meth:`Cache.flush`; a process forked from the

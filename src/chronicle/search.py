@@ -41,6 +41,9 @@ _TAG = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<[!?][^>]*>"
                   r"|<(/?)([a-zA-Z][^\s/>]*)[^>\"']*(?:(?:\"[^\"]*\"|'[^']*')[^>\"']*)*>",
                   re.S)
 RECORD_NAMESPACE = "search-json"  # UTF-8 bytes of one record
+# (excerpt, words) of one rendered body, keyed by its Body.digest: made by the build
+# while the HTML is still in hand (see body_terms), so the index need not read it back
+TERMS_NAMESPACE = "search-terms"
 # Any block element's start or end tag (same tail as _TAG), and any other tag.
 _BLOCK_TAG = re.compile(r"</?(?:" + "|".join(sorted(BLOCK_ELEMENTS, key=len, reverse=True))
                         + r")(?=[\s/>])[^>\"']*(?:(?:\"[^\"]*\"|'[^']*')[^>\"']*)*>", re.I)
@@ -69,7 +72,10 @@ def search_index(site: Site, cache: Any = None) -> bytes:
     missing = [i for i, d in enumerate(digests) if d not in known]
 
     def work(indices: Iterable[int]) -> list[bytes]:
-        return [_record_json(_post_record(site.entries[missing[j]])) for j in indices]
+        entries = [site.entries[missing[j]] for j in indices]
+        # looked up chunk by chunk, in the worker: all of them would be ~200 MB at 10,000
+        terms = cache.get_many(TERMS_NAMESPACE, [e.body.digest for e in entries]) if cache else {}
+        return [_record_json(_post_record(e, terms.get(e.body.digest))) for e in entries]
 
     for j, record in enumerate(iter_chunks(work, len(missing))):
         known[digests[missing[j]]] = record
@@ -87,6 +93,12 @@ def search_index(site: Site, cache: Any = None) -> bytes:
 def search_files(site: Site, renderer: Any = None) -> list[tuple[str, bytes]]:
     """An ``extra_pages`` generator for :class:`chronicle.build.BuildOptions`."""
     return [(INDEX_PATH, search_index(site, getattr(renderer, "cache", None)))]
+
+
+def body_terms(html: str) -> tuple[str, list[str]]:
+    """What a post's record takes from its body: the excerpt and the body's words."""
+    text = html_text(html)
+    return excerpt(text), index_words([text])
 
 
 def html_text(html: str) -> str:
@@ -145,9 +157,15 @@ def index_words(texts: Iterable[str]) -> list[str]:
     found: set[str] = set()
     for text in texts:
         found.update(WORD.findall(text.casefold()))
+    found -= STOP_WORDS
     words: set[str] = set()
     for word in found:  # each distinct word once: prose repeats most of its words
-        if len(word) < 2 or word in STOP_WORDS or not any(c.isalpha() for c in word):
+        if len(word) < 2:
+            continue
+        if word.isalpha():  # most words: no letter-by-letter look, no joiners
+            words.add(word)
+            continue
+        if not any(c.isalpha() for c in word):
             continue
         words.add(word)
         if "-" in word or "." in word or "'" in word:
@@ -167,8 +185,10 @@ def _record_json(record: dict[str, Any]) -> bytes:
                       separators=(",", ":")).encode("utf-8")
 
 
-def _post_record(entry: Entry) -> dict[str, Any]:
-    text = html_text(entry.html)
+def _post_record(entry: Entry, terms: tuple[str, list[str]] | None = None) -> dict[str, Any]:
+    body_excerpt, body_words = terms or body_terms(entry.html)
+    # index_words works word by word, so the words of the parts are the parts' words
+    words = index_words([entry.title, entry.summary, " ".join(entry.tags)])
     return {
         "kind": "post",
         "title": entry.title,
@@ -176,8 +196,8 @@ def _post_record(entry: Entry) -> dict[str, Any]:
         "date": entry.date.date().isoformat(),
         "tags": list(entry.tags),
         "summary": entry.summary,
-        "excerpt": excerpt(text),
-        "words": index_words([entry.title, entry.summary, " ".join(entry.tags), text]),
+        "excerpt": body_excerpt,
+        "words": sorted({*words, *body_words}),
     }
 
 
