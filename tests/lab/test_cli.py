@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+from chronicle.lab.procgroup import alive
+
 from .conftest import cli_env
 
 GOOD = """
@@ -16,14 +18,6 @@ plan = lab.plan()
 lab.measure({"fast": lambda: {"t_ms": (1.0, "ms")}, "slow": lambda: {"t_ms": (2.0, "ms")}},
             plan=plan)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_run_then_show_then_skip_when_fresh(site):
@@ -126,7 +120,7 @@ def test_ctrl_c_kills_the_group_and_stores_a_cancelled_run(site, tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert not _alive(child)
+    assert not alive(child)
     (result,) = site.store().runs("long")
     assert result.status == "cancelled" and len(result.samples) == 1
     assert site.store().latest("long") is None

@@ -10,6 +10,7 @@ import pytest
 from chronicle.errors import LabError
 from chronicle.lab import runner
 from chronicle.lab.lock import ExperimentLock
+from chronicle.lab.procgroup import alive
 
 FAST = runner.RunOptions(grace=1.0)
 
@@ -24,14 +25,6 @@ for run in range(plan.repeat):
 
 def _run(site, name, options=FAST):
     return runner.run(site.experiment(name), site.store(), options)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_good_python_run_is_stored_with_samples_and_provenance(site):
@@ -174,7 +167,7 @@ def test_children_left_behind_die_with_the_group(site, tmp_path):
     """, suffix=".sh")
     result = _run(site, "leaky")
     assert result.status == "ok"
-    assert not _alive(int(pidfile.read_text()))
+    assert not alive(int(pidfile.read_text()))
 
 
 def test_children_die_on_timeout(site, tmp_path):
@@ -186,7 +179,7 @@ def test_children_die_on_timeout(site, tmp_path):
     """, block="timeout = 1", suffix=".sh")
     result = _run(site, "hang")
     assert result.error == "timed out after 1 s"
-    assert not _alive(int(pidfile.read_text()))
+    assert not alive(int(pidfile.read_text()))
 
 
 def test_failed_run_never_replaces_the_latest_good_result(site):

@@ -5,22 +5,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from chronicle.lab.probes import free_port
+from chronicle.lab.procgroup import alive
 from chronicle.lab.subjects import BootTimeout, SubjectError
 from chronicle.lab.subjects.qemu import QemuConfig, QemuMicrovm, host_config, qemu_command
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes; cleanup() reaps its own children anyway.
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
 
 
 def test_command_uses_tcg_with_the_tsc_frequency_without_hardware_kvm(tmp_path):
@@ -57,7 +48,7 @@ def test_microvm_boots_is_measured_and_cleaned_up(qemu_guest):
     assert footprint.pss > 16 * 2**20 and footprint.rss >= footprint.pss
     assert footprint.disk == qemu_guest.kernel.stat().st_size + qemu_guest.initrd.stat().st_size
     assert vm.facts()["accelerator"] == config.accel
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 def test_http_guest_answers_on_loopback(qemu_guest):
@@ -82,7 +73,7 @@ def test_guest_that_never_prints_its_marker_times_out_and_is_killed(qemu_guest, 
             pid = vm.proc.pid
             vm.wait_booted(4)
     assert time.monotonic() - started < 15
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 def test_qemu_killed_mid_boot_is_reported_with_its_exit_code(qemu_guest):

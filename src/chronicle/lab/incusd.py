@@ -23,6 +23,7 @@ from typing import Any
 
 from chronicle.errors import LabError
 from chronicle.lab import host
+from chronicle.lab.procgroup import alive
 
 PIDFILE = Path("/run/chronicle-incusd.pid")
 LOGFILE = Path("/var/log/incus/incusd.log")
@@ -32,20 +33,6 @@ ROOT_SIZE = "2GiB"
 INSTANCE_PREFIX = "chronicle-"
 DAEMON_MOUNTS = (Path("/var/lib/incus/shmounts"), Path("/var/lib/incus/guestapi"))
 ROOT_DEVICE = {"type": "disk", "path": "/", "pool": POOL, "size": ROOT_SIZE}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes (it is only waiting to be reaped).
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def incusd_pids() -> list[int]:
@@ -58,7 +45,7 @@ def incusd_pids() -> list[int]:
             argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0]
         except OSError:
             continue
-        if argv0.endswith(b"incusd") and _alive(int(proc.name)):
+        if argv0.endswith(b"incusd") and alive(int(proc.name)):
             pids.append(int(proc.name))
     return sorted(pids)
 
@@ -131,9 +118,9 @@ def stop_daemon(timeout: float = 30) -> str:
         return f"not ours to stop (incusd pids {others})" if others else "not running"
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGKILL)
     PIDFILE.unlink(missing_ok=True)
     # incusd leaves its two small tmpfs mounts behind; the next start makes them again.

@@ -37,16 +37,28 @@ def kill_group(proc: subprocess.Popen, grace: float) -> None:
     proc.poll()
 
 
+def stat_fields(pid: int | str) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name (state, ppid, pgrp, …); None when gone."""
+    try:
+        # The command name may hold spaces and parentheses: split after the last ')'.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie is dead for our purposes (only waiting to be reaped)."""
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
 def group_alive(pgid: int) -> bool:
     """True while some non-zombie process is left in the group."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        fields = stat_fields(entry.name)
+        if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
 
