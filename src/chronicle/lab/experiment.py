@@ -296,7 +296,6 @@ class Freshness:
     state: str
     reasons: tuple[str, ...] = ()
     last_run: Result | None = None
-    last_good: Result | None = None
 
 
 def freshness(experiment: Experiment, store: ResultStore, include_environment: bool = True
@@ -307,8 +306,8 @@ def freshness(experiment: Experiment, store: ResultStore, include_environment: b
         return Freshness("never run")
     if good is None or last_run.id != good.id:
         detail = last_run.error or last_run.status
-        return Freshness("failed", (f"{last_run.status}: {detail}",), last_run, good)
+        return Freshness("failed", (f"{last_run.status}: {detail}",), last_run)
     reasons = staleness(experiment, good, include_environment)
     if good.quick:
         reasons.append("quick run")
-    return Freshness("stale" if reasons else "fresh", tuple(reasons), last_run, good)
+    return Freshness("stale" if reasons else "fresh", tuple(reasons), last_run)
