@@ -110,10 +110,11 @@ def _with_lab_hooks(options):  # noqa: ANN001, ANN202 - BuildOptions is imported
     from chronicle.build import Generator
     from chronicle.paths import SitePaths
 
+    embeds = _LazyEmbeds(options)
     if options.embed_factory is None:
-        options = replace(options, embed_factory=_LazyEmbeds(options))
+        options = replace(options, embed_factory=embeds)
     extra = (*options.extra_pages,
-             Generator("lab", _LazyLabPages(options),
+             Generator("lab", _LazyLabPages(embeds),
                        inputs=(SitePaths(options.root).experiments,), reads_site=False),
              Generator("search", _search_files, reads_site=True))
     return replace(options, extra_pages=extra)
@@ -127,11 +128,14 @@ class _LazyEmbeds:
         self.embedder = None
 
     def __call__(self, source: Path):  # noqa: ANN204
+        return self.made()(source)
+
+    def made(self):  # noqa: ANN201
         if self.embedder is None:
             from chronicle.embeds import make_factory
 
             self.embedder = make_factory(self.options)
-        return self.embedder(source)
+        return self.embedder
 
     @property
     def stale_results(self) -> list:
@@ -139,15 +143,16 @@ class _LazyEmbeds:
 
 
 class _LazyLabPages:
-    """``chronicle.labpages.make_pages(options)``, made when the lab pages are due."""
+    """The /lab/ pages, drawn with the posts' Embedder: one discovery of the experiments
+    and one set of bootstrap summaries per build, not one per generator."""
 
-    def __init__(self, options):  # noqa: ANN001
-        self.options = options
+    def __init__(self, embeds: _LazyEmbeds):
+        self.embeds = embeds
 
     def __call__(self, site, renderer):  # noqa: ANN001, ANN204
-        from chronicle.labpages import make_pages
+        from chronicle.labpages import lab_files
 
-        return make_pages(self.options)(site, renderer)
+        return list(lab_files(self.embeds.made(), renderer))
 
 
 def _search_files(site, renderer):  # noqa: ANN001, ANN202
