@@ -31,7 +31,10 @@ def test_descendants_finds_a_grandchild():
     proc = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
     try:
         deadline = time.monotonic() + 5
-        while len(probes.descendants(proc.pid)) < 2 and time.monotonic() < deadline:
+        # The forked child is ``sh`` until it has exec'd ``sleep``: wait for the exec.
+        while time.monotonic() < deadline and not any(
+            probes.process_exe(pid).endswith("sleep") for pid in probes.descendants(proc.pid)[1:]
+        ):
             time.sleep(0.01)
         tree = probes.descendants(proc.pid)
         assert tree[0] == proc.pid

@@ -113,10 +113,15 @@ def test_qemu_dies_with_an_experiment_that_is_killed_outright(tmp_path):
     require(have_assets, "guest kernel and initramfs (`chronicle lab setup`)")
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE)
     qemu = int(proc.stdout.readline())
+    # The parent-death signal is armed by setpriv just before it execs qemu; a parent
+    # killed before that moment is outside what this test is about, so wait for the exec.
+    deadline = time.monotonic() + 10
+    while "qemu-system" not in process_exe(qemu) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert _running(qemu)
     proc.kill()
     proc.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while _running(qemu) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _running(qemu)
