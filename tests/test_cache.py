@@ -9,14 +9,14 @@ from pathlib import Path
 
 from chronicle.build import BuildOptions, build
 from chronicle.cache import Cache
-from chronicle.cli import _with_lab_hooks
+from chronicle.hooks import standard_hooks
 from tests.conftest import post_text, write
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def run(root: Path, **kwargs):
-    return build(_with_lab_hooks(BuildOptions(root=root, now=NOW, **kwargs)))
+    return build(standard_hooks(BuildOptions(root=root, now=NOW, **kwargs)))
 
 
 def tree(folder: Path) -> dict[str, bytes]:

@@ -207,11 +207,11 @@ def test_command_exits_0_on_a_good_site(tmp_path, capsys):
 
 
 def test_embedded_reference_to_an_unknown_experiment_is_reported_at_its_line(tmp_path):
-    from chronicle.cli import _with_lab_hooks
+    from chronicle.hooks import standard_hooks
 
     body = "Numbers:\n\n```table no-such-experiment\nmetrics: [boot_ms]\n```\n"
     root = make_site(tmp_path, {"2025-03-01-boot.md": post("Boot time", body)})
     with pytest.raises(BuildError) as caught:
-        check_site(_with_lab_hooks(options(root)))
+        check_site(standard_hooks(options(root)))
     assert "2025-03-01-boot.md:7" in str(caught.value)
     assert "no-such-experiment" in str(caught.value)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from chronicle.build import BuildOptions, build
-from chronicle.cli import _with_lab_hooks
 from chronicle.errors import BuildError
+from chronicle.hooks import standard_hooks
 from tests.conftest import post_text, write
 from tests.embeds_support import make_result, store_result, write_script
 
@@ -19,7 +19,7 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 def run(root: Path, **kwargs):
     kwargs.setdefault("now", NOW)
-    return build(_with_lab_hooks(BuildOptions(root=root, **kwargs)))
+    return build(standard_hooks(BuildOptions(root=root, **kwargs)))
 
 
 def tree(folder: Path) -> dict[str, bytes]:

@@ -323,7 +323,7 @@ def test_git_target_defaults_to_the_sites_own_remote(tmp_path, bare):
 # -- stale results -----------------------------------------------------------------------
 
 def test_stale_result_refuses_unless_forced(tmp_path):
-    from chronicle.cli import _with_lab_hooks
+    from chronicle.hooks import standard_hooks
 
     results = REPO / "experiments" / "results" / "baseline-spawn"
     require(results.is_dir() and any(results.glob("*.json")), "a stored baseline-spawn result")
@@ -334,11 +334,11 @@ def test_stale_result_refuses_unless_forced(tmp_path):
     shutil.copyfile(REPO / "experiments" / "baseline-spawn.py", script)
     shutil.copytree(results, root / "experiments" / "results" / "baseline-spawn")
     script.write_text(script.read_text() + "# edited after the run: the result is stale\n")
-    options = _with_lab_hooks(BuildOptions(root=root, now=NOW))
+    options = standard_hooks(BuildOptions(root=root, now=NOW))
     with pytest.raises(BuildError, match="not publishing"):
         publish(options, log=lambda line: None)
     assert not (tmp_path / "www").exists()
-    done = publish(_with_lab_hooks(BuildOptions(root=root, now=NOW)), force=True,
+    done = publish(standard_hooks(BuildOptions(root=root, now=NOW)), force=True,
                    log=lambda line: None)
     assert any("stale result: baseline-spawn" in line for line in done.forced)
     assert (tmp_path / "www" / "2025" / "03" / "spawn" / "index.html").is_file()

@@ -301,12 +301,12 @@ def register(sub: Any) -> None:
 
 def _command(args: Any) -> int:
     from chronicle.build import BuildOptions
-    from chronicle.cli import _with_lab_hooks
+    from chronicle.hooks import standard_hooks
     from chronicle.paths import SitePaths, site_root
 
     root = site_root(args.root)
     # its own folder: checking never disturbs output/ or the preview
-    options = _with_lab_hooks(BuildOptions(root=root, out=SitePaths(root).cache / "check"))
+    options = standard_hooks(BuildOptions(root=root, out=SitePaths(root).cache / "check"))
     report, problems = check_site(options, external=args.external)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -356,9 +356,9 @@ def register(sub: Any) -> None:
 
 def _command(args: Any) -> int:
     from chronicle.build import BuildOptions
-    from chronicle.cli import _with_lab_hooks
+    from chronicle.hooks import standard_hooks
 
-    options = _with_lab_hooks(BuildOptions(root=site_root(args.root),
+    options = standard_hooks(BuildOptions(root=site_root(args.root),
                                            now=args.now))
     done = publish(options, args.target, force=args.force,
                    log=lambda line: print(line, file=sys.stderr))

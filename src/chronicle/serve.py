@@ -366,9 +366,9 @@ def _port(text: str) -> int:
 
 def _command(args: Any) -> int:
     from chronicle.build import BuildOptions
-    from chronicle.cli import _with_lab_hooks
+    from chronicle.hooks import standard_hooks
 
     options = BuildOptions(root=site_root(args.root), drafts=args.drafts,
                            future=args.future)
-    return serve(PreviewServer(options, port=args.port, prepare=_with_lab_hooks,
+    return serve(PreviewServer(options, port=args.port, prepare=standard_hooks,
                                log=lambda line: print(line, flush=True)))
