@@ -149,3 +149,14 @@ def test_quick_run_uses_few_repetitions_and_is_marked(site):
     done = site.chronicle("lab", "run", "q", "--quick")
     assert done.returncode == 0 and "ok, 6 samples" in done.stderr
     assert site.store().latest("q").quick
+
+
+def test_a_quick_run_after_a_full_one_leaves_it_fresh_and_shown(site):
+    site.script("q", GOOD, block="repeat = 3\nwarmup = 0")
+    assert site.chronicle("lab", "run", "q").returncode == 0
+    assert site.chronicle("lab", "run", "q", "--quick", "--force").returncode == 0
+    listed = site.chronicle("lab", "list")
+    assert "fresh" in listed.stdout and "stale" not in listed.stdout
+    assert not site.store().shown("q").quick
+    again = site.chronicle("lab", "run", "q")
+    assert "fresh" in again.stderr and "skipped" in again.stderr

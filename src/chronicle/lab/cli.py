@@ -192,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     err = _console(stderr=True)
     worst = 0
     for experiment in chosen:
-        good = store.latest(experiment.name)
+        good = store.shown(experiment.name)
         if not args.force and good is not None and not good.quick:
             reasons = exp.staleness(experiment, good)
             if not reasons:

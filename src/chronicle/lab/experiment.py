@@ -301,10 +301,10 @@ class Freshness:
 def freshness(experiment: Experiment, store: ResultStore, include_environment: bool = True
               ) -> Freshness:
     last_run = store.latest(experiment.name, status=None)
-    good = store.latest(experiment.name)
-    if last_run is None:
+    good = store.shown(experiment.name)  # the run the blog shows: a newer quick run
+    if last_run is None:                 # does not make a fresh full run stale
         return Freshness("never run")
-    if good is None or last_run.id != good.id:
+    if good is None or last_run.status != "ok":
         detail = last_run.error or last_run.status
         return Freshness("failed", (f"{last_run.status}: {detail}",), last_run)
     reasons = staleness(experiment, good, include_environment)
