@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from chronicle.build import BuildOptions, build
-from chronicle.cache import Cache
+from chronicle.cache import Cache, digest
 from chronicle.hooks import standard_hooks
 from tests.conftest import post_text, write
 
@@ -111,3 +111,37 @@ def test_workers_see_what_the_parent_stores_after_an_earlier_pool(tmp_path, monk
         assert cache.get("t", "first") == 1
         assert set(read(f"second{round_}")) == {2}
     cache.close()
+
+
+def test_digest_of_text_hashes_each_part_followed_by_a_nul():
+    import hashlib
+
+    for parts in [(), ("",), ("a", "b"), ("é", "\ud800"), ("x", b"y")]:
+        h = hashlib.sha1()
+        for part in parts:
+            h.update(part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+        assert digest(*parts) == h.hexdigest()
+
+
+def test_front_matter_from_the_cache_equals_a_fresh_read(site_root):
+    from chronicle.config import load_config
+    from chronicle.content import gather_docs
+    from chronicle.paths import SitePaths
+
+    write(site_root / "posts" / "2025-05-01-tagged.md",
+          post_text("Tagged", "2025-05-01", tags="[nix, incus]", summary="Short.",
+                    updated="2025-06-01", toc="true"))
+    paths = SitePaths(site_root)
+    config = load_config(paths.config)
+    fresh, _ = gather_docs(paths, config, Cache(paths.cache, enabled=False))
+    first = Cache(paths.cache)
+    gather_docs(paths, config, first)
+    first.flush()
+    first.close()
+    again = Cache(paths.cache)
+    cached, _ = gather_docs(paths, config, again)
+    again.close()
+    assert [d.full for d in cached] == [None] * len(cached)  # really from the cache
+    assert [(d.doc, d.hash, d.has_embeds) for d in cached] == \
+        [(d.doc, d.hash, d.has_embeds) for d in fresh]

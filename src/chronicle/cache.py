@@ -52,6 +52,17 @@ SHAPING_PACKAGES = ("markdown-it-py", "mdit-py-plugins", "Pygments", "Jinja2", "
 
 def digest(*parts: str | bytes) -> str:
     """A short stable hash of ``parts`` (sha1: fast here, and nothing adversarial)."""
+    try:
+        # all text (the usual case): one encode and one update, not two updates a part;
+        # the same bytes as the loop below, so the same hash (~50,000 calls a build)
+        text = "\0".join(parts)  # type: ignore[arg-type]
+    except TypeError:
+        return _digest_mixed(parts)
+    return hashlib.sha1((text + "\0" if parts else "").encode("utf-8", "surrogatepass")
+                        ).hexdigest()
+
+
+def _digest_mixed(parts: tuple[str | bytes, ...]) -> str:
     h = hashlib.sha1()
     for part in parts:
         h.update(part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass"))
