@@ -85,3 +85,24 @@ def test_sitemap_lists_every_page_sorted_with_post_dates():
     assert {"", "page/2/", "tags/", "archive/", "tags/boot/", "lab/", "2025/03/a/"} <= set(urls)
     assert dict((r.url, r.lastmod) for r in rows)["2025/03/a/"] == datetime(2025, 3, 1,
                                                                             tzinfo=UTC)
+
+
+def test_context_digests_with_a_shared_memo_equal_fresh_ones():
+    from chronicle.manifest import SITE_PARTS, value_digest
+    from chronicle.render import page_jobs
+
+    site = build_site(CONFIG, three_posts(), [], NOW)
+    memo: dict = {}
+    for job in page_jobs(site):
+        assert value_digest(job.context, memo) == value_digest(job.context), job.name
+    for part in SITE_PARTS:
+        assert value_digest(getattr(site, part), memo) == value_digest(getattr(site, part))
+
+
+def test_a_tag_digest_changes_with_its_entries():
+    from chronicle.manifest import value_digest
+
+    before = build_site(CONFIG, three_posts(), [], NOW)
+    after = build_site(CONFIG, [*three_posts()[:2], entry("c", 4, 3, tags=["nix"])], [], NOW)
+    memo: dict = {}
+    assert value_digest(before.tag("nix"), memo) != value_digest(after.tag("nix"), memo)

@@ -133,27 +133,63 @@ def _walk(folder: Path) -> list[str]:
 
 # -- the current hash of each dependency ----------------------------------------------------
 
-def value_digest(value: Any) -> str:
-    """Hash of a template context value: model objects by content, the rest by repr."""
-    if value is None or isinstance(value, str | int | float | bool):
+_PLAIN = (str, int, float, bool)
+
+Memo = dict[int, tuple[Any, str]]
+"""Digests of immutable values (tuples, dataclasses) by ``id``, for one build's model: a
+tag page's context holds the same :class:`~chronicle.model.Tag` as ``site.tags``. The
+value is kept beside its digest so its ``id`` cannot be reused while the memo lives."""
+
+
+def value_digest(value: Any, memo: Memo | None = None) -> str:
+    """Hash of a template context value: model objects by content, the rest by repr.
+
+    ``memo``: share work between calls over one immutable model (see :data:`Memo`)."""
+    if value is None or isinstance(value, _PLAIN):
         return repr(value)
     kind = type(value)
-    # plain containers first (exact types have no ``digest``): a failed attribute lookup
-    # costs more than the type test, and a build hashes ~100,000 context values
-    if kind is tuple or kind is list:
-        return digest(kind.__name__, *[value_digest(v) for v in value])
-    if kind is dict:
-        return digest("dict", *[f"{k}={value_digest(v)}" for k, v in sorted(value.items())])
+    if kind is dict:  # plain containers first: exact types have no ``digest`` attribute
+        return digest("dict", *[f"{k}={value_digest(v, memo)}"
+                                for k, v in sorted(value.items())])
+    if kind is list:
+        return digest("list", *[value_digest(v, memo) for v in value])
+    if memo is not None:
+        known = memo.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+    if kind is tuple:
+        found = digest("tuple", *[_part(v, memo) for v in value])
+    else:
+        found = _object_digest(value, memo)
+    if memo is not None and (kind is tuple or _frozen(value)):
+        memo[id(value)] = (value, found)
+    return found
+
+
+def _frozen(value: Any) -> bool:
+    params = getattr(value, "__dataclass_params__", None)
+    return bool(params is not None and params.frozen)
+
+
+def _part(value: Any, memo: Memo | None) -> str:
+    # the common element is a model object with its own digest: no recursion for it
+    own = getattr(value, "digest", None)
+    if type(own) is str and not isinstance(value, _PLAIN):
+        return own
+    return value_digest(value, memo)
+
+
+def _object_digest(value: Any, memo: Memo | None) -> str:
     own = getattr(value, "digest", None)
     if isinstance(own, str):
         return own
     name = type(value).__name__
     if isinstance(value, tuple | list):
-        return digest(name, *(value_digest(v) for v in value))
+        return digest(name, *(value_digest(v, memo) for v in value))
     if isinstance(value, dict):
-        return digest(name, *(f"{k}={value_digest(v)}" for k, v in sorted(value.items())))
+        return digest(name, *(f"{k}={value_digest(v, memo)}" for k, v in sorted(value.items())))
     if hasattr(value, "__dataclass_fields__"):
-        return digest(name, *(f"{k}={value_digest(getattr(value, k))}"
+        return digest(name, *(f"{k}={value_digest(getattr(value, k), memo)}"
                               for k in value.__dataclass_fields__))
     if hasattr(value, "isoformat"):
         return value.isoformat()
@@ -170,6 +206,7 @@ class Inputs:
         self._known = dict(base)  # "code", "config"
         self._template_hash = template_hash
         self._extra = extra or {}
+        self.memo: Memo = {}  # the model is immutable: its parts are hashed once a build
 
     def get(self, name: str) -> str:
         found = self._known.get(name)
@@ -201,7 +238,7 @@ class Inputs:
             if attr == "config":
                 return self.get("config")
             if attr in SITE_PARTS:
-                return value_digest(getattr(self.site, attr))
+                return value_digest(getattr(self.site, attr), self.memo)
             return self.get("site")  # a method or anything new: the whole model
         raise KeyError(name)
 

@@ -226,7 +226,7 @@ class Outputs:
         renderer, inputs = self.renderer, self.inputs
         todo = []
         for job in page_jobs(self.site):
-            context = value_digest(job.context)
+            context = value_digest(job.context, inputs.memo)
             old = self.previous.get(job.name)
             if (old is not None and old.producer == "page" and job.name in self.intact
                     and inputs.unchanged(old.deps, context)):
