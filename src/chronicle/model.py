@@ -53,8 +53,24 @@ class Body:
         return hash(self.digest)
 
 
+def _assign(obj: object, **values: object) -> None:
+    """Set a frozen dataclass's fields from an ``__init__`` that takes ``html=`` too."""
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+
+
+class _Rendered:
+    """What a rendered post and a rendered page share: the body, loaded when asked for."""
+
+    body: Body
+
+    @property
+    def html(self) -> str:
+        return self.body.html
+
+
 @dataclass(frozen=True, init=False)
-class Entry:
+class Entry(_Rendered):
     """A post ready to render: its data plus its HTML and what was learnt rendering it."""
 
     post: Post
@@ -67,15 +83,9 @@ class Entry:
     def __init__(self, post: Post, html: str = "", headings: tuple[Heading, ...] = (),
                  show_toc: bool = False, reading_minutes: int = 1,
                  embeds_updated: datetime | None = None, body: Body | None = None):
-        values = {"post": post, "body": body or Body.of(html), "headings": tuple(headings),
-                  "show_toc": show_toc, "reading_minutes": reading_minutes,
-                  "embeds_updated": embeds_updated}
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
-
-    @property
-    def html(self) -> str:
-        return self.body.html
+        _assign(self, post=post, body=body or Body.of(html), headings=tuple(headings),
+                show_toc=show_toc, reading_minutes=reading_minutes,
+                embeds_updated=embeds_updated)
 
     @cached_property
     def digest(self) -> str:
@@ -121,7 +131,7 @@ class Entry:
 
 
 @dataclass(frozen=True, init=False)
-class PageEntry:
+class PageEntry(_Rendered):
     page: Page
     body: Body
     headings: tuple[Heading, ...]
@@ -129,14 +139,8 @@ class PageEntry:
 
     def __init__(self, page: Page, html: str = "", headings: tuple[Heading, ...] = (),
                  show_toc: bool = False, body: Body | None = None):
-        values = {"page": page, "body": body or Body.of(html), "headings": tuple(headings),
-                  "show_toc": show_toc}
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
-
-    @property
-    def html(self) -> str:
-        return self.body.html
+        _assign(self, page=page, body=body or Body.of(html), headings=tuple(headings),
+                show_toc=show_toc)
 
     @cached_property
     def digest(self) -> str:
