@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
@@ -26,6 +27,11 @@ R = TypeVar("R")
 PARALLEL_MIN = 200
 CHUNKS_PER_WORKER = 6  # several chunks each, so one slow chunk does not idle a core
 MAX_CHUNK = 64  # items: a chunk's results (rendered bodies) are held until handed back
+# While this process renders a chunk, the pool's thread that reads the workers' results
+# waits for the GIL, up to one switch interval (5 ms) per pipe read; a worker whose
+# results do not fit the pipe sits idle meanwhile. A short interval keeps both cores
+# busy (at N = 10,000: 1.6 → 1.9 cores used while parsing, parse 16.5 s → 14–15 s).
+SWITCH_INTERVAL = 0.0005
 
 _work: Callable[[Sequence[int]], list[Any]] | None = None
 
@@ -59,12 +65,15 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
     chunks = [range(start, min(start + size, count)) for start in range(0, count, size)]
     global _work
     _work = work
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
     try:
         with ProcessPoolExecutor(max_workers=jobs - 1,
                                  mp_context=multiprocessing.get_context("fork")) as pool:
             yield from _share(work, chunks, pool, queued=2 * (jobs - 1))
     finally:
         _work = None
+        sys.setswitchinterval(interval)
 
 
 def _share(work: Callable[[Sequence[int]], list[R]], chunks: list[range],
