@@ -116,3 +116,27 @@ def test_text_without_comments_or_scripts_equals_the_full_scan():
                 '<pre2>x</pre2>y<hr>z')
     assert html_text(fragment) == html_text(fragment + "<!-- c -->")
     assert html_text(fragment) == "Boot time One two & three def f(): a b xy z"
+
+
+def test_the_words_taken_from_tokens_are_the_words_of_the_rendered_html():
+    # the build indexes a post from its tokens' text (Rendered.text); the index must hold
+    # the same words html_text would find in the HTML, whatever the markdown holds
+    from chronicle.markdown import render_markdown
+    from chronicle.search import text_terms
+
+    source = (
+        "Intro with *emphasis*, `code_inline`, a [link](https://example.org) and "
+        "&amp; an entity.[^1]\nsoft break  \nhard break\n\n"
+        "## A “heading” -- with dashes\n\n"
+        "| Subject | Boot |\n|---|---:|\n| qemu-microvm | 1.6 s |\n\n"
+        "- [x] done item\n- [ ] open item\n\n"
+        "Term\n: its definition\n\n"
+        "> quoted *words*\n\n"
+        "```python linenos hl_lines=2\nimport os\nprint(os.getcwd())\n```\n\n"
+        "    indented code block\n\n"
+        "![alt words](x.png) ~~struck~~ don't cloud-hypervisor\n\n"
+        "[^1]: The footnote's own text.\n")
+    rendered = render_markdown(source, Path("posts/x.md"))
+    assert "footnote’s own text" in rendered.text and "getcwd" in rendered.text
+    assert index_words([rendered.text]) == index_words([html_text(rendered.html)])
+    assert text_terms(rendered.text)[0].startswith("Intro with emphasis, code_inline, a link")

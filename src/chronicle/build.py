@@ -265,7 +265,7 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
     """Render every document's markdown: cached, in parallel, embeds in this process."""
     from chronicle.markdown import Rendered, render_markdown
     from chronicle.model import Body, Entry, PageEntry
-    from chronicle.search import TERMS_NAMESPACE, body_terms
+    from chronicle.search import TERMS_NAMESPACE, text_terms
 
     version = code_version()
     keys = [digest("body", d.hash, str(d.doc.source), version) for d in docs]
@@ -286,9 +286,9 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
             except BuildError as exc:
                 results.append((None, None, [exc], None))
             else:
-                # the search index's share of the body, while the HTML is at hand
+                # the search index's share of the body, from the parsed tokens' text
                 results.append((r.html, (r.headings, r.words, r.warnings), [],
-                                body_terms(r.html)))
+                                text_terms(r.text)))
         return results
 
     for j, (html, meta, errors, terms) in enumerate(iter_chunks(work, len(missing))):

@@ -97,7 +97,11 @@ def search_files(site: Site, renderer: Any = None) -> list[tuple[str, bytes]]:
 
 def body_terms(html: str) -> tuple[str, list[str]]:
     """What a post's record takes from its body: the excerpt and the body's words."""
-    text = html_text(html)
+    return text_terms(html_text(html))
+
+
+def text_terms(text: str) -> tuple[str, list[str]]:
+    """:func:`body_terms` of a body whose readable text is known (``Rendered.text``)."""
     return excerpt(text), index_words([text])
 
 
