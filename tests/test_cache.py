@@ -145,3 +145,22 @@ def test_front_matter_from_the_cache_equals_a_fresh_read(site_root):
     assert [d.full for d in cached] == [None] * len(cached)  # really from the cache
     assert [(d.doc, d.hash, d.has_embeds) for d in cached] == \
         [(d.doc, d.hash, d.has_embeds) for d in fresh]
+
+
+def test_a_cache_file_of_an_older_layout_is_emptied_and_used(tmp_path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "cache.sqlite")
+    old.execute("CREATE TABLE kv (ns TEXT, key TEXT, value BLOB, PRIMARY KEY (ns, key)) "
+                "WITHOUT ROWID")
+    old.execute("INSERT INTO kv VALUES ('body', 'k', x'00')")
+    old.commit()
+    old.close()
+    cache = Cache(tmp_path)
+    assert cache.get("body", "k") is None
+    cache.put("body", "k", ("fresh",))
+    cache.flush()
+    cache.close()
+    again = Cache(tmp_path)
+    assert again.get("body", "k") == ("fresh",)
+    again.close()
