@@ -169,15 +169,10 @@ def _last_line(text: str) -> str:
     return (text.strip().splitlines() or ["no message"])[-1][:200]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    tools = [t for t in TOOLS if t in (args.only or TOOLS)]
-    peers = ensure_peers(args.work) if {"hugo", "pelican"} & set(tools) else {}
-    source, chronicle_from = chronicle_source(args.rev, args.work)
+def time_all(args: argparse.Namespace, tools: list[str], peers: dict[str, Path | str],
+             source: Path | None) -> tuple[list[report.Row], dict[str, str]]:
     rows: list[report.Row] = []
     versions: dict[str, str] = {}
-    started = time.perf_counter()
-    load_before = _load()
     for n in args.n:
         posts = corpus.make_corpus(n, args.seed)
         for name in tools:
@@ -188,6 +183,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             versions[name] = tool.version
             rows += time_tool(tool, n, args.runs)
+    return rows, versions
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    tools = [t for t in TOOLS if t in (args.only or TOOLS)]
+    peers = ensure_peers(args.work) if {"hugo", "pelican"} & set(tools) else {}
+    source, chronicle_from = chronicle_source(args.rev, args.work)
+    started = time.perf_counter()
+    load_before = _load()
+    sites.use_trash(args.work / "trash")
+    try:
+        rows, versions = time_all(args, tools, peers, source)
+    finally:
+        sites.empty_trash()
     command = "python bench/run.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     commands = [command]
     if args.merge:
