@@ -69,3 +69,16 @@ def test_chunks_stay_in_order_when_the_parent_outpaces_its_worker(monkeypatch):
 
     monkeypatch.setenv("CHRONICLE_JOBS", "2")
     assert parallel.map_chunks(work, 600, minimum=1) == list(range(600))
+
+
+def test_one_core_works_chunk_by_chunk_too(monkeypatch):
+    # a 10,000-post build on one core must not hold every rendered body at once
+    monkeypatch.setenv("CHRONICLE_JOBS", "1")
+    calls: list[int] = []
+
+    def work(indices):
+        calls.append(len(indices))
+        return list(indices)
+
+    assert parallel.map_chunks(work, 1000) == list(range(1000))
+    assert len(calls) > 1 and max(calls) <= parallel.MAX_CHUNK

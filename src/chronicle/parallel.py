@@ -58,11 +58,12 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
     """Like :func:`map_chunks`, but results arrive chunk by chunk (flat memory)."""
     jobs = workers()
     minimum = PARALLEL_MIN if minimum is None else minimum
-    if count < minimum or jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        yield from work(range(count))
-        return
     size = min(MAX_CHUNK, max(8, -(-count // (jobs * CHUNKS_PER_WORKER))))
     chunks = [range(start, min(start + size, count)) for start in range(0, count, size)]
+    if count < minimum or jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        for chunk in chunks:  # chunk by chunk here too: one chunk's results held at a time
+            yield from work(chunk)
+        return
     global _work
     _work = work
     interval = sys.getswitchinterval()
