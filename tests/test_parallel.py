@@ -49,11 +49,17 @@ def test_parallel_build_reports_every_bad_post(site_root, monkeypatch):
     for name in ("a", "b"):
         write(site_root / "posts" / f"2025-02-01-{name}.md",
               post_text(name, "2025-02-01", body="```python hl_lines=x\n1\n```\n"))
+    # and two whose front matter is bad: read in the workers too
+    write(site_root / "posts" / "2025-02-02-c.md", "---\ntitle: [unclosed\ndate: 2025-02-02\n---\n")
+    write(site_root / "posts" / "2025-02-03-d.md", "---\ndate: 2025-02-03\n---\n")
     monkeypatch.setenv("CHRONICLE_JOBS", "2")
     monkeypatch.setattr(parallel, "PARALLEL_MIN", 1)
     with pytest.raises(BuildErrors) as caught:
         build(BuildOptions(root=site_root, now=NOW))
-    assert len(caught.value.errors) == 2
+    reported = sorted(str(e) for e in caught.value.errors)
+    assert len(reported) == 4
+    assert any("2025-02-02-c.md:3: YAML error" in e for e in reported)
+    assert any("2025-02-03-d.md" in e and "title" in e for e in reported)
 
 
 def test_chunks_stay_in_order_when_the_parent_outpaces_its_worker(monkeypatch):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, tzinfo
 from functools import cached_property, lru_cache
@@ -335,6 +336,7 @@ def gather_docs(paths: Any, config: Any, cache: Any) -> tuple[list[Doc], list[Bu
     from dataclasses import replace
 
     from chronicle.cache import code_version, digest
+    from chronicle.parallel import iter_chunks
 
     errors: list[BuildError] = []
     found = [(s, True) for s in find_sources(paths.posts, "**/*.md")]
@@ -343,26 +345,39 @@ def gather_docs(paths: Any, config: Any, cache: Any) -> tuple[list[Doc], list[Bu
     keys = [digest(h, str(source), config.timezone, code_version())
             for h, (source, _) in zip(hashes, found, strict=True)]
     known = cache.get_many("doc", keys)
+    missing = [i for i, key in enumerate(keys) if key not in known]
+
+    def read(indices: Iterable[int]) -> list[Doc | BuildError]:
+        # not keeping the body: 10,000 of them held until the end of the build would be
+        # ~60 MB in this process and in every worker forked from it; reading one again
+        # where it is rendered costs a tenth of a millisecond
+        done: list[Doc | BuildError] = []
+        for j in indices:
+            (source, is_post), file_hash = found[missing[j]], hashes[missing[j]]
+            try:
+                full = read_post(source, config.tz) if is_post else read_page(source)
+            except BuildError as exc:
+                done.append(exc)
+            else:
+                done.append(Doc(replace(full, body=""), file_hash, has_embed_fence(full.body)))
+        return done
+
+    # YAML is most of a cold build's serial start: big sites read it on every core
+    fresh = dict(zip(missing, iter_chunks(read, len(missing)), strict=True))
     docs: list[Doc] = []
-    for (source, is_post), file_hash, key in zip(found, hashes, keys, strict=True):
+    for i, ((source, is_post), file_hash, key) in enumerate(zip(found, hashes, keys,
+                                                                 strict=True)):
         cached = known.get(key)
         if cached is not None:
             # the key names the source: the cache keeps the other fields only, sparing
             # 10,000 Path objects parsed back out of pickles on every build
             model = (Post if is_post else Page)(source, *cached[0])
             docs.append(Doc(model, file_hash, cached[1]))
-            continue
-        try:
-            full = read_post(source, config.tz) if is_post else read_page(source)
-        except BuildError as exc:
-            errors.append(exc)
-            continue
-        # not keeping ``full``: 10,000 bodies held until the end of the build would be
-        # ~60 MB in this process and in every worker forked from it; reading one again
-        # where it is rendered costs a tenth of a millisecond
-        doc = Doc(replace(full, body=""), file_hash, has_embed_fence(full.body))
-        cache.put("doc", key, (_cached_fields(doc.doc), doc.has_embeds))
-        docs.append(doc)
+        elif isinstance(doc := fresh[i], BuildError):
+            errors.append(doc)
+        else:
+            cache.put("doc", key, (_cached_fields(doc.doc), doc.has_embeds))
+            docs.append(doc)
     errors += _duplicates([d.doc for d in docs if isinstance(d.doc, Post)], "slug")
     errors += _duplicates([d.doc for d in docs if isinstance(d.doc, Page)], "page slug")
     return docs, errors
