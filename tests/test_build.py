@@ -76,6 +76,16 @@ def test_drafts_and_future_posts_are_left_out_without_flags(site_root):
     assert (out / "2025/05/draft/index.html").exists() and (out / "2025/07/later").exists()
 
 
+def test_a_broken_draft_stays_quiet_until_it_is_built(site_root):
+    # bodies are rendered as soon as they are read, drafts included: their errors must
+    # still only count when the draft is part of the build
+    write(site_root / "posts/draft.md", post_text("Draft", "2025-05-01", draft="true",
+                                                   body="```python hl_lines=x\n1\n```\n"))
+    run(site_root)
+    with pytest.raises(BuildError, match=r"draft\.md:7: bad hl_lines"):
+        run(site_root, drafts=True)
+
+
 def test_now_decides_what_is_future(site_root):
     write(site_root / "posts/later.md", post_text("Later", "2025-07-01"))
     run(site_root, now=datetime(2025, 7, 2))  # naive: read in the site's time zone
