@@ -225,7 +225,7 @@ def tokens_text(tokens: list[Token]) -> str:
     """The readable text of a document from its tokens, whitespace collapsed: what
     :func:`chronicle.search.html_text` takes from the rendered HTML, without parsing it
     (prose, headings, table cells, code; not raw HTML, image attributes or footnote
-    marks), at a fifth of the cost."""
+    marks), at a tenth of the cost."""
     parts: list[str] = []
     for token in tokens:
         if token.type == "inline":

@@ -41,7 +41,7 @@ _TAG = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<[!?][^>]*>"
                   re.S)
 RECORD_NAMESPACE = "search-json"  # UTF-8 bytes of one record
 # (excerpt, words) of one rendered body, keyed by its Body.digest: made by the build
-# while the HTML is still in hand (see body_terms), so the index need not read it back
+# while it parses the body (see text_terms), so the index need not read it back
 TERMS_NAMESPACE = "search-terms"
 RECORDS_PER_CHUNK = 1000  # bodies' terms looked up and records kept per step
 # Any block element's start or end tag (same tail as _TAG), and any other tag.
