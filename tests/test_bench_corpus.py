@@ -112,3 +112,25 @@ def test_quick_floor_run_writes_valid_results(tmp_path):
     assert (row["tool"], row["case"], row["n"]) == ("floor", "full", 200)
     assert row["median_s"] > 0 and row["peak_mib"] > 0
     assert "| floor | full | 200 |" in (tmp_path / "out" / "latest.md").read_text()
+    # the floor's output was wiped before each timed build by moving it aside, and
+    # everything moved aside was deleted once the timing was over
+    assert (tmp_path / "work" / "n200" / "floor" / "output").is_dir()
+    assert not (tmp_path / "work" / "trash").exists()
+
+
+def test_wiping_moves_folders_aside_until_the_trash_is_emptied(tmp_path):
+    from bench import sites
+
+    site = tmp_path / "site"
+    (site / "output").mkdir(parents=True)
+    (site / "output" / "index.html").write_text("old")
+    sites.use_trash(tmp_path / "trash")
+    try:
+        sites._wipe(site / "output", site / "missing")
+        assert not (site / "output").exists()
+        [moved] = (tmp_path / "trash").iterdir()
+        assert (moved / "index.html").read_text() == "old"
+        sites.empty_trash()
+        assert not (tmp_path / "trash").exists()
+    finally:
+        sites.use_trash(None)
