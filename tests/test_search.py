@@ -140,3 +140,28 @@ def test_the_words_taken_from_tokens_are_the_words_of_the_rendered_html():
     assert "footnote’s own text" in rendered.text and "getcwd" in rendered.text
     assert index_words([rendered.text]) == index_words([html_text(rendered.html)])
     assert text_terms(rendered.text)[0].startswith("Intro with emphasis, code_inline, a link")
+
+
+def test_fewer_regex_matches_give_the_words_of_the_plain_definition():
+    # index_words sends only tokens that are not letters alone through WORD; the words
+    # must be those of WORD over the whole text, with the same joiner and stop-word rules
+    import re
+
+    from chronicle.search import STOP_WORDS, WORD
+
+    def reference(text: str) -> list[str]:
+        words = set()
+        for word in set(WORD.findall(text.casefold())) - STOP_WORDS:
+            if len(word) < 2 or not any(c.isalpha() for c in word):
+                continue
+            words.add(word)
+            words.update(p for p in re.split(r"[-.']", word)
+                         if len(p) > 1 and p not in STOP_WORDS and not p.isdigit())
+        return sorted(words)
+
+    text = ("The Straße and STRASSE, naïve café (déjà-vu) at 10.5 GiB; don't stop_words "
+            "v2 x86_64 cloud-hypervisor's \"quoted\" e\u0301lan Ὀδυσσεύς 東京 1,024 "
+            "-dash- .dot. 'single' a I to -- … microVM/Incus a.b.c 42")
+    assert index_words([text]) == reference(text)
+    assert index_words(["Boot", "boot BOOT"]) == ["boot"]
+

@@ -108,8 +108,9 @@ def render_markdown(text: str, path: Path, first_line: int = 1,
     html = parser.renderer.render(tokens, parser.options, md_env)
     if env.errors:
         raise env.errors[0] if len(env.errors) == 1 else BuildErrors(env.errors)
-    return Rendered(html=html, headings=_headings(tokens), words=_count_words(tokens),
-                    warnings=tuple(env.warnings), text=tokens_text(tokens))
+    text, words = _text_and_words(tokens)
+    return Rendered(html=html, headings=_headings(tokens), words=words,
+                    warnings=tuple(env.warnings), text=text)
 
 
 @functools.cache
@@ -226,25 +227,24 @@ def tokens_text(tokens: list[Token]) -> str:
     :func:`chronicle.search.html_text` takes from the rendered HTML, without parsing it
     (prose, headings, table cells, code; not raw HTML, image attributes or footnote
     marks), at a tenth of the cost."""
+    return _text_and_words(tokens)[0]
+
+
+def _text_and_words(tokens: list[Token]) -> tuple[str, int]:
+    """:func:`tokens_text` and the count of words a reader reads, in one pass."""
     parts: list[str] = []
+    count = 0
     for token in tokens:
-        if token.type == "inline":
+        kind = token.type
+        if kind == "inline":
+            count += len(token.content.split())
             for child in token.children or ():
                 if child.type in _INLINE_TEXT:
                     parts.append(child.content)
                 elif child.type in _INLINE_BREAK:
                     parts.append(" ")
             parts.append(" ")
-        elif token.type in ("fence", "code_block"):
-            parts += (" ", token.content, " ")
-    return " ".join("".join(parts).split())
-
-
-def _count_words(tokens: list[Token]) -> int:
-    count = 0
-    for token in tokens:
-        if token.type == "inline":
-            count += len(token.content.split())
-        elif token.type in ("fence", "code_block"):
+        elif kind == "fence" or kind == "code_block":
             count += len(token.content.split()) // 2  # code is skimmed, not read
-    return count
+            parts += (" ", token.content, " ")
+    return " ".join("".join(parts).split()), count
