@@ -164,3 +164,18 @@ def test_a_cache_file_of_an_older_layout_is_emptied_and_used(tmp_path):
     again = Cache(tmp_path)
     assert again.get("body", "k") == ("fresh",)
     again.close()
+
+
+def test_a_clean_build_reads_back_what_it_stored_itself_and_nothing_older(tmp_path):
+    # --clean (read=False) ignores what earlier builds stored, but a value this build
+    # stored stays readable after it is flushed: get and get_many alike
+    old = Cache(tmp_path / "cache")
+    old.put("ns", "old", 1)
+    old.flush()
+    old.close()
+    clean = Cache(tmp_path / "cache", read=False)
+    clean.put("ns", "new", 2)
+    clean.flush()
+    assert clean.get("ns", "new") == 2 and clean.get("ns", "old") is None
+    assert clean.get_many("ns", ["old", "new"]) == {"new": 2}
+    clean.close()

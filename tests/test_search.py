@@ -165,3 +165,39 @@ def test_fewer_regex_matches_give_the_words_of_the_plain_definition():
     assert index_words([text]) == reference(text)
     assert index_words(["Boot", "boot BOOT"]) == ["boot"]
 
+
+def test_the_index_of_a_build_uses_the_records_made_while_parsing(site_root, tmp_path,
+                                                                 monkeypatch):
+    # the build stores each post's record while it parses the post (from its tokens'
+    # text), in forked workers here; the index finds every one of them and makes none,
+    # and their words are the words the index would take from the rendered HTML
+    from chronicle import parallel
+    from chronicle.build import BuildOptions, Generator, build
+    from chronicle.search import RECORD_NAMESPACE
+    from tests.conftest import post_text, write
+
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 1)
+    write(site_root / "posts" / "2025-04-09-rich.md", post_text(
+        "Rich", "2025-04-09", tags="[boot]",
+        body="Some *emphasis*, `code`, a [link](https://example.org) & more.[^1]\n\n"
+             "| a | b |\n|---|---|\n| qemu-microvm | 1.6 s |\n\n"
+             "```python\nprint('x')\n```\n\n[^1]: A note.\n"))
+    made: list[str] = []
+
+    def indexed(s, renderer):  # noqa: ANN001, ANN202
+        put = renderer.cache.put
+        monkeypatch.setattr(renderer.cache, "put",
+                            lambda ns, *rest: (made.append(ns), put(ns, *rest)))
+        return search_files(s, renderer)
+
+    fresh = Generator("fresh", lambda s, r: [("fresh.json", search_index(s))])
+    out = tmp_path / "out"
+    build(BuildOptions(root=site_root, out=out, extra_pages=(
+        Generator("search", indexed), fresh)))
+    assert RECORD_NAMESPACE not in made
+    stored = records((out / INDEX_PATH).read_bytes())
+    afresh = records((out / "fresh.json").read_bytes())
+    assert [r["words"] for r in stored] == [r["words"] for r in afresh]
+    rich = next(r for r in stored if r["title"] == "Rich")
+    assert "qemu-microvm" in rich["words"] and "[1]" not in rich["excerpt"]

@@ -264,8 +264,8 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
                tz: tzinfo) -> Parsed:
     """Render every document's markdown: cached, in parallel, embeds in this process."""
     from chronicle.markdown import Rendered, render_markdown
-    from chronicle.model import Body, Entry, PageEntry
-    from chronicle.search import TERMS_NAMESPACE, text_terms
+    from chronicle.model import Body
+    from chronicle.search import RECORD_NAMESPACE, post_record
 
     version = code_version()
     keys = [digest("body", d.hash, str(d.doc.source), version) for d in docs]
@@ -286,18 +286,22 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
             except BuildError as exc:
                 results.append((None, None, [exc], None))
             else:
-                # the search index's share of the body, from the parsed tokens' text
-                results.append((r.html, (r.headings, r.words, r.warnings), [],
-                                text_terms(r.text)))
+                # a post's search record, made while its text is in hand: the index
+                # then never reads the bodies back (see chronicle.search)
+                record = None
+                if isinstance(doc.doc, Post):
+                    record = post_record(_entry(doc, Body(keys[missing[j]]), r, None), r.text)
+                results.append((r.html, (r.headings, r.words, r.warnings), [], record))
         return results
 
-    for j, (html, meta, errors, terms) in enumerate(iter_chunks(work, len(missing))):
+    for j, (html, meta, errors, record) in enumerate(iter_chunks(work, len(missing))):
         parsed.errors += errors
         if html is not None:
             key = keys[missing[j]]
             cache.put("html", key, html)
             cache.put("body", key, meta)
-            cache.put(TERMS_NAMESPACE, key, terms)  # key is also the entry's Body.digest
+            if record is not None:
+                cache.put(RECORD_NAMESPACE, *record)
             known[key] = meta
             if j % 500 == 499:
                 cache.flush()  # content-addressed entries: keeping them is always safe
@@ -328,16 +332,29 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
             continue  # its error is already in parsed.errors
         parsed.warnings += rendered.warnings
         parsed.warnings += [str(w) for w in getattr(hook, "warnings", None) or ()]
-        show_toc = rendered.wants_toc(doc.doc.toc)
+        entry = _entry(doc, body, rendered, hook)
         if isinstance(doc.doc, Post):
-            parsed.entries.append(Entry(
-                post=doc.doc, body=body, headings=rendered.headings, show_toc=show_toc,
-                reading_minutes=rendered.reading_minutes,
-                embeds_updated=getattr(hook, "updated", None)))
+            if doc.has_embeds:  # the others' records were made with their bodies
+                cache.put(RECORD_NAMESPACE, *post_record(entry, rendered.text))
+            parsed.entries.append(entry)
         else:
-            parsed.pages.append(PageEntry(page=doc.doc, body=body,
-                                          headings=rendered.headings, show_toc=show_toc))
+            parsed.pages.append(entry)
     return parsed
+
+
+def _entry(doc: Doc, body: Any, rendered: Any, hook: Any) -> Any:
+    """The model's :class:`Entry` (a post) or :class:`PageEntry` for a rendered document.
+
+    Made the same way in the workers (for the search record, keyed by the entry's
+    digest) and here, so both see one digest."""
+    from chronicle.model import Entry, PageEntry
+
+    show_toc = rendered.wants_toc(doc.doc.toc)
+    if isinstance(doc.doc, Post):
+        return Entry(post=doc.doc, body=body, headings=rendered.headings, show_toc=show_toc,
+                     reading_minutes=rendered.reading_minutes,
+                     embeds_updated=getattr(hook, "updated", None))
+    return PageEntry(page=doc.doc, body=body, headings=rendered.headings, show_toc=show_toc)
 
 
 def gather_content(paths: SitePaths, config: SiteConfig

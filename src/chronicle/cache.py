@@ -7,20 +7,18 @@ One SQLite file (``.chronicle/cache.sqlite``) holds every namespace:
     read again (as git's index does). A file modified within :data:`RACY_SECONDS` of the
     moment its hash was recorded is always re-read, so an edit in the same clock tick as
     the previous build is never missed.
-``post``/``page``
-    parsed front matter (a :class:`~chronicle.content.Post` without its body), keyed by
-    the file's hash, the time zone and :func:`code_version`.
-``body``
-    rendered markdown (HTML, headings, word count, warnings), keyed by the source hash,
-    and the code version (which covers the markdown plugins, Pygments and their versions).
-``code``
-    highlighted code blocks, keyed by code, language, options and the code version.
+``doc``
+    a post's or page's parsed front matter (its fields without the body) and whether it
+    has embed fences, keyed by the file's hash, its path, the time zone and
+    :func:`code_version`.
+``body``/``html``
+    rendered markdown: headings, word count and warnings under ``body``, the HTML under
+    ``html``, both keyed by the source's hash and path and the code version (which covers
+    the markdown plugins, Pygments and their versions).
 ``search-json``
     one post's ``search.json`` record (UTF-8 JSON), keyed by the code version and the
-    post's :attr:`~chronicle.model.Entry.digest` (see :mod:`chronicle.search`).
-``search-terms``
-    the excerpt and words :mod:`chronicle.search` takes from one rendered body, keyed
-    like ``body``; made while parsing, so the index never reads the bodies back.
+    post's :attr:`~chronicle.model.Entry.digest`; made while the post is parsed (see
+    :mod:`chronicle.search`), so the index never reads the bodies back.
 
 Values are pickled: this cache is written and read only by Chronicle on this machine.
 Writes are buffered and committed by :meth:`Cache.flush`; a process forked from the
@@ -177,9 +175,10 @@ class Cache:
         found: dict[str, Any] = {}
         if not self.enabled or not wanted:
             return found
+        stored = wanted if self.read else [k for k in wanted if (namespace, k) in self._written]
         conn = self._reader()
-        for start in range(0, len(wanted) if self.read else 0, 500):
-            chunk = wanted[start:start + 500]
+        for start in range(0, len(stored), 500):
+            chunk = stored[start:start + 500]
             marks = ",".join("?" * len(chunk))
             for key, value in conn.execute(
                     f"SELECT key, value FROM kv WHERE ns = ? AND key IN ({marks})",

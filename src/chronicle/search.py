@@ -39,11 +39,10 @@ RAW_TEXT_ELEMENTS = {"script", "style"}
 _TAG = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<[!?][^>]*>"
                   r"|<(/?)([a-zA-Z][^\s/>]*)[^>\"']*(?:(?:\"[^\"]*\"|'[^']*')[^>\"']*)*>",
                   re.S)
-RECORD_NAMESPACE = "search-json"  # UTF-8 bytes of one record
-# (excerpt, words) of one rendered body, keyed by its Body.digest: made by the build
-# while it parses the body (see text_terms), so the index need not read it back
-TERMS_NAMESPACE = "search-terms"
-RECORDS_PER_CHUNK = 1000  # bodies' terms looked up and records kept per step
+# UTF-8 bytes of one post's record, keyed by record_key(entry): made by the build while
+# it parses the post (see post_record), so the index need not read the bodies back
+RECORD_NAMESPACE = "search-json"
+RECORDS_PER_CHUNK = 1000  # records made and kept per step when the cache lacks them
 # Any block element's start or end tag (same tail as _TAG), and any other tag.
 _BLOCK_TAG = re.compile(r"</?(?:" + "|".join(sorted(BLOCK_ELEMENTS, key=len, reverse=True))
                         + r")(?=[\s/>])[^>\"']*(?:(?:\"[^\"]*\"|'[^']*')[^>\"']*)*>", re.I)
@@ -61,37 +60,53 @@ too up us was we were what when which who why will with would you your
 def search_index(site: Site, cache: Any = None) -> bytes:
     """The bytes of ``search.json`` for ``site``.
 
-    With a build cache (``renderer.cache``), each post's record is kept under its
-    :attr:`Entry.digest`, which covers everything the record shows: an edit re-indexes
-    only the posts it changed. Records missing from the cache are made a thousand at a
-    time from the terms the build kept for each body, so no step holds every body's.
+    With a build cache (``renderer.cache``), each post's record is the one the build
+    stored while it parsed the post (:func:`post_record`), under a key that covers
+    everything the record shows: an edit re-indexes only the posts it changed. Records
+    missing from the cache (a model made outside a build, or no cache) are made here from
+    the rendered HTML, a thousand at a time so no step holds every body: the same words,
+    but the excerpt keeps footnote marks that the text of the parsed tokens leaves out.
     """
-    version = code_version()  # a new record format must not reuse old records
-    digests = [digest(version, entry.digest) for entry in site.entries]
-    known: dict[str, bytes] = cache.get_many(RECORD_NAMESPACE, digests) if cache else {}
-    missing = [i for i, d in enumerate(digests) if d not in known]
-
-    def work(indices: Iterable[int]) -> list[bytes]:
-        entries = [site.entries[missing[j]] for j in indices]
-        # looked up chunk by chunk, in the worker: all of them would be ~200 MB at 10,000
-        terms = cache.get_many(TERMS_NAMESPACE, [e.body.digest for e in entries]) if cache else {}
-        return [_record_json(_post_record(e, terms.get(e.body.digest))) for e in entries]
-
-    # Here, not in forked workers: a record costs ~50 µs, less than what a fork of the
-    # whole built site costs this late in the build, in time and in memory.
+    keys = [record_key(entry) for entry in site.entries]
+    known: dict[str, bytes] = cache.get_many(RECORD_NAMESPACE, keys) if cache else {}
+    missing = [i for i, key in enumerate(keys) if key not in known]
     for start in range(0, len(missing), RECORDS_PER_CHUNK):
-        chunk = range(start, min(start + RECORDS_PER_CHUNK, len(missing)))
-        for j, record in zip(chunk, work(chunk), strict=True):
-            known[digests[missing[j]]] = record
+        for i in missing[start:start + RECORDS_PER_CHUNK]:
+            key, record = post_record(site.entries[i])
+            known[key] = record
             if cache is not None:
-                cache.put(RECORD_NAMESPACE, digests[missing[j]], record)
+                cache.put(RECORD_NAMESPACE, key, record)
         if cache is not None:
             cache.flush()  # content-addressed: safe to keep early, and memory stays flat
-    records = [known[d] for d in digests]
+    records = [known[key] for key in keys]
     del known
     records += [_record_json(_page_record(page)) for page in site.pages]
     # the same bytes json.dumps(sort_keys=True) gives for the whole document
     return b'{"entries":[' + b",".join(records) + b'],"version":1}\n'
+
+
+def record_key(entry: Entry) -> str:
+    """A post record's cache key: the code version (a new record format must not reuse
+    old records) and the entry's digest, which covers all the record shows."""
+    return digest(code_version(), entry.digest)
+
+
+def post_record(entry: Entry, text: str | None = None) -> tuple[str, bytes]:
+    """``(record_key(entry), record bytes)`` for a post; ``text`` is its body's readable
+    text when known (``Rendered.text``), else it is taken from the rendered HTML."""
+    body_excerpt, body_words = text_terms(text if text is not None else html_text(entry.html))
+    # index_words works word by word, so the words of the parts are the parts' words
+    words = index_words([entry.title, entry.summary, " ".join(entry.tags)])
+    return record_key(entry), _record_json({
+        "kind": "post",
+        "title": entry.title,
+        "url": entry.url,
+        "date": entry.date.date().isoformat(),
+        "tags": list(entry.tags),
+        "summary": entry.summary,
+        "excerpt": body_excerpt,
+        "words": sorted({*words, *body_words}),
+    })
 
 
 def search_files(site: Site, renderer: Any = None) -> list[tuple[str, bytes]]:
@@ -99,13 +114,8 @@ def search_files(site: Site, renderer: Any = None) -> list[tuple[str, bytes]]:
     return [(INDEX_PATH, search_index(site, getattr(renderer, "cache", None)))]
 
 
-def body_terms(html: str) -> tuple[str, list[str]]:
-    """What a post's record takes from its body: the excerpt and the body's words."""
-    return text_terms(html_text(html))
-
-
 def text_terms(text: str) -> tuple[str, list[str]]:
-    """:func:`body_terms` of a body whose readable text is known (``Rendered.text``)."""
+    """What a post's record takes from its body's readable text: excerpt and words."""
     return excerpt(text), index_words([text])
 
 
@@ -201,22 +211,6 @@ def excerpt(text: str, limit: int = EXCERPT_WORDS) -> str:
 def _record_json(record: dict[str, Any]) -> bytes:
     return json.dumps(record, ensure_ascii=False, sort_keys=True,
                       separators=(",", ":")).encode("utf-8")
-
-
-def _post_record(entry: Entry, terms: tuple[str, list[str]] | None = None) -> dict[str, Any]:
-    body_excerpt, body_words = terms or body_terms(entry.html)
-    # index_words works word by word, so the words of the parts are the parts' words
-    words = index_words([entry.title, entry.summary, " ".join(entry.tags)])
-    return {
-        "kind": "post",
-        "title": entry.title,
-        "url": entry.url,
-        "date": entry.date.date().isoformat(),
-        "tags": list(entry.tags),
-        "summary": entry.summary,
-        "excerpt": body_excerpt,
-        "words": sorted({*words, *body_words}),
-    }
 
 
 def _page_record(page: PageEntry) -> dict[str, Any]:
