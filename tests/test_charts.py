@@ -160,3 +160,17 @@ def test_a_series_colour_overrides_the_fallback():
     one = Chart(kind="bar", title="t", description="d", panels=(
         Panel("m", "ms", (Series("x", (1.0, 2.0), "#123456"),)),))
     assert "#123456" in draw_svg(one).decode()
+
+
+def test_a_build_with_no_chart_to_draw_never_imports_matplotlib(site_root):
+    # importing matplotlib is a third of a second; a build that draws nothing (no chart,
+    # or every chart cached) must not pay it, lab pages and search index included
+    script = ("import sys\nfrom pathlib import Path\n"
+              "from chronicle.build import BuildOptions, build\n"
+              "from chronicle.hooks import standard_hooks\n"
+              f"build(standard_hooks(BuildOptions(root=Path({str(site_root)!r}))))\n"
+              "assert 'chronicle.labpages' in sys.modules, 'the lab pages were not made'\n"
+              "print('matplotlib' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

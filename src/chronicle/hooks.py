@@ -17,8 +17,8 @@ def standard_hooks(options: BuildOptions) -> BuildOptions:
     """Plug in the embeds, the /lab/ pages and the search index.
 
     Each hook imports its module only when the build first calls it (embeds and lab
-    pages bring in matplotlib and scipy), and the page generators declare what they read
-    so a build with nothing new skips them.
+    pages bring in numpy, and matplotlib once a chart must be drawn), and the page
+    generators declare what they read so a build with nothing new skips them.
     """
     embeds = _LazyEmbeds(options)
     if options.embed_factory is None:
