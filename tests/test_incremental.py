@@ -78,6 +78,22 @@ def test_editing_one_post_rewrites_only_what_shows_it(blog):
     assert report.unchanged == report.files - report.written
 
 
+def test_editing_one_post_renders_only_the_pages_that_show_it(blog, monkeypatch):
+    # a page whose inputs all hash as the full build recorded them is not rendered again
+    # (written or not): here the second post's tag page and the about page
+    from chronicle.render import PageJob
+
+    rendered: list[str] = []
+    render = PageJob.render
+    monkeypatch.setattr(PageJob, "render",
+                        lambda job, renderer: (rendered.append(job.name), render(job, renderer))[1])
+    post = blog / "posts" / "2025-04-02-third.md"
+    post.write_text(post.read_text() + "\nOne more sentence.\n")
+    run(blog)
+    assert "2025/04/third/index.html" in rendered
+    assert not {"tags/boot/index.html", "about/index.html", "404.html"} & set(rendered)
+
+
 def test_series_of_edits_equals_a_clean_build_after_each(blog, tmp_path):
     posts, site = blog / "posts", blog / "site"
     steps = [
