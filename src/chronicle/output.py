@@ -224,14 +224,12 @@ class Outputs:
         from chronicle.render import page_jobs
 
         renderer, inputs = self.renderer, self.inputs
-        todo: list[tuple[Any, str | None]] = []
+        todo = []
         for job in page_jobs(self.site):
-            old = self.previous.get(job.name)
-            if old is None or old.producer != "page" or job.name not in self.intact:
-                todo.append((job, None))  # nothing to compare: its digest is made below
-                continue
             context = value_digest(job.context, inputs.memo)
-            if inputs.unchanged(old.deps, context):
+            old = self.previous.get(job.name)
+            if (old is not None and old.producer == "page" and job.name in self.intact
+                    and inputs.unchanged(old.deps, context)):
                 self._keep(job.name, old)
             else:
                 todo.append((job, context))
@@ -240,8 +238,6 @@ class Outputs:
             done = []
             for i in indices:
                 job, context = todo[i]
-                if context is None:  # in the worker: a full build spreads this work too
-                    context = value_digest(job.context, inputs.memo)
                 with renderer.recording() as recorder:
                     data = job.render(renderer)
                 deps = {"code": inputs.get("code"), "config": inputs.get("config"),
