@@ -88,3 +88,29 @@ def test_one_core_works_chunk_by_chunk_too(monkeypatch):
 
     assert parallel.map_chunks(work, 1000) == list(range(1000))
     assert len(calls) > 1 and max(calls) <= parallel.MAX_CHUNK
+
+
+def test_guided_chunks_cover_every_item_once_and_shrink_towards_the_end():
+    for count in (1, 7, 200, 201, 1000, 10_000):
+        chunks = parallel._guided_chunks(count, jobs=2)
+        assert [i for chunk in chunks for i in chunk] == list(range(count))
+        sizes = [len(chunk) for chunk in chunks]
+        assert sizes == sorted(sizes, reverse=True)
+        assert max(sizes) <= parallel.MAX_CHUNK
+        assert all(size >= parallel.MIN_CHUNK for size in sizes[:-1])
+    assert len(parallel._guided_chunks(10_000, jobs=2)[0]) == parallel.MAX_CHUNK
+    assert len(parallel._guided_chunks(10_000, jobs=2)[-2]) == parallel.MIN_CHUNK
+
+
+def test_the_result_pipe_is_widened_where_linux_allows():
+    import fcntl
+    import multiprocessing
+
+    queue = multiprocessing.get_context("fork").SimpleQueue()
+    parallel._widen_pipe(queue)
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    size = fcntl.fcntl(queue._reader.fileno(), fcntl.F_GETPIPE_SZ)
+    assert size == min(parallel.RESULT_PIPE_BYTES, limit) or (
+        limit < parallel.RESULT_PIPE_BYTES and size < parallel.RESULT_PIPE_BYTES)
+    parallel._widen_pipe(object())  # no pipe to widen: nothing happens
+    queue.close()

@@ -27,6 +27,15 @@ R = TypeVar("R")
 PARALLEL_MIN = 200
 CHUNKS_PER_WORKER = 6  # several chunks each, so one slow chunk does not idle a core
 MAX_CHUNK = 64  # items: a chunk's results (rendered bodies) are held until handed back
+MIN_CHUNK = 8  # below this a chunk's round trip costs more than its items
+# Chunks each worker has queued: while this process renders a chunk of its own (or
+# commits the cache) it hands out no work, and two queued chunks (~0.25 s) ran dry: the
+# worker idled 0.6–1.0 s of an 11 s parse at N = 10,000, with four 0.13 s.
+QUEUED_PER_WORKER = 4
+# A worker's finished chunk (~1 MB of rendered HTML) waits in the result pipe until the
+# pool's thread here reads it; in a 64 KiB pipe the worker waited 7.5 ms a chunk (the
+# median), in a 1 MiB one 1.8 ms. Linux only, and only up to /proc/sys/fs/pipe-max-size.
+RESULT_PIPE_BYTES = 1 << 20
 # While this process renders a chunk, the pool's thread that reads the workers' results
 # waits for the GIL, up to one switch interval (5 ms) per pipe read; a worker whose
 # results do not fit the pipe sits idle meanwhile. A short interval keeps both cores
@@ -58,8 +67,7 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
     """Like :func:`map_chunks`, but results arrive chunk by chunk (flat memory)."""
     jobs = workers()
     minimum = PARALLEL_MIN if minimum is None else minimum
-    size = min(MAX_CHUNK, max(8, -(-count // (jobs * CHUNKS_PER_WORKER))))
-    chunks = [range(start, min(start + size, count)) for start in range(0, count, size)]
+    chunks = _guided_chunks(count, jobs)
     if count < minimum or jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
         for chunk in chunks:  # chunk by chunk here too: one chunk's results held at a time
             yield from work(chunk)
@@ -71,10 +79,41 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
     try:
         with ProcessPoolExecutor(max_workers=jobs - 1,
                                  mp_context=multiprocessing.get_context("fork")) as pool:
-            yield from _share(work, chunks, pool, queued=2 * (jobs - 1))
+            _widen_pipe(getattr(pool, "_result_queue", None))
+            yield from _share(work, chunks, pool, queued=QUEUED_PER_WORKER * (jobs - 1))
     finally:
         _work = None
         sys.setswitchinterval(interval)
+
+
+def _guided_chunks(count: int, jobs: int) -> list[range]:
+    """Chunks that shrink as the work drains ("guided" scheduling): big ones while there
+    is plenty left (fewer round trips), small ones at the end, so no process waits long
+    for the last chunks of another."""
+    chunks: list[range] = []
+    start = 0
+    while start < count:
+        left = count - start
+        size = min(left, MAX_CHUNK, max(MIN_CHUNK, -(-left // (jobs * CHUNKS_PER_WORKER))))
+        chunks.append(range(start, start + size))
+        start += size
+    return chunks
+
+
+def _widen_pipe(queue: Any) -> None:
+    """Give the pool's result pipe :data:`RESULT_PIPE_BYTES` where the system allows
+    (the pipe is a private detail of the pool: nothing happens if it is not there)."""
+    try:
+        import fcntl
+    except ImportError:  # not Unix (and then not fork either)
+        return
+    reader = getattr(queue, "_reader", None)
+    if reader is None or not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return
+    try:
+        fcntl.fcntl(reader.fileno(), fcntl.F_SETPIPE_SZ, RESULT_PIPE_BYTES)
+    except OSError:
+        pass  # above the system's limit, or not a pipe: the default size still works
 
 
 def _share(work: Callable[[Sequence[int]], list[R]], chunks: list[range],
