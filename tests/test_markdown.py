@@ -18,6 +18,13 @@ def test_tables_are_rendered():
 
 def test_strikethrough():
     assert "<s>gone</s>" in html("~~gone~~")
+    assert "<s>" not in html("~a single tilde~ is text")
+
+
+def test_task_lists_get_one_disabled_checkbox_each():
+    out = html("- [x] done\n- [ ] open\n")
+    assert out.count("<input") == 2 and out.count('checked="checked"') == 1
+    assert out.count('disabled="disabled"') == 2
 
 
 def test_footnotes_link_both_ways():
