@@ -114,3 +114,31 @@ def test_the_result_pipe_is_widened_where_linux_allows():
         limit < parallel.RESULT_PIPE_BYTES and size < parallel.RESULT_PIPE_BYTES)
     parallel._widen_pipe(object())  # no pipe to widen: nothing happens
     queue.close()
+
+
+def test_big_results_stop_the_parent_from_running_far_ahead_of_a_slow_worker(monkeypatch):
+    # rendered bodies are ~1 MB a chunk: unless told the results are small, this process
+    # holds at most a few finished chunks while it waits for an earlier one
+    import os
+    import time
+
+    parent = os.getpid()
+    ran_here: list[int] = []
+
+    def work(indices):
+        if os.getpid() != parent:
+            time.sleep(0.2)  # the forked worker is very slow
+        else:
+            ran_here.append(indices[0])
+        return list(indices)
+
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    for small, most in ((False, parallel.QUEUED_PER_WORKER + 1), (True, None)):
+        ran_here.clear()
+        results = parallel.iter_chunks(work, 400, minimum=1, small=small)
+        assert next(results) == 0
+        if most is not None:
+            assert len(ran_here) <= most
+        else:
+            assert len(ran_here) > parallel.QUEUED_PER_WORKER + 1
+        assert [0, *results] == list(range(400))

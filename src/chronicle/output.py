@@ -246,7 +246,7 @@ class Outputs:
                 done.append((job.name, found, deps, self._stage(job.name, data, found)))
             return done
 
-        for name, found, deps, staged in iter_chunks(work, len(todo)):
+        for name, found, deps, staged in iter_chunks(work, len(todo), small=True):
             self._record(name, Record(found, "page", deps), staged)
 
     def _extras(self) -> list[str]:

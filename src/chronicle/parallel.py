@@ -59,12 +59,17 @@ def workers() -> int:
 def map_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
                minimum: int | None = None) -> list[R]:
     """``work`` over ``range(count)``: one result list, in index order."""
-    return list(iter_chunks(work, count, minimum))
+    return list(iter_chunks(work, count, minimum, small=True))
 
 
 def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
-                minimum: int | None = None) -> Iterator[R]:
-    """Like :func:`map_chunks`, but results arrive chunk by chunk (flat memory)."""
+                minimum: int | None = None, small: bool = False) -> Iterator[R]:
+    """Like :func:`map_chunks`, but results arrive chunk by chunk (flat memory).
+
+    Results come out in order, so a finished chunk waits here until every earlier one
+    is done. ``small``: the results are small enough to hold them all; otherwise this
+    process stops taking chunks of its own while :data:`QUEUED_PER_WORKER` finished
+    ones wait, and memory stays flat (rendered bodies: ~1 MB a chunk)."""
     jobs = workers()
     minimum = PARALLEL_MIN if minimum is None else minimum
     chunks = _guided_chunks(count, jobs)
@@ -80,7 +85,8 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
         with ProcessPoolExecutor(max_workers=jobs - 1,
                                  mp_context=multiprocessing.get_context("fork")) as pool:
             _widen_pipe(getattr(pool, "_result_queue", None))
-            yield from _share(work, chunks, pool, queued=QUEUED_PER_WORKER * (jobs - 1))
+            queued = QUEUED_PER_WORKER * (jobs - 1)
+            yield from _share(work, chunks, pool, queued, len(chunks) if small else queued)
     finally:
         _work = None
         sys.setswitchinterval(interval)
@@ -117,9 +123,10 @@ def _widen_pipe(queue: Any) -> None:
 
 
 def _share(work: Callable[[Sequence[int]], list[R]], chunks: list[range],
-           pool: ProcessPoolExecutor, queued: int) -> Iterator[R]:
+           pool: ProcessPoolExecutor, queued: int, hold: int) -> Iterator[R]:
     """Chunks in order: the pool keeps ``queued`` in flight, this process takes the next
-    one itself whenever it has nothing to hand back yet."""
+    one itself whenever it has nothing to hand back yet, up to ``hold`` finished chunks
+    waiting for an earlier one."""
     done: dict[int, list[R]] = {}
     pending: dict[Future[list[R]], int] = {}
     taken = emitted = 0
@@ -129,7 +136,7 @@ def _share(work: Callable[[Sequence[int]], list[R]], chunks: list[range],
             taken += 1
         if emitted not in done:
             # ahead of the workers only so far: finished chunks wait here in memory
-            if taken < len(chunks) and len(done) <= queued:
+            if taken < len(chunks) and len(done) <= hold:
                 done[taken] = work(chunks[taken])
                 taken += 1
             elif pending:
