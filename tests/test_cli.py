@@ -90,3 +90,20 @@ def test_repository_blog_builds_byte_identical_twice_through_the_cli(tmp_path):
     def tree(folder):
         return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert tree(tmp_path / "one") == tree(tmp_path / "two")
+
+
+def test_the_command_exits_with_mains_code_after_freezing_the_collector(monkeypatch):
+    # `chronicle` (the console script) and `python -m chronicle` go through run(): the
+    # exit code is main's, and the collector skips the site model on the way out
+    import gc
+
+    import pytest
+
+    from chronicle import cli
+
+    calls: list[str] = []
+    monkeypatch.setattr(cli, "main", lambda: calls.append("main") or 3)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    with pytest.raises(SystemExit) as exited:
+        cli.run()
+    assert exited.value.code == 3 and calls == ["main", "freeze"]

@@ -1,3 +1,3 @@
-from chronicle.cli import main
+from chronicle.cli import run
 
-raise SystemExit(main())
+run()

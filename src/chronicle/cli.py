@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -59,6 +60,19 @@ def build_parser(only_build: bool = False) -> argparse.ArgumentParser:
     publish.register(sub)
     register_lab(sub)
     return parser
+
+
+def run() -> None:
+    """The ``chronicle`` command (and ``python -m chronicle``): :func:`main`, then exit.
+
+    Before exiting, every object is frozen out of the garbage collector: the
+    interpreter's last collections would otherwise walk a big site's whole model on the
+    way out (0.19 s after a 10,000-post build) for memory the system takes back anyway.
+    Files and the cache are closed by then; exit handlers still run.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
