@@ -201,3 +201,29 @@ def test_the_index_of_a_build_uses_the_records_made_while_parsing(site_root, tmp
     assert [r["words"] for r in stored] == [r["words"] for r in afresh]
     rich = next(r for r in stored if r["title"] == "Rich")
     assert "qemu-microvm" in rich["words"] and "[1]" not in rich["excerpt"]
+
+
+def test_a_post_with_embeds_is_indexed_from_what_its_embeds_show(tmp_path):
+    # its tokens hold the fence's YAML, not the table the reader sees: its record comes
+    # from the rendered HTML, as an index made without any cache makes it
+    from chronicle.build import BuildOptions, Generator, build
+    from chronicle.hooks import standard_hooks
+    from tests.embeds_support import (
+        fresh_key_parts,
+        make_result,
+        make_site,
+        store_result,
+        write_post,
+        write_script,
+    )
+
+    root = make_site(tmp_path / "blog")
+    write_script(root)
+    store_result(root, make_result(key_parts=fresh_key_parts(root)))
+    write_post(root, "numbers", "Numbers:\n\n```table boot-to-init\nmetric: boot_ms\n```\n")
+    fresh = Generator("fresh", lambda s, r: [("fresh.json", search_index(s))])
+    out = tmp_path / "out"
+    build(standard_hooks(BuildOptions(root=root, out=out, extra_pages=(fresh,))))
+    (stored,) = records((out / INDEX_PATH).read_bytes())
+    assert stored == records((out / "fresh.json").read_bytes())[0]
+    assert {"qemu-microvm", "median"} <= set(stored["words"])  # not in the fence itself

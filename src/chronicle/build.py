@@ -335,7 +335,8 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
         entry = _entry(doc, body, rendered, hook)
         if isinstance(doc.doc, Post):
             if doc.has_embeds:  # the others' records were made with their bodies
-                cache.put(RECORD_NAMESPACE, *post_record(entry, rendered.text))
+                # from the HTML: the tokens hold an embed's fence, not what it shows
+                cache.put(RECORD_NAMESPACE, *post_record(entry))
             parsed.entries.append(entry)
         else:
             parsed.pages.append(entry)
