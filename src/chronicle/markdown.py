@@ -69,7 +69,7 @@ class Rendered:
     headings: tuple[Heading, ...]
     words: int
     warnings: tuple[str, ...] = ()
-    text: str = ""  # the readable text, whitespace collapsed (see tokens_text)
+    text: str = ""  # the readable text, whitespace collapsed (see _text_and_words)
 
     @property
     def reading_minutes(self) -> int:
@@ -225,16 +225,13 @@ _INLINE_TEXT = frozenset({"text", "code_inline", "text_special"})
 _INLINE_BREAK = frozenset({"softbreak", "hardbreak"})
 
 
-def tokens_text(tokens: list[Token]) -> str:
-    """The readable text of a document from its tokens, whitespace collapsed: what
-    :func:`chronicle.search.html_text` takes from the rendered HTML, without parsing it
-    (prose, headings, table cells, code; not raw HTML, image attributes or footnote
-    marks), at a tenth of the cost."""
-    return _text_and_words(tokens)[0]
-
-
 def _text_and_words(tokens: list[Token]) -> tuple[str, int]:
-    """:func:`tokens_text` and the count of words a reader reads, in one pass."""
+    """The readable text of a document from its tokens, whitespace collapsed, and the
+    count of words a reader reads, in one pass.
+
+    The text is what :func:`chronicle.search.html_text` takes from the rendered HTML,
+    without parsing it (prose, headings, table cells, code; not raw HTML, image
+    attributes or footnote marks), at a tenth of the cost."""
     parts: list[str] = []
     count = 0
     for token in tokens:
