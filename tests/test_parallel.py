@@ -142,3 +142,27 @@ def test_big_results_stop_the_parent_from_running_far_ahead_of_a_slow_worker(mon
         else:
             assert len(ran_here) > parallel.QUEUED_PER_WORKER + 1
         assert [0, *results] == list(range(400))
+
+
+def test_workers_fork_from_a_frozen_heap_and_a_build_thaws_it_after(site_root, monkeypatch):
+    import gc
+
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 1)
+    gc.unfreeze()
+    # what each worker sees: the objects this process had when it forked stay out of
+    # the worker's collections (and so out of its copy-on-write pages)
+    seen = parallel.map_chunks(lambda idx: [gc.get_freeze_count() for _ in idx], 400)
+    assert min(seen) > 0
+    assert gc.get_freeze_count() == 0  # thawed here once the pool is done
+
+    many_posts(site_root, 30)
+    build(BuildOptions(root=site_root, now=NOW))
+    assert gc.get_freeze_count() == 0  # a live preview builds again and again
+
+    gc.freeze()  # a caller that froze its objects itself keeps them so
+    try:
+        build(BuildOptions(root=site_root, now=NOW, clean=True))
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -74,7 +74,7 @@ from chronicle.config import SiteConfig, load_config
 from chronicle.content import Doc, Page, Post, find_sources, gather_docs
 from chronicle.errors import BuildError, BuildErrors
 from chronicle.manifest import Manifest, load_manifest, manifest_path, tree_digest
-from chronicle.parallel import iter_chunks
+from chronicle.parallel import iter_chunks, keep_frozen
 from chronicle.paths import SitePaths
 
 EmbedFactory = Callable[[Path], Any]
@@ -134,6 +134,11 @@ class BuildReport:
 
 
 def build(options: BuildOptions) -> BuildReport:
+    with keep_frozen():  # the pools freeze the build's state (see chronicle.parallel)
+        return _build(options)
+
+
+def _build(options: BuildOptions) -> BuildReport:
     started = time.perf_counter()
     paths = SitePaths(options.root)
     config = load_config(paths.config)

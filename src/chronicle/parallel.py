@@ -12,15 +12,27 @@ depends on scheduling.
 
 Workers must not write shared state other than files of their own (the staging folder);
 whatever the parent needs comes back in the results.
+
+Before forking, this process's objects are frozen out of the garbage collector
+(:func:`gc.freeze`, the recipe Python's documentation gives for fork without exec). A
+full collection walks every tracked object: in a worker that would write to, and so
+copy, every page of the heap it shares with this process, and here it walks the build's
+whole state again and again for nothing (a cold build at N = 10,000 ran 15 of them in
+this process, 0.75 s, and not one found garbage). They are thawed when the pool is done,
+or, inside :func:`keep_frozen` (a build: three pools, each after more state was made),
+when that block ends. A frozen object is still freed when its last reference goes; only
+cycles among frozen objects wait for the thaw.
 """
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -43,6 +55,7 @@ RESULT_PIPE_BYTES = 1 << 20
 SWITCH_INTERVAL = 0.0005
 
 _work: Callable[[Sequence[int]], list[Any]] | None = None
+_keeping_frozen = False  # inside keep_frozen(): pools leave the heap frozen
 
 
 def workers() -> int:
@@ -79,6 +92,8 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
         return
     global _work
     _work = work
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
     try:
@@ -90,6 +105,26 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
     finally:
         _work = None
         sys.setswitchinterval(interval)
+        if not frozen_before and not _keeping_frozen:
+            gc.unfreeze()
+
+
+@contextmanager
+def keep_frozen() -> Iterator[None]:
+    """Objects the pools in this block freeze (see the module's notes) stay frozen until
+    it ends, so a later pool's collections skip what an earlier one froze. Then they go
+    back to the collector, unless some were frozen before the block (a caller that froze
+    them keeps them so): a long-lived process (the live preview) builds again and again,
+    and what one build froze must not outlive it."""
+    global _keeping_frozen
+    outer, frozen_before = _keeping_frozen, gc.get_freeze_count()
+    _keeping_frozen = True
+    try:
+        yield
+    finally:
+        _keeping_frozen = outer
+        if not outer and not frozen_before:
+            gc.unfreeze()
 
 
 def _guided_chunks(count: int, jobs: int) -> list[range]:
