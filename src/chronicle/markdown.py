@@ -231,13 +231,13 @@ def _text_and_words(tokens: list[Token]) -> tuple[str, int]:
 
     The text is what :func:`chronicle.search.html_text` takes from the rendered HTML,
     without parsing it (prose, headings, table cells, code; not raw HTML, image
-    attributes or footnote marks), at a tenth of the cost."""
+    attributes or footnote marks), at a tenth of the cost. The words are the text's, a
+    code block's counting half (code is skimmed, not read)."""
     parts: list[str] = []
-    count = 0
+    code = 0
     for token in tokens:
         kind = token.type
         if kind == "inline":
-            count += len(token.content.split())
             for child in token.children or ():
                 if child.type in _INLINE_TEXT:
                     parts.append(child.content)
@@ -245,6 +245,7 @@ def _text_and_words(tokens: list[Token]) -> tuple[str, int]:
                     parts.append(" ")
             parts.append(" ")
         elif kind == "fence" or kind == "code_block":
-            count += len(token.content.split()) // 2  # code is skimmed, not read
+            code += len(token.content.split())
             parts += (" ", token.content, " ")
-    return " ".join("".join(parts).split()), count
+    words = "".join(parts).split()
+    return " ".join(words), len(words) - code + code // 2
