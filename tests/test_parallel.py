@@ -144,7 +144,8 @@ def test_big_results_stop_the_parent_from_running_far_ahead_of_a_slow_worker(mon
         assert [0, *results] == list(range(400))
 
 
-def test_workers_fork_from_a_frozen_heap_and_a_build_thaws_it_after(site_root, monkeypatch):
+def test_workers_fork_from_a_frozen_heap_and_a_build_restores_the_collector(site_root,
+                                                                           monkeypatch):
     import gc
 
     monkeypatch.setenv("CHRONICLE_JOBS", "2")
@@ -157,8 +158,16 @@ def test_workers_fork_from_a_frozen_heap_and_a_build_thaws_it_after(site_root, m
     assert gc.get_freeze_count() == 0  # thawed here once the pool is done
 
     many_posts(site_root, 30)
+    thresholds = gc.get_threshold()
+    inside: list[tuple[int, ...]] = []
+    monkeypatch.setattr(parallel, "_guided_chunks",
+                        lambda count, jobs, real=parallel._guided_chunks:
+                        inside.append(gc.get_threshold()) or real(count, jobs))
     build(BuildOptions(root=site_root, now=NOW))
     assert gc.get_freeze_count() == 0  # a live preview builds again and again
+    # young collections wait while it builds, and the settings are back after
+    assert inside and all(t[0] >= parallel.YOUNG_THRESHOLD for t in inside)
+    assert gc.get_threshold() == thresholds
 
     gc.freeze()  # a caller that froze its objects itself keeps them so
     try:

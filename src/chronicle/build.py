@@ -74,7 +74,7 @@ from chronicle.config import SiteConfig, load_config
 from chronicle.content import Doc, Page, Post, find_sources, gather_docs
 from chronicle.errors import BuildError, BuildErrors
 from chronicle.manifest import Manifest, load_manifest, manifest_path, tree_digest
-from chronicle.parallel import iter_chunks, keep_frozen
+from chronicle.parallel import build_collector, iter_chunks
 from chronicle.paths import SitePaths
 
 EmbedFactory = Callable[[Path], Any]
@@ -134,7 +134,7 @@ class BuildReport:
 
 
 def build(options: BuildOptions) -> BuildReport:
-    with keep_frozen():  # the pools freeze the build's state (see chronicle.parallel)
+    with build_collector():  # fewer, smaller collections (see chronicle.parallel)
         return _build(options)
 
 

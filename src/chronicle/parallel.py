@@ -19,9 +19,9 @@ full collection walks every tracked object: in a worker that would write to, and
 copy, every page of the heap it shares with this process, and here it walks the build's
 whole state again and again for nothing (a cold build at N = 10,000 ran 15 of them in
 this process, 0.75 s, and not one found garbage). They are thawed when the pool is done,
-or, inside :func:`keep_frozen` (a build: three pools, each after more state was made),
-when that block ends. A frozen object is still freed when its last reference goes; only
-cycles among frozen objects wait for the thaw.
+or, inside :func:`build_collector` (a build: three pools, each after more state was
+made), when that block ends. A frozen object is still freed when its last reference
+goes; only cycles among frozen objects wait for the thaw.
 """
 
 from __future__ import annotations
@@ -55,7 +55,13 @@ RESULT_PIPE_BYTES = 1 << 20
 SWITCH_INTERVAL = 0.0005
 
 _work: Callable[[Sequence[int]], list[Any]] | None = None
-_keeping_frozen = False  # inside keep_frozen(): pools leave the heap frozen
+_keeping_frozen = False  # inside build_collector(): pools leave the heap frozen
+# The collector's youngest generation runs once this many more objects were made than
+# freed (Python's default: 700). Parsing one post makes some thousands of tokens and
+# frees them all, by reference counting, when the post is done: at 700 every process
+# of a cold build at N = 10,000 ran ~5,000 young collections, each looking at objects
+# about to go anyway (0.25 s of CPU, and more in promoting them).
+YOUNG_THRESHOLD = 20_000
 
 
 def workers() -> int:
@@ -110,19 +116,26 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
 
 
 @contextmanager
-def keep_frozen() -> Iterator[None]:
-    """Objects the pools in this block freeze (see the module's notes) stay frozen until
-    it ends, so a later pool's collections skip what an earlier one froze. Then they go
-    back to the collector, unless some were frozen before the block (a caller that froze
-    them keeps them so): a long-lived process (the live preview) builds again and again,
-    and what one build froze must not outlive it."""
+def build_collector() -> Iterator[None]:
+    """The garbage collector as a build wants it, for the block's duration.
+
+    Objects the pools in the block freeze (see the module's notes) stay frozen until it
+    ends, so a later pool's collections skip what an earlier one froze; young
+    collections wait for :data:`YOUNG_THRESHOLD` new objects. At the end both go back:
+    frozen objects to the collector, unless some were frozen before the block (a caller
+    that froze them keeps them so), and the thresholds to what they were. A long-lived
+    process (the live preview) builds again and again; one build's settings must not
+    outlive it."""
     global _keeping_frozen
     outer, frozen_before = _keeping_frozen, gc.get_freeze_count()
+    thresholds = gc.get_threshold()
     _keeping_frozen = True
+    gc.set_threshold(max(thresholds[0], YOUNG_THRESHOLD), *thresholds[1:])
     try:
         yield
     finally:
         _keeping_frozen = outer
+        gc.set_threshold(*thresholds)
         if not outer and not frozen_before:
             gc.unfreeze()
 
