@@ -160,6 +160,10 @@ def time_tool(tool: sites.Tool, n: int, runs: int) -> list[report.Row]:
             continue
         for run in range(runs):
             case.reset(run)
+            # the last build's files reach the disk before the clock starts: otherwise
+            # the kernel writes them back (hundreds of MB at N = 10,000) during the next
+            # timed build, whichever tool it is
+            os.sync()
             measured = run_measured(tool.command, tool.cwd, tool.env)
             if measured.returncode != 0:
                 row.note = f"failed: {_last_line(measured.stderr_tail)}"
