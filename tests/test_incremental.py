@@ -199,3 +199,37 @@ def test_changing_a_stored_result_rewrites_only_what_embeds_it(tmp_path):
     assert "2026/11/plain/index.html" not in changed
     assert all(not n.startswith("2026/11/plain/") for n in changed)
     assert_equals_clean(root, tmp_path / "clean")
+
+
+def test_a_cold_build_reads_each_source_once_before_rendering_it(site_root, monkeypatch):
+    import os
+    import time
+    from collections import Counter
+
+    from chronicle import cache, content
+
+    sources = sorted((site_root / "posts").rglob("*.md"))
+    old = time.time() - 60  # older than the racy window: the stat cache may trust them
+    for path in sources:
+        os.utime(path, (old, old))
+    reads: Counter[str] = Counter()
+
+    def counting(real):
+        def read(path, *args, **kwargs):
+            reads[os.fspath(path)] += 1
+            return real(path, *args, **kwargs)
+        return read
+
+    monkeypatch.setattr(cache, "read_stamped", counting(cache.read_stamped))
+    monkeypatch.setattr(content, "read_stamped", counting(content.read_stamped))
+    monkeypatch.setenv("CHRONICLE_JOBS", "1")  # reads counted in this process
+    run(site_root)
+    # front matter and hash from one read, the body read again where it is rendered;
+    # the fingerprint, made after them, reads none
+    assert {str(p): 2 for p in sources} == {str(p): reads[str(p)] for p in sources}
+    reads.clear()
+    before = stats(site_root / "output")
+    # and the fingerprint stored from those hashes is the one the next build computes
+    assert run(site_root).written == 0
+    assert stats(site_root / "output") == before
+    assert not any(reads[str(p)] for p in sources)

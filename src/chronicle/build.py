@@ -147,11 +147,16 @@ def _build(options: BuildOptions) -> BuildReport:
     cache = Cache(paths.cache, read=not options.clean)
     try:
         previous = previous_manifest(paths, out, options)
-        fingerprint = input_fingerprint(paths, config, options, cache)
-        if nothing_changed(previous, fingerprint, now, options, out, cache):
-            assert previous is not None
-            return unchanged_report(previous, out, options, started)
+        fingerprint = None
+        if previous is not None:
+            fingerprint = input_fingerprint(paths, config, options, cache)
+            if nothing_changed(previous, fingerprint, now, options, out, cache):
+                return unchanged_report(previous, out, options, started)
         docs, read_errors = gather_docs(paths, config, cache)
+        if fingerprint is None:
+            # Nothing to compare with, so no hurry: hashed now, the sources' hashes are
+            # the ones gather_docs took from the bytes it parsed (every core, one read).
+            fingerprint = input_fingerprint(paths, config, options, cache)
         posts = select_posts([d for d in docs if isinstance(d.doc, Post)], options, now)
         pages = [d for d in docs if isinstance(d.doc, Page)]
         parsed = parse_docs([*posts, *pages], options.embed_factory, cache, config.tz)

@@ -81,12 +81,27 @@ def bytes_digest(data: bytes) -> str:
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """A file's bytes in three system calls (``Path.read_bytes`` makes about seven, and
     a build reads every source twice)."""
+    return read_stamped(path)[0]
+
+
+Signature = tuple[int, int, int]
+"""A file's ``(size, mtime_ns, inode)``: unchanged, its content is taken as unchanged."""
+
+
+def read_stamped(path: str | os.PathLike[str], stamp: bool = False
+                 ) -> tuple[bytes, Signature | None]:
+    """A file's bytes and, with ``stamp``, its signature as it was opened (one more
+    system call), for :meth:`Cache.note_hash`."""
     fd = os.open(path, os.O_RDONLY)
     try:
+        signature = None
+        if stamp:
+            st = os.fstat(fd)
+            signature = (st.st_size, st.st_mtime_ns, st.st_ino)
         parts = []
         while chunk := os.read(fd, 1 << 20):
             parts.append(chunk)
-        return b"".join(parts)
+        return b"".join(parts), signature
     finally:
         os.close(fd)
 
@@ -202,18 +217,33 @@ class Cache:
         Sources are asked for twice a build (the fingerprint, then reading them): the
         answer is kept for this build, so both see one version of the file and a 10,000
         post site is not stat'ed twice."""
+        found = self.known_hash(path)
+        if found is None:
+            data, signature = read_stamped(path, stamp=True)
+            assert signature is not None
+            found = self.note_hash(path, signature, bytes_digest(data))
+        return found
+
+    def known_hash(self, path: Path | str) -> str | None:
+        """:meth:`file_hash` if it can be told without reading the file (this build saw
+        it, or its stat signature is the stored one), else None."""
         key = str(path)
         seen = self._seen.get(key)
         if seen is not None:
             return seen
         st = os.stat(key)
         known = self._stats().get(key)
-        signature = (st.st_size, st.st_mtime_ns, st.st_ino)
-        if known is not None and known[:3] == signature:
+        if known is not None and known[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
             self._seen[key] = known[3]
             return known[3]
-        found = bytes_digest(read_bytes(key))
-        if st.st_mtime_ns < self._started_ns - RACY_SECONDS * 1_000_000_000:
+        return None
+
+    def note_hash(self, path: Path | str, signature: Signature, found: str) -> str:
+        """Take ``found`` as the hash of ``path``, read by this build (here or in a
+        worker) with ``signature`` (see :func:`read_stamped`): later questions about the
+        file get this answer. Returns ``found``."""
+        key = str(path)
+        if signature[1] < self._started_ns - RACY_SECONDS * 1_000_000_000:
             self._stat_dirty[key] = (*signature, found)
         self._seen[key] = found
         return found

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from chronicle.cache import read_bytes
+from chronicle.cache import Signature, read_bytes, read_stamped
 from chronicle.errors import BuildError
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -107,8 +107,9 @@ def find_sources(folder: Path, pattern: str) -> list[Path]:
     return [Path(p) for p in sorted(found, key=lambda p: p.split(os.sep))]
 
 
-def read_post(path: Path, tz: tzinfo) -> Post:
-    meta, lines, body, body_line = _split(path)
+def read_post(path: Path, tz: tzinfo, data: bytes | None = None) -> Post:
+    """The post in ``path`` (whose bytes are ``data`` when already read)."""
+    meta, lines, body, body_line = _split(path, data)
     _check_keys(meta, POST_KEYS, path, lines)
     title = _required_str(meta, "title", path, lines)
     if "date" not in meta:
@@ -127,8 +128,8 @@ def read_post(path: Path, tz: tzinfo) -> Post:
     )
 
 
-def read_page(path: Path) -> Page:
-    meta, lines, body, body_line = _split(path)
+def read_page(path: Path, data: bytes | None = None) -> Page:
+    meta, lines, body, body_line = _split(path, data)
     _check_keys(meta, PAGE_KEYS, path, lines)
     title = _required_str(meta, "title", path, lines)
     slug = _slug(meta, path, lines, default=slugify(path.stem))
@@ -173,9 +174,10 @@ for _loader in (_PureFrontMatterLoader, _FrontMatterLoader):
         "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
 
 
-def _split(path: Path) -> tuple[dict[str, Any], dict[str, int], str, int]:
+def _split(path: Path, data: bytes | None = None
+           ) -> tuple[dict[str, Any], dict[str, int], str, int]:
     """Front matter (values and each key's line), body and the body's first line."""
-    lines, end = _lines(path)
+    lines, end = _lines(path, data)
     block = "\n".join(lines[1:end])
     try:
         node, meta = _load(_FrontMatterLoader, block)
@@ -196,12 +198,13 @@ def read_body(path: Path) -> tuple[str, int]:
     return "\n".join(lines[end + 1:]), end + 2
 
 
-def _lines(path: Path) -> tuple[list[str], int]:
+def _lines(path: Path, data: bytes | None = None) -> tuple[list[str], int]:
     """The file's lines and the index of the line closing the front matter."""
+    data = read_bytes(path) if data is None else data
     try:
-        text = read_bytes(path).decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise BuildError("file is not valid UTF-8", path, line) from None
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
     lines = text.split("\n")
@@ -335,49 +338,58 @@ def gather_docs(paths: Any, config: Any, cache: Any) -> tuple[list[Doc], list[Bu
     """
     from dataclasses import replace
 
-    from chronicle.cache import code_version, digest
+    from chronicle.cache import bytes_digest, code_version, digest
     from chronicle.parallel import iter_chunks
 
     errors: list[BuildError] = []
     found = [(s, True) for s in find_sources(paths.posts, "**/*.md")]
     found += [(s, False) for s in find_sources(paths.pages, "*.md")]
-    hashes = [cache.file_hash(source) for source, _ in found]
-    keys = [digest(h, str(source), config.timezone, code_version())
+    # A hash the cache knows without reading the file (its stat signature is unchanged)
+    # finds the front matter in the cache. The rest are read once, on every core, and
+    # hashed from the bytes the YAML is parsed from (a cold build's only read of them
+    # before the body is rendered).
+    hashes = [cache.known_hash(source) for source, _ in found]
+    version = code_version()
+    keys = [None if h is None else digest(h, str(source), config.timezone, version)
             for h, (source, _) in zip(hashes, found, strict=True)]
-    known = cache.get_many("doc", keys)
+    known = cache.get_many("doc", [key for key in keys if key is not None])
     missing = [i for i, key in enumerate(keys) if key not in known]
 
-    def read(indices: Iterable[int]) -> list[Doc | BuildError]:
+    def read(indices: Iterable[int]) -> list[tuple[Any, str, Signature | None]]:
         # not keeping the body: 10,000 of them held until the end of the build would be
         # ~60 MB in this process and in every worker forked from it; reading one again
         # where it is rendered costs a tenth of a millisecond
-        done: list[Doc | BuildError] = []
+        done: list[tuple[Any, str, Signature | None]] = []
         for j in indices:
             (source, is_post), file_hash = found[missing[j]], hashes[missing[j]]
+            data, signature = read_stamped(source, stamp=file_hash is None)
+            file_hash = file_hash or bytes_digest(data)
             try:
-                full = read_post(source, config.tz) if is_post else read_page(source)
+                full = read_post(source, config.tz, data) if is_post else read_page(source, data)
             except BuildError as exc:
-                done.append(exc)
-            else:
-                done.append(Doc(replace(full, body=""), file_hash, has_embed_fence(full.body)))
+                done.append((exc, file_hash, signature))
+            else:  # what the cache keeps: Path objects are dear to pickle back
+                value = (_cached_fields(replace(full, body="")), has_embed_fence(full.body))
+                done.append((value, file_hash, signature))
         return done
 
     # YAML is most of a cold build's serial start: big sites read it on every core
     fresh = dict(zip(missing, iter_chunks(read, len(missing)), strict=True))
     docs: list[Doc] = []
-    for i, ((source, is_post), file_hash, key) in enumerate(zip(found, hashes, keys,
-                                                                 strict=True)):
-        cached = known.get(key)
-        if cached is not None:
-            # the key names the source: the cache keeps the other fields only, sparing
-            # 10,000 Path objects parsed back out of pickles on every build
-            model = (Post if is_post else Page)(source, *cached[0])
-            docs.append(Doc(model, file_hash, cached[1]))
-        elif isinstance(doc := fresh[i], BuildError):
-            errors.append(doc)
+    for i, (source, is_post) in enumerate(found):
+        if i in fresh:
+            value, file_hash, signature = fresh[i]
+            if signature is not None:
+                cache.note_hash(source, signature, file_hash)
+            if isinstance(value, BuildError):
+                errors.append(value)
+                continue
+            cache.put("doc", digest(file_hash, str(source), config.timezone, version), value)
         else:
-            cache.put("doc", key, (_cached_fields(doc.doc), doc.has_embeds))
-            docs.append(doc)
+            value, file_hash = known[keys[i]], hashes[i]
+        # the key names the source: the cache keeps the other fields only, sparing
+        # 10,000 Path objects parsed back out of pickles on every build
+        docs.append(Doc((Post if is_post else Page)(source, *value[0]), file_hash, value[1]))
     errors += _duplicates([d.doc for d in docs if isinstance(d.doc, Post)], "slug")
     errors += _duplicates([d.doc for d in docs if isinstance(d.doc, Page)], "page slug")
     return docs, errors
