@@ -128,3 +128,17 @@ def test_pygments_css_has_light_and_dark_schemes():
     assert "@media not (prefers-color-scheme: dark)" in css
     assert "@media (prefers-color-scheme: dark)" in css
     assert css.count(".highlight") > 20
+
+
+def test_code_is_highlighted_exactly_as_pygments_highlight_does_it():
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    code = 'def boot(vm, retries=3):\n    """Start it."""\n    return vm.start()  # <ok>\n'
+    for options, extra in (("", {}), (" linenos hl_lines=2", {"hl_lines": [2],
+                                                             "linenos": "table"})):
+        expected = highlight(code, PythonLexer(),
+                             HtmlFormatter(cssclass="highlight", wrapcode=True, **extra))
+        html = render_markdown(f"```python{options}\n{code}```\n", SOURCE).html
+        assert html == f'<div class="codeblock" data-lang="python">{expected}</div>\n'
