@@ -119,10 +119,10 @@ def test_text_without_comments_or_scripts_equals_the_full_scan():
 
 
 def test_the_words_taken_from_tokens_are_the_words_of_the_rendered_html():
-    # the build indexes a post from its tokens' text (Rendered.text); the index must hold
+    # the build indexes a post from its tokens' text (Rendered.terms); the index must hold
     # the same words html_text would find in the HTML, whatever the markdown holds
     from chronicle.markdown import render_markdown
-    from chronicle.search import text_terms
+    from chronicle.search import excerpt, term_words
 
     source = (
         "Intro with *emphasis*, `code_inline`, a [link](https://example.org) and "
@@ -138,8 +138,11 @@ def test_the_words_taken_from_tokens_are_the_words_of_the_rendered_html():
         "[^1]: The footnote's own text.\n")
     rendered = render_markdown(source, Path("posts/x.md"))
     assert "footnote’s own text" in rendered.text and "getcwd" in rendered.text
-    assert index_words([rendered.text]) == index_words([html_text(rendered.html)])
-    assert text_terms(rendered.text)[0].startswith("Intro with emphasis, code_inline, a link")
+    from_html = index_words([html_text(rendered.html)])
+    assert index_words([rendered.text]) == from_html
+    assert rendered.terms == set(rendered.text.casefold().split())
+    assert term_words(rendered.terms) == from_html  # the words the build indexes
+    assert excerpt(rendered.text).startswith("Intro with emphasis, code_inline, a link")
 
 
 def test_fewer_regex_matches_give_the_words_of_the_plain_definition():

@@ -300,7 +300,8 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
                 # then never reads the bodies back (see chronicle.search)
                 record = None
                 if isinstance(doc.doc, Post):
-                    record = post_record(_entry(doc, Body(keys[missing[j]]), r, None), r.text)
+                    record = post_record(_entry(doc, Body(keys[missing[j]]), r, None), r.text,
+                                         r.terms)
                 results.append((r.html, (r.headings, r.words, r.warnings), [], record))
         return results
 

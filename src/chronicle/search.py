@@ -91,10 +91,14 @@ def record_key(entry: Entry) -> str:
     return digest(code_version(), entry.digest)
 
 
-def post_record(entry: Entry, text: str | None = None) -> tuple[str, bytes]:
+def post_record(entry: Entry, text: str | None = None,
+                terms: Iterable[str] | None = None) -> tuple[str, bytes]:
     """``(record_key(entry), record bytes)`` for a post; ``text`` is its body's readable
-    text when known (``Rendered.text``), else it is taken from the rendered HTML."""
-    body_excerpt, body_words = text_terms(text if text is not None else html_text(entry.html))
+    text and ``terms`` its distinct case-folded words when known (``Rendered.text`` and
+    ``Rendered.terms``), else they are taken from the rendered HTML."""
+    if text is None:
+        text = html_text(entry.html)
+    body_words = term_words(terms) if terms is not None else index_words([text])
     # index_words works word by word, so the words of the parts are the parts' words
     words = index_words([entry.title, entry.summary, " ".join(entry.tags)])
     return record_key(entry), _record_json({
@@ -104,7 +108,7 @@ def post_record(entry: Entry, text: str | None = None) -> tuple[str, bytes]:
         "date": entry.date.date().isoformat(),
         "tags": list(entry.tags),
         "summary": entry.summary,
-        "excerpt": body_excerpt,
+        "excerpt": excerpt(text),
         "words": sorted({*words, *body_words}),
     })
 
@@ -112,11 +116,6 @@ def post_record(entry: Entry, text: str | None = None) -> tuple[str, bytes]:
 def search_files(site: Site, renderer: Any = None) -> list[tuple[str, bytes]]:
     """An ``extra_pages`` generator for :class:`chronicle.build.BuildOptions`."""
     return [(INDEX_PATH, search_index(site, getattr(renderer, "cache", None)))]
-
-
-def text_terms(text: str) -> tuple[str, list[str]]:
-    """What a post's record takes from its body's readable text: excerpt and words."""
-    return excerpt(text), index_words([text])
 
 
 def html_text(html: str) -> str:
@@ -172,15 +171,22 @@ def html_text(html: str) -> str:
 
 def index_words(texts: Iterable[str]) -> list[str]:
     """Distinct searchable words, sorted: case-folded, without numbers and stop words."""
-    tokens: set[str] = set()
+    terms: set[str] = set()
     for text in texts:
-        tokens.update(text.casefold().split())
+        terms.update(text.casefold().split())
+    return term_words(terms)
+
+
+def term_words(terms: Iterable[str]) -> list[str]:
+    """:func:`index_words` of a text given as its distinct case-folded whitespace-split
+    words (``Rendered.terms``: the renderer splits the text once, for this and the word
+    count)."""
     # Prose repeats most of its words, and most of them are letters only: those are
     # their own single match of WORD. Only the rest (punctuation, digits, joiners) go
     # through the regular expression, joined again: a third less work on a post.
     words: set[str] = set()
     rest: list[str] = []
-    for token in tokens:
+    for token in terms:
         if token.isalpha():
             if len(token) > 1 and token not in STOP_WORDS:
                 words.add(token)
