@@ -175,3 +175,24 @@ def test_workers_fork_from_a_frozen_heap_and_a_build_restores_the_collector(site
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_meanwhile_runs_once_in_this_process_before_the_first_result(monkeypatch):
+    import os
+
+    parent = os.getpid()
+
+    def events_of(count: int) -> list[str]:
+        events: list[str] = []
+
+        def meanwhile() -> None:
+            events.append("meanwhile" if os.getpid() == parent else "worker")
+
+        for _ in parallel.iter_chunks(lambda idx: list(idx), count, minimum=1,
+                                      meanwhile=meanwhile):
+            events.append("result")
+        return events
+
+    for jobs, count in (("2", 400), ("1", 400), ("2", 0)):
+        monkeypatch.setenv("CHRONICLE_JOBS", jobs)
+        assert events_of(count) == ["meanwhile"] + ["result"] * count

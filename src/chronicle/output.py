@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -181,19 +181,24 @@ class Outputs:
         self.inputs = Inputs(site, {"code": code_version(), "config": value_digest(site.config)},
                              self._template_hash)
         self.records: dict[str, Record] = {}
+        self._page_names: set[str] = set()  # the theme's pages, taken before they render
         self.staging = Staging(self.out)
         self.written = self.removed = 0
 
     def render(self) -> None:
         try:
-            self._pages()
-            extra_urls = self._extras()
-            self._fixed(extra_urls)
-            for name, source in static_files(self.paths, self.theme).items():
-                self._add(name, source, "static", {}, self.cache.file_hash(source))
+            # the rest is made here while the pages render in the workers (if any)
+            self._pages(meanwhile=self._rest)
         except BaseException:
             self.staging.discard()
             raise
+
+    def _rest(self) -> None:
+        """Every output that is not a templated page: extra pages, fixed files, static."""
+        extra_urls = self._extras()
+        self._fixed(extra_urls)
+        for name, source in static_files(self.paths, self.theme).items():
+            self._add(name, source, "static", {}, self.cache.file_hash(source))
 
     def discard(self) -> None:
         self.staging.discard()
@@ -220,33 +225,50 @@ class Outputs:
         return manifest
 
     # -- the parts -----------------------------------------------------------------------
-    def _pages(self) -> None:
+    def _pages(self, meanwhile: Callable[[], None]) -> None:
+        """Render the templated pages that changed, and run ``meanwhile`` beside them."""
         from chronicle.render import page_jobs
 
         renderer, inputs = self.renderer, self.inputs
-        todo = []
-        for job in page_jobs(self.site):
-            context = value_digest(job.context, inputs.memo)
-            old = self.previous.get(job.name)
-            if (old is not None and old.producer == "page" and job.name in self.intact
-                    and inputs.unchanged(old.deps, context)):
-                self._keep(job.name, old)
-            else:
-                todo.append((job, context))
+        jobs = page_jobs(self.site)
+        self._page_names = {job.name for job in jobs}
+        contexts: list[str] = []  # the digest of each rendered page's context
+        if self.full:
+            # Every page renders, so its context's digest only goes into its record:
+            # this process makes them while the workers render (~0.1 s at N = 10,000).
+            todo = jobs
+
+            def prepare() -> None:
+                contexts.extend(value_digest(job.context, inputs.memo) for job in todo)
+                meanwhile()
+        else:
+            todo = []
+            for job in jobs:
+                context = value_digest(job.context, inputs.memo)
+                old = self.previous.get(job.name)
+                if (old is not None and old.producer == "page" and job.name in self.intact
+                        and inputs.unchanged(old.deps, context)):
+                    self._keep(job.name, old)
+                else:
+                    todo.append(job)
+                    contexts.append(context)
+            prepare = meanwhile
 
         def work(indices: Iterable[int]) -> list[tuple[str, str, dict[str, str], bool]]:
             done = []
             for i in indices:
-                job, context = todo[i]
+                job = todo[i]
                 with renderer.recording() as recorder:
                     data = job.render(renderer)
                 deps = {"code": inputs.get("code"), "config": inputs.get("config"),
-                        "context": context, **{d: inputs.get(d) for d in recorder.deps()}}
+                        **{d: inputs.get(d) for d in recorder.deps()}}
                 found = bytes_digest(data)
                 done.append((job.name, found, deps, self._stage(job.name, data, found)))
             return done
 
-        for name, found, deps, staged in iter_chunks(work, len(todo), small=True):
+        for i, (name, found, deps, staged) in enumerate(
+                iter_chunks(work, len(todo), small=True, meanwhile=prepare)):
+            deps["context"] = contexts[i]
             self._record(name, Record(found, "page", deps), staged)
 
     def _extras(self) -> list[str]:
@@ -292,7 +314,7 @@ class Outputs:
              known_hash: str | None = None) -> None:
         from chronicle.render import output_file
 
-        if name in self.records or output_file(name) != name:
+        if name in self.records or name in self._page_names or output_file(name) != name:
             raise BuildError(f"{producer} wants to write {name!r}, which is taken or not a "
                              "file name")
         found = known_hash or bytes_digest(body)  # type: ignore[arg-type]

@@ -82,17 +82,25 @@ def map_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
 
 
 def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
-                minimum: int | None = None, small: bool = False) -> Iterator[R]:
+                minimum: int | None = None, small: bool = False,
+                meanwhile: Callable[[], None] | None = None) -> Iterator[R]:
     """Like :func:`map_chunks`, but results arrive chunk by chunk (flat memory).
 
     Results come out in order, so a finished chunk waits here until every earlier one
     is done. ``small``: the results are small enough to hold them all; otherwise this
     process stops taking chunks of its own while :data:`QUEUED_PER_WORKER` finished
-    ones wait, and memory stays flat (rendered bodies: ~1 MB a chunk)."""
+    ones wait, and memory stays flat (rendered bodies: ~1 MB a chunk).
+
+    ``meanwhile``: other work of this process, done once the workers have their first
+    chunks and before this process takes any (first of all without a pool), so it
+    runs beside theirs instead of after; it is over before the first result comes out.
+    The workers were forked before it ran: they do not see what it does."""
     jobs = workers()
     minimum = PARALLEL_MIN if minimum is None else minimum
     chunks = _guided_chunks(count, jobs)
     if count < minimum or jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        if meanwhile is not None:
+            meanwhile()
         for chunk in chunks:  # chunk by chunk here too: one chunk's results held at a time
             yield from work(chunk)
         return
@@ -107,7 +115,8 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
                                  mp_context=multiprocessing.get_context("fork")) as pool:
             _widen_pipe(getattr(pool, "_result_queue", None))
             queued = QUEUED_PER_WORKER * (jobs - 1)
-            yield from _share(work, chunks, pool, queued, len(chunks) if small else queued)
+            yield from _share(work, chunks, pool, queued, len(chunks) if small else queued,
+                              meanwhile)
     finally:
         _work = None
         sys.setswitchinterval(interval)
@@ -171,10 +180,11 @@ def _widen_pipe(queue: Any) -> None:
 
 
 def _share(work: Callable[[Sequence[int]], list[R]], chunks: list[range],
-           pool: ProcessPoolExecutor, queued: int, hold: int) -> Iterator[R]:
+           pool: ProcessPoolExecutor, queued: int, hold: int,
+           meanwhile: Callable[[], None] | None = None) -> Iterator[R]:
     """Chunks in order: the pool keeps ``queued`` in flight, this process takes the next
     one itself whenever it has nothing to hand back yet, up to ``hold`` finished chunks
-    waiting for an earlier one."""
+    waiting for an earlier one. ``meanwhile`` runs once the first chunks are out."""
     done: dict[int, list[R]] = {}
     pending: dict[Future[list[R]], int] = {}
     taken = emitted = 0
@@ -182,6 +192,9 @@ def _share(work: Callable[[Sequence[int]], list[R]], chunks: list[range],
         while taken < len(chunks) and len(pending) < queued:
             pending[pool.submit(_run_chunk, chunks[taken])] = taken
             taken += 1
+        if meanwhile is not None:
+            meanwhile, later = None, meanwhile
+            later()
         if emitted not in done:
             # ahead of the workers only so far: finished chunks wait here in memory
             if taken < len(chunks) and len(done) <= hold:
@@ -194,6 +207,8 @@ def _share(work: Callable[[Sequence[int]], list[R]], chunks: list[range],
         while emitted in done:
             yield from done.pop(emitted)
             emitted += 1
+    if meanwhile is not None:  # there were no chunks
+        meanwhile()
 
 
 def _run_chunk(indices: range) -> list[Any]:
