@@ -309,23 +309,18 @@ def has_embed_fence(body: str) -> bool:
 @dataclass(frozen=True)
 class Doc:
     """A post or page as the build tracks it: the model without its body, the source's
-    hash, whether it has embed fences, and the full model when it was just read."""
+    hash, and whether it has embed fences."""
 
     doc: Post | Page
     hash: str
     has_embeds: bool
-    full: Post | Page | None = None
 
     def read_body(self) -> tuple[str, int]:
         """The markdown body and its first line, without parsing the front matter again."""
-        if self.full is not None:
-            return self.full.body, self.full.body_line
         return read_body(self.doc.source)
 
     def read(self, tz: tzinfo) -> Post | Page:
-        """The model with its body (read again from disk when it came from the cache)."""
-        if self.full is not None:
-            return self.full
+        """The model with its body, read again from disk."""
         return read_post(self.doc.source, tz) if isinstance(self.doc, Post) \
             else read_page(self.doc.source)
 
