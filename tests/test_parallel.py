@@ -196,3 +196,17 @@ def test_meanwhile_runs_once_in_this_process_before_the_first_result(monkeypatch
     for jobs, count in (("2", 400), ("1", 400), ("2", 0)):
         monkeypatch.setenv("CHRONICLE_JOBS", jobs)
         assert events_of(count) == ["meanwhile"] + ["result"] * count
+
+
+def test_an_error_in_meanwhile_stops_the_pool_and_reaches_the_caller(monkeypatch):
+    import multiprocessing
+
+    import pytest
+
+    def meanwhile() -> None:
+        raise ValueError("the search index failed")
+
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    with pytest.raises(ValueError, match="search index"):
+        list(parallel.iter_chunks(lambda idx: list(idx), 400, minimum=1, meanwhile=meanwhile))
+    assert multiprocessing.active_children() == []

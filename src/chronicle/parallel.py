@@ -18,7 +18,7 @@ Before forking, this process's objects are frozen out of the garbage collector
 full collection walks every tracked object: in a worker that would write to, and so
 copy, every page of the heap it shares with this process, and here it walks the build's
 whole state again and again for nothing (a cold build at N = 10,000 ran 15 of them in
-this process, 0.75 s, and not one found garbage). They are thawed when the pool is done,
+this process, 0.70 s, and not one found garbage). They are thawed when the pool is done,
 or, inside :func:`build_collector` (a build: three pools, each after more state was
 made), when that block ends. A frozen object is still freed when its last reference
 goes; only cycles among frozen objects wait for the thaw.
