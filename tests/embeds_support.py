@@ -107,3 +107,9 @@ def make_result(
 def store_result(root: Path, result: Result) -> Result:
     ResultStore(root / "experiments" / "results").write(result)
     return result
+
+
+def fresh_experiment(root: Path) -> Result:
+    """The boot-to-init script under ``root`` and a stored result that is fresh for it."""
+    write_script(root)
+    return store_result(root, make_result(key_parts=fresh_key_parts(root)))

@@ -11,6 +11,7 @@ from chronicle.embeds import Embedder, parse_fence
 from chronicle.errors import BuildError, BuildErrors
 from chronicle.markdown import render_markdown
 from tests.embeds_support import (
+    fresh_experiment,
     fresh_key_parts,
     make_result,
     store_result,
@@ -21,8 +22,7 @@ from tests.embeds_support import (
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     """A site whose boot-to-init script exists and whose stored result is fresh."""
-    write_script(tmp_path)
-    store_result(tmp_path, make_result(key_parts=fresh_key_parts(tmp_path)))
+    fresh_experiment(tmp_path)
     return tmp_path
 
 

@@ -211,18 +211,10 @@ def test_a_post_with_embeds_is_indexed_from_what_its_embeds_show(tmp_path):
     # from the rendered HTML, as an index made without any cache makes it
     from chronicle.build import BuildOptions, Generator, build
     from chronicle.hooks import standard_hooks
-    from tests.embeds_support import (
-        fresh_key_parts,
-        make_result,
-        make_site,
-        store_result,
-        write_post,
-        write_script,
-    )
+    from tests.embeds_support import fresh_experiment, make_site, write_post
 
     root = make_site(tmp_path / "blog")
-    write_script(root)
-    store_result(root, make_result(key_parts=fresh_key_parts(root)))
+    fresh_experiment(root)
     write_post(root, "numbers", "Numbers:\n\n```table boot-to-init\nmetric: boot_ms\n```\n")
     fresh = Generator("fresh", lambda s, r: [("fresh.json", search_index(s))])
     out = tmp_path / "out"
