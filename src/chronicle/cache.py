@@ -214,9 +214,9 @@ class Cache:
     def file_hash(self, path: Path | str) -> str:
         """Content hash of ``path``, read only when its stat signature changed.
 
-        Sources are asked for twice a build (the fingerprint, then reading them): the
-        answer is kept for this build, so both see one version of the file and a 10,000
-        post site is not stat'ed twice."""
+        Sources are asked for twice a build (for the fingerprint and by gather_docs,
+        in either order): the answer is kept for this build, so both see one version of
+        the file and a 10,000 post site is not stat'ed twice."""
         found = self.known_hash(path)
         if found is None:
             data, signature = read_stamped(path, stamp=True)
