@@ -8,16 +8,14 @@ from chronicle.build import BuildOptions
 from chronicle.check import Source, check_output, check_site
 from chronicle.errors import BuildError
 
-REPO = Path(__file__).resolve().parents[1]
 BASE = "https://example.org/blog/"
 
 
 def make_site(root: Path, posts: dict[str, str] | None = None, base_url: str = BASE) -> Path:
-    """A small real site: config, posts, and the repository's theme."""
+    """A small real site: config and posts; the theme is the installed one."""
     (root / "site").mkdir(parents=True)
     (root / "site" / "site.toml").write_text(f'title = "Lab notes"\nbase_url = "{base_url}"\n')
     (root / "posts").mkdir()
-    (root / "themes").symlink_to(REPO / "themes", target_is_directory=True)
     for name, text in (posts or {"2025-03-01-boot.md": post("Boot time", "Hello.")}).items():
         (root / "posts" / name).write_text(text)
     return root
