@@ -52,12 +52,13 @@ def build_parser(only_build: bool = False) -> argparse.ArgumentParser:
     new.add_argument("--root", type=Path, metavar="DIR")
     new.set_defaults(func=cmd_new)
 
-    from chronicle import check, publish, serve
+    from chronicle import check, publish, serve, theme
     from chronicle.lab.cli import register as register_lab
 
     serve.register(sub)
     check.register(sub)
     publish.register(sub)
+    theme.register(sub)
     register_lab(sub)
     return parser
 
