@@ -105,3 +105,11 @@ def test_template_syntax_error_is_a_build_error_with_line(site_root):
 
 def test_dates_are_shown_without_locale(site_root):
     assert "5 March 2025" in (built(site_root) / "2025/03/second/index.html").read_text()
+
+
+def test_deleting_a_theme_override_brings_back_the_installed_template(site_root):
+    override = write(site_root / "themes/chronicle/templates/post.html", "mine\n")
+    assert (built(site_root) / "2025/03/first/index.html").read_text() == "mine\n"
+    override.unlink()
+    page = (built(site_root) / "2025/03/first/index.html").read_text()
+    assert page != "mine\n" and "<h1" in page
