@@ -113,3 +113,13 @@ def test_deleting_a_theme_override_brings_back_the_installed_template(site_root)
     override.unlink()
     page = (built(site_root) / "2025/03/first/index.html").read_text()
     assert page != "mine\n" and "<h1" in page
+
+
+def test_a_theme_of_the_sites_own_falls_back_on_the_default_theme(site_root):
+    config = site_root / "site/site.toml"
+    config.write_text(config.read_text().replace('theme = "chronicle"', 'theme = "mine"'))
+    write(site_root / "themes/mine/templates/post.html", "mine: {{ entry.title }}\n")
+    out = built(site_root)
+    assert (out / "2025/03/first/index.html").read_text() == "mine: First\n"
+    assert "Third" in (out / "index.html").read_text()
+    assert (out / "static/chronicle.css").is_file()
