@@ -2,9 +2,10 @@
 
 Theme lookup, first match wins: ``site/templates/`` (and ``site/static/``), then the
 site's ``themes/N/`` if it has one, then the theme installed with Chronicle
-(``chronicle/skeleton/themes/N``). A site that overrides one template or stylesheet thus
-keeps every other one current when Chronicle is upgraded, and a template a new version
-needs is found even in a site holding an old full copy of the theme.
+(``chronicle/skeleton/themes/N``, or the default theme under a theme of the site's own).
+A site that overrides one template or stylesheet thus keeps every other one current when
+Chronicle is upgraded, and a template a new version needs is found even in a site holding
+an old full copy of the theme.
 
 Templates get the :class:`~chronicle.model.Site` as ``site``, the config as ``config``,
 the page's own site path as ``url``, and the helpers ``href(path)`` (a link that works
