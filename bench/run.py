@@ -120,7 +120,9 @@ def chronicle_source(rev: str | None, work: Path) -> tuple[Path | None, str]:
     target = work / f"chronicle-{commit}"
     if not (target / "src").is_dir():
         target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", commit, "src", "themes"], cwd=repo,
+        # before the theme moved into the package, src/ held a symlink to themes/
+        folders = [f for f in ("src", "themes") if git("ls-tree", "--name-only", commit, f)]
+        archive = subprocess.run(["git", "archive", commit, *folders], cwd=repo,
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target / "src", f"commit {commit}"

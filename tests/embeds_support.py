@@ -6,12 +6,10 @@ through the real ResultStore so the files have the shape a lab run leaves.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from chronicle.lab.results import Result, ResultStore, Sample
 
-REPO = Path(__file__).resolve().parents[1]
 SITE_TOML = """\
 title = "Test blog"
 description = "Embeds under test."
@@ -33,7 +31,6 @@ def make_site(root: Path) -> Path:
     (root / "site").mkdir(parents=True, exist_ok=True)
     (root / "site" / "site.toml").write_text(SITE_TOML, encoding="utf-8")
     (root / "posts").mkdir(exist_ok=True)
-    shutil.copytree(REPO / "themes", root / "themes", dirs_exist_ok=True)
     return root
 
 

@@ -38,7 +38,7 @@ def site(tmp_path_factory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("site")
     # src/ too: experiments list lab code among their inputs, so without it every
     # result would (rightly) be called stale.
-    for folder in ("site", "posts", "themes", "experiments", "src"):
+    for folder in ("site", "posts", "experiments", "src"):
         shutil.copytree(REPO / folder, root / folder,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     options = BuildOptions(root=root)

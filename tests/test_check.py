@@ -1,4 +1,5 @@
 import http.server
+import shutil
 import threading
 from pathlib import Path
 
@@ -8,16 +9,14 @@ from chronicle.build import BuildOptions
 from chronicle.check import Source, check_output, check_site
 from chronicle.errors import BuildError
 
-REPO = Path(__file__).resolve().parents[1]
 BASE = "https://example.org/blog/"
 
 
 def make_site(root: Path, posts: dict[str, str] | None = None, base_url: str = BASE) -> Path:
-    """A small real site: config, posts, and the repository's theme."""
+    """A small real site: config and posts; the theme is the installed one."""
     (root / "site").mkdir(parents=True)
     (root / "site" / "site.toml").write_text(f'title = "Lab notes"\nbase_url = "{base_url}"\n')
     (root / "posts").mkdir()
-    (root / "themes").symlink_to(REPO / "themes", target_is_directory=True)
     for name, text in (posts or {"2025-03-01-boot.md": post("Boot time", "Hello.")}).items():
         (root / "posts" / name).write_text(text)
     return root
@@ -215,3 +214,31 @@ def test_embedded_reference_to_an_unknown_experiment_is_reported_at_its_line(tmp
         check_site(standard_hooks(options(root)))
     assert "2025-03-01-boot.md:7" in str(caught.value)
     assert "no-such-experiment" in str(caught.value)
+
+
+def test_command_lists_theme_files_an_upgrade_does_not_reach(tmp_path, capsys):
+    from chronicle.cli import main
+    from chronicle.render import BUNDLED_THEMES
+
+    root = make_site(tmp_path)
+    copy = root / "themes/chronicle"
+    shutil.copytree(BUNDLED_THEMES / "chronicle", copy)  # what an older `init` made
+    (copy / "templates/tag.html").unlink()
+    (copy / "templates/tags.html").unlink()
+    with (copy / "templates/post.html").open("a") as post_html:
+        post_html.write("<!-- mine -->\n")
+    (root / "site/static").mkdir()
+    (root / "site/static/favicon.svg").write_text("<svg/>")
+    assert main(["check", "--root", str(root)]) == 0  # a note, not a problem
+    err = capsys.readouterr().err
+    assert "themes/chronicle/templates/post.html differs from the installed theme's" in err
+    assert "site/static/favicon.svg differs from the installed theme's" in err
+    assert "themes/chronicle/templates lacks tag.html, tags.html: the build uses" in err
+    assert "base.html" not in err  # an unchanged copy reaches nothing new: no note
+
+
+def test_command_has_no_theme_notes_for_a_site_using_the_theme_by_reference(tmp_path, capsys):
+    from chronicle.cli import main
+
+    assert main(["check", "--root", str(make_site(tmp_path))]) == 0
+    assert "installed theme" not in capsys.readouterr().err

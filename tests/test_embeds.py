@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from chronicle.embeds import Embedder, parse_fence
+from chronicle.embeds_html import shown_ratio
 from chronicle.errors import BuildError, BuildErrors
+from chronicle.lab.stats import Ratio
 from chronicle.markdown import render_markdown
 from tests.embeds_support import (
     fresh_experiment,
@@ -190,6 +192,27 @@ def test_compare_admits_when_the_interval_spans_one(tmp_path):
     html = post(tmp_path, "```compare boot-to-init\nleft: incus-container\n"
                           "right: qemu-microvm\nmetric: boot_ms\n```\n")
     assert "no clear difference" in html
+
+
+def test_a_ratio_bound_just_above_one_is_printed_as_above_one():
+    shown = shown_ratio(Ratio(1.2, 1.004, 1.4))
+    assert (shown.ratio, shown.low, shown.high) == ("1.2", "1.004", "1.4")
+    assert shown.clear
+    assert shown_ratio(Ratio(1.2, 1.04, 1.4)).low == "1.04"  # not "1.2× [1.0, 1.4] faster"
+
+
+def test_a_ratio_bound_just_below_one_is_printed_as_below_one():
+    shown = shown_ratio(Ratio(1.1, 0.996, 1.3))
+    assert shown.low == "0.996" and not shown.clear
+
+
+def test_a_bound_that_prints_as_one_is_no_clear_difference():
+    assert not shown_ratio(Ratio(1.1, 1 + 1e-9, 1.3)).clear
+
+
+def test_ratios_away_from_one_keep_their_short_form():
+    shown = shown_ratio(Ratio(13.2, 13.1, 134.6))
+    assert (shown.ratio, shown.low, shown.high) == ("13.2", "13.1", "135")
 
 
 # -- badges -----------------------------------------------------------------------------

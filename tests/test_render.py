@@ -1,7 +1,9 @@
+import shutil
 from datetime import UTC, datetime
 
 import pytest
 
+from chronicle import paths as paths_module
 from chronicle.build import BuildOptions, build
 from chronicle.errors import BuildError
 from chronicle.paths import SitePaths
@@ -23,6 +25,41 @@ def test_bundled_theme_is_used_when_the_site_has_none(site_root):
 def test_sites_own_theme_folder_comes_first(site_root):
     write(site_root / "themes/chronicle/templates/base.html", "mine")
     assert find_theme(SitePaths(site_root), "chronicle") == site_root / "themes/chronicle"
+
+
+def test_a_theme_copy_lacking_a_template_uses_the_packaged_one(site_root):
+    copy = site_root / "themes/chronicle"
+    shutil.copytree(BUNDLED_THEMES / "chronicle", copy)  # what an older `init` made
+    (copy / "templates/tag.html").unlink()
+    out = built(site_root)
+    assert "Posts tagged" in (out / "tags/boot/index.html").read_text()
+
+
+def test_a_theme_folder_overriding_post_html_alone_keeps_the_packaged_index(site_root):
+    write(site_root / "themes/chronicle/templates/post.html", "mine: {{ entry.title }}\n")
+    out = built(site_root)
+    assert (out / "2025/03/first/index.html").read_text() == "mine: First\n"
+    assert '<a href="/2025/04/third/">Third</a>' in (out / "index.html").read_text()
+
+
+def test_a_theme_folder_with_only_a_stylesheet_keeps_the_packaged_rest(site_root):
+    write(site_root / "themes/chronicle/static/chronicle.css", "body{}\n")
+    out = built(site_root)
+    assert (out / "static/chronicle.css").read_text() == "body{}\n"
+    packaged = BUNDLED_THEMES / "chronicle/static/search.js"
+    assert (out / "static/search.js").read_bytes() == packaged.read_bytes()
+
+
+def test_editing_a_packaged_template_rebuilds_the_pages_using_it(site_root, tmp_path,
+                                                                  monkeypatch):
+    # a copy stands in for the installed theme: an upgrade of Chronicle edits it
+    installed = tmp_path / "installed"
+    shutil.copytree(BUNDLED_THEMES, installed)
+    monkeypatch.setattr(paths_module, "BUNDLED_THEMES", installed)
+    built(site_root)
+    write(installed / "chronicle/templates/post.html", "upgraded: {{ entry.title }}\n")
+    out = built(site_root)
+    assert (out / "2025/03/first/index.html").read_text() == "upgraded: First\n"
 
 
 def test_unknown_theme_is_an_error(site_root):
@@ -68,3 +105,21 @@ def test_template_syntax_error_is_a_build_error_with_line(site_root):
 
 def test_dates_are_shown_without_locale(site_root):
     assert "5 March 2025" in (built(site_root) / "2025/03/second/index.html").read_text()
+
+
+def test_deleting_a_theme_override_brings_back_the_installed_template(site_root):
+    override = write(site_root / "themes/chronicle/templates/post.html", "mine\n")
+    assert (built(site_root) / "2025/03/first/index.html").read_text() == "mine\n"
+    override.unlink()
+    page = (built(site_root) / "2025/03/first/index.html").read_text()
+    assert page != "mine\n" and "<h1" in page
+
+
+def test_a_theme_of_the_sites_own_falls_back_on_the_default_theme(site_root):
+    config = site_root / "site/site.toml"
+    config.write_text(config.read_text().replace('theme = "chronicle"', 'theme = "mine"'))
+    write(site_root / "themes/mine/templates/post.html", "mine: {{ entry.title }}\n")
+    out = built(site_root)
+    assert (out / "2025/03/first/index.html").read_text() == "mine: First\n"
+    assert "Third" in (out / "index.html").read_text()
+    assert (out / "static/chronicle.css").is_file()

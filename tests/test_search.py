@@ -5,6 +5,7 @@ from pathlib import Path
 from chronicle.config import SiteConfig
 from chronicle.content import Page, Post
 from chronicle.model import Entry, PageEntry, build_site
+from chronicle.render import BUNDLED_THEMES
 from chronicle.search import INDEX_PATH, html_text, index_words, search_files, search_index
 
 CONFIG = SiteConfig(title="Lab notes", description="", base_url="https://example.org/blog/",
@@ -84,7 +85,7 @@ def test_build_generator_writes_search_json_at_the_site_root():
 
 
 def test_client_script_ships_with_the_theme():
-    script = Path(__file__).parents[1] / "themes" / "chronicle" / "static" / "search.js"
+    script = BUNDLED_THEMES / "chronicle" / "static" / "search.js"
     text = script.read_text()
     assert "search.json" in text and "textContent" in text and "innerHTML" not in text
 

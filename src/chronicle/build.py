@@ -75,7 +75,7 @@ from chronicle.content import Doc, Page, Post, find_sources, gather_docs
 from chronicle.errors import BuildError, BuildErrors
 from chronicle.manifest import Manifest, load_manifest, manifest_path, tree_digest
 from chronicle.parallel import build_collector, iter_chunks
-from chronicle.paths import SitePaths
+from chronicle.paths import SitePaths, packaged_theme
 
 EmbedFactory = Callable[[Path], Any]
 ExtraPages = Callable[[Any, Any], Iterable[tuple[str, bytes]]]
@@ -211,7 +211,7 @@ def input_fingerprint(paths: SitePaths, config: SiteConfig, options: BuildOption
     """One hash of every input a build reads (file hashes come from the stat cache)."""
     generators = [g for g in options.extra_pages if isinstance(g, Generator)]
     trees = [paths.config, paths.posts, paths.root / "site", paths.pages,
-             paths.themes / config.theme, paths.experiments]
+             paths.themes / config.theme, packaged_theme(config.theme), paths.experiments]
     trees += [p for g in generators for p in g.inputs]
     declared = [f"{g.name}:{g.reads_site}:{','.join(map(str, g.inputs))}" for g in generators]
     return digest(code_version(), str(paths.root), f"drafts={options.drafts}",

@@ -15,6 +15,9 @@ checked is exactly what would be published.
 
 Each problem names the post and line it comes from when the link is in a post's text;
 otherwise (templates, generated pages) the output file and its line.
+
+The command also notes, without failing, the site's theme files that an upgrade of
+Chronicle does not reach (:func:`chronicle.theme.upgrade_notes`).
 """
 
 from __future__ import annotations
@@ -301,8 +304,10 @@ def register(sub: Any) -> None:
 
 def _command(args: Any) -> int:
     from chronicle.build import BuildOptions
+    from chronicle.config import load_config
     from chronicle.hooks import standard_hooks
     from chronicle.paths import SitePaths, site_root
+    from chronicle.theme import upgrade_notes
 
     root = site_root(args.root)
     # its own folder: checking never disturbs output/ or the preview
@@ -310,6 +315,9 @@ def _command(args: Any) -> int:
     report, problems = check_site(options, external=args.external)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    # a note, not a problem: a template may differ from the installed one on purpose
+    for note in upgrade_notes(SitePaths(root), load_config(SitePaths(root).config).theme):
+        print(f"note: {note}", file=sys.stderr)
     for problem in problems:
         print(problem)
     pages = report.pages

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import shutil
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -42,8 +40,10 @@ def build_parser(only_build: bool = False) -> argparse.ArgumentParser:
     if only_build:
         return parser
 
-    init = sub.add_parser("init", help="create a new blog in DIR")
-    init.add_argument("dir", type=Path, metavar="DIR")
+    init = sub.add_parser("init", help="create a new blog in DIR (default: this folder)")
+    init.add_argument("dir", type=Path, nargs="?", default=Path("."), metavar="DIR")
+    init.add_argument("--force", action="store_true",
+                      help="add the blog to a folder that is not empty, keeping its files")
     init.set_defaults(func=cmd_init)
 
     new = sub.add_parser("new", help="start a new post (a draft) in posts/")
@@ -52,12 +52,13 @@ def build_parser(only_build: bool = False) -> argparse.ArgumentParser:
     new.add_argument("--root", type=Path, metavar="DIR")
     new.set_defaults(func=cmd_new)
 
-    from chronicle import check, publish, serve
+    from chronicle import check, publish, serve, theme
     from chronicle.lab.cli import register as register_lab
 
     serve.register(sub)
     check.register(sub)
     publish.register(sub)
+    theme.register(sub)
     register_lab(sub)
     return parser
 
@@ -114,41 +115,55 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    target: Path = args.dir
+    """A new blog in ``args.dir``: config, an about page, a first post; no copy of the
+    theme, which the site uses by reference so that upgrades reach it."""
+    target: Path = Path.cwd() if args.dir == Path(".") else args.dir  # messages name it
     if (target / "site" / "site.toml").exists():
         raise ChronicleError("a Chronicle site already exists here", target)
     if target.exists() and not target.is_dir():
         raise ChronicleError("exists and is not a folder; choose a new or empty folder", target)
-    if target.exists() and any(target.iterdir()):
-        raise ChronicleError("folder is not empty; choose a new or empty folder", target)
+    present = sorted(p.name for p in target.iterdir()) if target.exists() else []
+    present = [name for name in present if name != ".git"]  # `git init` often comes first
+    if present and not args.force:
+        shown = ", ".join(present[:5])
+        if len(present) > 5:
+            shown += f" and {len(present) - 5} more"
+        raise ChronicleError(f"folder is not empty ({shown}); choose a new or empty folder, "
+                             "or add --force to put the blog beside what is there", target)
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ChronicleError(f"cannot create the folder: {exc.strerror}", target) from None
     today = date.today().isoformat()
+    kept = []
     for source in _skeleton_files():
         relative = source.relative_to(SKELETON)
-        destination = target / ("." + relative.name if relative == Path("gitignore")
-                                else relative)
+        if relative == Path("gitignore"):
+            relative = Path(".gitignore")
+        elif relative.parts[0] == "posts":
+            relative = relative.with_name(f"{today}-{source.name}")
+        destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
-        if relative.parts[0] == "posts":
-            destination = destination.with_name(f"{today}-{source.name}")
-            destination.write_text(source.read_text("utf-8").replace("@TODAY@", today), "utf-8")
-        else:
-            shutil.copyfile(source, destination)
+        text = source.read_text("utf-8").replace("@TODAY@", today)
+        try:
+            with destination.open("x", encoding="utf-8") as handle:  # never clobber a file
+                handle.write(text)
+        except FileExistsError:
+            kept.append(relative.as_posix())
     (target / "experiments" / "results").mkdir(parents=True, exist_ok=True)
-    print(f"created a new blog in {target}; build it with: chronicle build --root {target}")
+    for name in kept:
+        print(f"kept your {name} (not replaced by Chronicle's)")
+    here = target.resolve() == Path.cwd().resolve()
+    build = "chronicle build" if here else f"chronicle build --root {target}"
+    print(f"created a new blog in {target}; build it with: {build}")
     return 0
 
 
 def _skeleton_files() -> list[Path]:
-    # os.walk, not rglob: in a source checkout skeleton/themes/chronicle is a symlink to the
-    # repository's themes/chronicle (one copy of the theme), and rglob does not follow it
-    found = []
-    for folder, dirs, files in os.walk(SKELETON, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        found += [Path(folder) / name for name in sorted(files)]
-    return found
+    """What ``init`` writes: the skeleton without the theme, which stays in the package."""
+    return sorted(p for p in SKELETON.rglob("*") if p.is_file()
+                  and p.relative_to(SKELETON).parts[0] != "themes"
+                  and "__pycache__" not in p.parts)
 
 
 def cmd_new(args: argparse.Namespace) -> int:

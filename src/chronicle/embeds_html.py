@@ -9,12 +9,13 @@ in a ``<details>`` beside it, for readers and screen readers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
 from chronicle.charts import Chart, Panel, Series
 from chronicle.lab.results import Result
-from chronicle.lab.stats import Summary
+from chronicle.lab.stats import Ratio, Summary
 
 if TYPE_CHECKING:
     from chronicle.embeds import Embedder, EmbedSpec
@@ -60,9 +61,35 @@ def interval(low: float, high: float) -> str:
     return f"[{number(low)}, {number(high)}]"
 
 
+@dataclass(frozen=True)
+class ShownRatio:
+    """A ratio and its interval as the reader sees them: ``1.2× [1.004, 1.4]``."""
+
+    ratio: str
+    low: str
+    high: str
+
+    @property
+    def clear(self) -> bool:
+        """Whether the printed interval lies on one side of 1: only then may a verdict
+        say "faster" or "slower" (never beside a bound that reads as 1)."""
+        low, high = (float(text.replace(",", "")) for text in (self.low, self.high))
+        return low > 1 or high < 1
+
+
+def shown_ratio(r: Ratio) -> ShownRatio:
+    return ShownRatio(_ratio_number(r.ratio), _ratio_number(r.low), _ratio_number(r.high))
+
+
 def _ratio_number(value: float) -> str:
-    # Two significant figures at least: "13× [13, 13]" would hide the interval.
-    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+    # Two significant figures at least: "13× [13, 13]" would hide the interval. Near 1,
+    # as many as show which side of 1 the value is on: 1.004, not 1.0.
+    if value >= 100:
+        return f"{value:,.0f}"
+    digits = 1
+    while digits < 6 and value != 1 and round(value, digits) == 1:
+        digits += 1
+    return f"{value:.{digits}f}"
 
 
 NO_SAMPLES = "no samples of this metric in this run"
@@ -305,15 +332,16 @@ def verdict(result: Result, embedder: Embedder, left: str, right: str, metric: s
     if r.ratio < 1:
         r = embedder.ratio(result, left, right, metric)
         word = worse
-    if r.low <= 1 <= r.high:
+    shown = shown_ratio(r)
+    if shown.clear:
+        judgement = f"{word} {escape(phrase)}"
+    else:
         judgement = (f'<span class="verdict-unclear">no clear difference</span> '
                      f"{escape(phrase)}")
-    else:
-        judgement = f"{word} {escape(phrase)}"
     return (f'<p class="compare-verdict-line"><span class="compare-metric-name">'
             f"{escape(metric)}</span><br><strong>{escape(left)}</strong> is "
-            f'<strong class="ratio">{_ratio_number(r.ratio)}×</strong> '
-            f'<span class="interval">[{_ratio_number(r.low)}, {_ratio_number(r.high)}]</span> '
+            f'<strong class="ratio">{shown.ratio}×</strong> '
+            f'<span class="interval">[{shown.low}, {shown.high}]</span> '
             f"{judgement}</p>")
 
 

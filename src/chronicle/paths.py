@@ -9,6 +9,9 @@ from pathlib import Path
 from chronicle.errors import ChronicleError
 
 CONFIG = Path("site") / "site.toml"
+# The themes installed with Chronicle: every site's templates and static files end here.
+BUNDLED_THEMES = Path(__file__).parent / "skeleton" / "themes"
+DEFAULT_THEME = "chronicle"
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -18,8 +21,16 @@ def find_root(start: Path | None = None) -> Path:
         if (folder / CONFIG).is_file():
             return folder
     raise ChronicleError(
-        f"no {CONFIG} here or in any parent folder (run `chronicle init DIR`)", here
+        f"no {CONFIG} here or in any parent folder (run `chronicle init`)", here
     )
+
+
+def packaged_theme(name: str) -> Path:
+    """The installed theme that theme ``name`` falls back on: the one of that name, or
+    the default theme for a theme of the site's own, so a template a new version of
+    Chronicle needs is always found."""
+    own = BUNDLED_THEMES / name
+    return own if own.is_dir() else BUNDLED_THEMES / DEFAULT_THEME
 
 
 def site_root(given: Path | None) -> Path:

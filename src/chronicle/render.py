@@ -1,9 +1,11 @@
 """Jinja2 rendering: theme lookup, the template environment, every page of the model.
 
-Theme lookup: a theme named ``N`` is ``<root>/themes/N/``; if the site has no such
-folder, the copy bundled in the package (``chronicle/skeleton/themes/N``) is used. The
-site overrides any theme template from ``site/templates/`` and any static file from
-``site/static/`` (same relative path).
+Theme lookup, first match wins: ``site/templates/`` (and ``site/static/``), then the
+site's ``themes/N/`` if it has one, then the theme installed with Chronicle
+(``chronicle/skeleton/themes/N``, or the default theme under a theme of the site's own).
+A site that overrides one template or stylesheet thus keeps every other one current when
+Chronicle is upgraded, and a template a new version needs is found even in a site holding
+an old full copy of the theme.
 
 Templates get the :class:`~chronicle.model.Site` as ``site``, the config as ``config``,
 the page's own site path as ``url``, and the helpers ``href(path)`` (a link that works
@@ -28,19 +30,26 @@ import jinja2
 from chronicle.errors import BuildError
 from chronicle.markdown import pygments_css
 from chronicle.model import Site, Tag
-from chronicle.paths import SitePaths
+from chronicle.paths import BUNDLED_THEMES as BUNDLED_THEMES  # where the preview watches
+from chronicle.paths import SitePaths, packaged_theme
 
-BUNDLED_THEMES = Path(__file__).parent / "skeleton" / "themes"
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
           "September", "October", "November", "December")
 
 
 def find_theme(paths: SitePaths, name: str) -> Path:
-    for folder in (paths.themes / name, BUNDLED_THEMES / name):
-        if (folder / "templates").is_dir():
+    """The theme the site names: its own ``themes/NAME/`` or else the installed one."""
+    for folder in (paths.themes / name, packaged_theme(name)):
+        if folder.is_dir() and folder.name == name:  # not the default theme standing in
             return folder
-    raise BuildError(f"theme {name!r} not found in {paths.themes} or bundled with Chronicle",
+    raise BuildError(f"theme {name!r} not found in {paths.themes} or installed with Chronicle",
                      paths.config)
+
+
+def theme_layers(theme: Path) -> list[Path]:
+    """``theme`` and the installed theme beneath it, which supplies what it lacks."""
+    installed = packaged_theme(theme.name)
+    return [theme] if theme == installed else [theme, installed]
 
 
 def output_file(url: str) -> str:
@@ -120,7 +129,8 @@ class Renderer:
         self.site = site
         self.theme = theme
         prefix = urlsplit(site.config.base_url).path or "/"
-        self.search_path = [p for p in (paths.site_templates, theme / "templates") if p.is_dir()]
+        folders = [paths.site_templates, *(layer / "templates" for layer in theme_layers(theme))]
+        self.search_path = [p for p in folders if p.is_dir()]
         self.env = _TrackingEnvironment(
             loader=jinja2.FileSystemLoader([str(p) for p in self.search_path]),
             autoescape=jinja2.select_autoescape(["html", "xml"]),
@@ -264,9 +274,11 @@ def robots_txt(site: Site) -> bytes:
 
 
 def static_files(paths: SitePaths, theme: Path) -> dict[str, Path]:
-    """Static files by output path (under ``static/``); the site's copy beats the theme's."""
+    """Static files by output path (under ``static/``): the site's copy beats its theme
+    folder's, which beats the installed theme's."""
     found: dict[str, Path] = {}
-    for folder in (theme / "static", paths.site_static):
+    folders = [layer / "static" for layer in reversed(theme_layers(theme))]
+    for folder in (*folders, paths.site_static):
         if not folder.is_dir():
             continue
         for file in sorted(folder.rglob("*")):
