@@ -77,6 +77,50 @@ def test_line_numbers_and_highlighted_lines():
     assert out.count('class="hll"') == 2
 
 
+@pytest.mark.parametrize("info", [
+    'go {linenos=table, hl_lines=[2, "3-3"]}',  # Hugo
+    "go {hl_lines=[2,3],linenos=true}",
+    'go hl_lines="2 3" linenums="1"',  # MkDocs
+    "go linenos hl_lines=2,3",  # ours
+])
+def test_code_fence_options_written_the_hugo_or_mkdocs_way_render_as_meant(info):
+    rendered = render_markdown(f"```{info}\na := 1\nb := 2\nc := 3\n```\n", SOURCE)
+    assert rendered.html.count('class="hll"') == 2 and 'class="linenos"' in rendered.html
+    assert 'data-lang="go"' in rendered.html and not rendered.warnings
+
+
+def test_first_line_number_and_title_come_from_the_fence():
+    out = html('```py linenums="41" title="boot.py"\nx = 1\ny = 2\n```\n')
+    assert '<div class="code-title">boot.py</div>' in out
+    assert ">41<" in out and ">42<" in out
+
+
+def test_language_may_touch_the_braces_and_inline_numbers_stay_in_the_code():
+    out = html("```nix{linenos=inline, hl_lines=[1]}\nx\n```\n")
+    assert 'data-lang="nix"' in out and 'class="linenos"' in out
+    assert "highlighttable" not in out and out.count('class="hll"') == 1
+
+
+def test_other_tools_styling_options_are_ignored_with_a_warning():
+    rendered = render_markdown("```go {style=monokai, anchorlinenos=true}\nx\n```\n", SOURCE,
+                               first_line=4)
+    assert '<div class="highlight">' in rendered.html
+    assert rendered.warnings == (f"{SOURCE}:4: code fence options ignored (they style Hugo's "
+                                 "or MkDocs' own output): style, anchorlinenos",)
+
+
+@pytest.mark.parametrize("info, problem", [
+    ("go {hl_lines=[two]}", "bad hl_lines"),
+    ("go linenos=sometimes", "linenos="),
+    ("go linenostart=x", "first line's number"),
+    ("go {=2}", "cannot read code fence options"),
+])
+def test_bad_fence_option_values_are_errors_with_the_source_line(info, problem):
+    with pytest.raises(BuildError, match=problem) as caught:
+        render_markdown(f"Text\n\n```{info}\nx\n```\n", SOURCE, first_line=10)
+    assert caught.value.line == 12
+
+
 def test_unknown_fence_option_is_an_error_with_the_source_line():
     with pytest.raises(BuildError, match="fence option") as caught:
         render_markdown("Text\n\n```python wrap\nx\n```\n", SOURCE, first_line=10)

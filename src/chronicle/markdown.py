@@ -5,13 +5,19 @@ lists, smart quotes and typographic replacements, stable heading ids (h2–h4) a
 table of contents.
 
 Code fences are highlighted by Pygments with CSS classes (``.highlight``). The info
-string is the language, then optional space-separated options::
+string is the language, then options, written our way or as Hugo and MkDocs users
+already write them (:func:`code_options`)::
 
     ```python linenos hl_lines=2,4-6
-    ```
+    ```go {linenos=table, hl_lines=[2, "4-6"], linenostart=10}
+    ```py hl_lines="2 4-6" linenums="10" title="boot.py"
 
-``linenos`` numbers the lines; ``hl_lines`` marks lines (1-based, commas and ranges).
-An unknown language is shown as plain text and reported as a warning, never an error.
+``linenos`` numbers the lines (``inline`` puts the numbers in the code); ``hl_lines``
+marks lines of the block (1-based, counted from the block's first line whatever number
+it shows); ``linenostart``/``linenums`` choose the first number; ``title`` names the
+block above it. Options of theirs that change only their own output are ignored with a
+warning; an option nobody knows is an error. An unknown language is shown as plain text
+and reported as a warning, never an error.
 
 Embed fences: a fence whose info string starts with ``chart``, ``table`` or ``compare``
 is an embed, not code. The second word names the experiment (``""`` if missing) and
@@ -142,7 +148,7 @@ def _render_fence(renderer: Any, tokens: list[Token], idx: int, options: Any,
         return _render_embed(words[0], words[1] if len(words) > 1 else "", token.content,
                              line, state)
     try:
-        return _highlight(token.content, words, line, state)
+        return _highlight(token.content, token.info, line, state)
     except BuildError as exc:
         state.errors.append(exc)
         return ""
@@ -164,17 +170,105 @@ def _render_embed(kind: str, experiment: str, body: str, line: int, state: _Env)
     return ""
 
 
-def _highlight(code: str, words: list[str], line: int, state: _Env) -> str:
-    language, options = (words[0], words[1:]) if words else ("", [])
-    linenos, hl_lines = False, []
-    for option in options:
-        if option == "linenos":
-            linenos = True
-        elif option.startswith("hl_lines="):
-            hl_lines = _line_numbers(option.removeprefix("hl_lines="), state.path, line)
+@dataclass(frozen=True)
+class CodeOptions:
+    """What a code fence's info string asks of its block, besides the language."""
+
+    linenos: str | bool = False  # False, "table" or "inline"
+    linenostart: int = 1
+    hl_lines: tuple[int, ...] = ()
+    title: str = ""
+    ignored: tuple[str, ...] = ()  # other tools' options with no meaning here
+
+
+# Options Hugo and MkDocs take that only restyle their own output: a post brought over
+# from them keeps them, and the block still renders as meant.
+FOREIGN_OPTIONS = frozenset({"anchorlinenos", "lineanchors", "hl_inline", "style",
+                             "noclasses", "guesssyntax", "tabwidth", "linenumbersintable",
+                             "codefences", "linespans", "anchor_linenums", "use_pygments"})
+_BRACED = re.compile(r"\{([^}]*)\}")
+# key, or key=value with the value quoted, a [list], or bare up to a space (a comma too
+# inside braces)
+_OPTION = r"""([A-Za-z_][\w-]*)(?:\s*=\s*("[^"]*"|'[^']*'|\[[^\]]*\]|%s))?"""
+_OPTION_PLAIN = re.compile(_OPTION % r"\S+")
+_OPTION_IN_BRACES = re.compile(_OPTION % r"[^\s,]+")
+
+
+def code_options(info: str, path: Path, line: int) -> tuple[str, CodeOptions]:
+    """The language and :class:`CodeOptions` of a fence's info string.
+
+    Outside braces options are separated by spaces (``hl_lines=2,4-6`` is one option);
+    inside a Hugo-style ``{…}`` by commas or spaces. A bad value is an error naming the
+    option; so is an option no tool knows."""
+    info = info.strip()
+    language = re.match(r"[^\s{]*", info).group()  # type: ignore[union-attr]
+    rest = info[len(language):]
+    found: list[tuple[str, str | None]] = []
+    for part, braced in _split_braces(rest):
+        pattern = _OPTION_IN_BRACES if braced else _OPTION_PLAIN
+        position = 0
+        while True:
+            while position < len(part) and (part[position].isspace()
+                                            or (braced and part[position] == ",")):
+                position += 1
+            if position == len(part):
+                break
+            match = pattern.match(part, position)
+            if not match:
+                raise BuildError(f"cannot read code fence options {rest.strip()!r} (e.g. "
+                                 "linenos hl_lines=2,4-6)", path, line)
+            value = match.group(2)
+            found.append((match.group(1), _unquote(value) if value is not None else None))
+            position = match.end()
+    options: dict[str, Any] = {}
+    ignored: list[str] = []
+    for key, value in found:
+        name = key.lower()
+        if name == "linenos":
+            mode = "table" if value is None else value.lower()
+            if mode not in ("table", "inline", "true", "false"):
+                raise BuildError(f"linenos={value!r}: want table, inline, true or false",
+                                 path, line)
+            options["linenos"] = {"true": "table", "false": False}.get(mode, mode)
+        elif name == "hl_lines":
+            options["hl_lines"] = tuple(_line_numbers(value or "", path, line))
+        elif name in ("linenostart", "linenums"):
+            first = (value or "").split()
+            if not first or not first[0].isdigit():
+                raise BuildError(f"{key}={value!r}: want the first line's number", path, line)
+            options["linenostart"] = int(first[0])
+            if name == "linenums":  # MkDocs: giving the start turns numbering on
+                options.setdefault("linenos", "table")
+        elif name == "title":
+            options["title"] = value or ""
+        elif name in FOREIGN_OPTIONS:
+            ignored.append(key)
         else:
-            raise BuildError(f"unknown code fence option {option!r} (known: linenos, "
-                             "hl_lines=2,4-6)", state.path, line)
+            raise BuildError(f"unknown code fence option {key!r} (known: linenos, "
+                             "hl_lines=2,4-6, linenostart, linenums, title)", path, line)
+    return language, CodeOptions(**options, ignored=tuple(ignored))
+
+
+def _split_braces(text: str) -> list[tuple[str, bool]]:
+    parts, start = [], 0
+    for match in _BRACED.finditer(text):
+        parts += [(text[start:match.start()], False), (match.group(1), True)]
+        start = match.end()
+    return [*parts, (text[start:], False)]
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def _highlight(code: str, info: str, line: int, state: _Env) -> str:
+    language, options = code_options(info, state.path, line)
+    if options.ignored:
+        state.warnings.append(f"{state.path}:{line}: code fence options ignored (they "
+                              f"style Hugo's or MkDocs' own output): "
+                              f"{', '.join(options.ignored)}")
     try:
         lexer = _lexer(language)
     except ClassNotFound:
@@ -184,9 +278,11 @@ def _highlight(code: str, words: list[str], line: int, state: _Env) -> str:
     # what pygments.highlight does, with the tokens made first: its formatter's chain of
     # generators then no longer resumes the lexer's at every token (the same HTML,
     # ~6 % less time on the corpus's blocks)
-    html = format_tokens(list(lexer.get_tokens(code)), _formatter(tuple(hl_lines), linenos))
+    formatter = _formatter(options.hl_lines, options.linenos, options.linenostart)
+    html = format_tokens(list(lexer.get_tokens(code)), formatter)
     label = f' data-lang="{escape(language)}"' if language else ""
-    return f"<div class=\"codeblock\"{label}>{html}</div>\n"
+    title = f'<div class="code-title">{escape(options.title)}</div>' if options.title else ""
+    return f"<div class=\"codeblock\"{label}>{title}{html}</div>\n"
 
 
 # Lexers and formatters keep only their options, so one of each per option set serves
@@ -197,15 +293,20 @@ def _lexer(language: str) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _formatter(hl_lines: tuple[int, ...], linenos: bool) -> HtmlFormatter:
+def _formatter(hl_lines: tuple[int, ...], linenos: str | bool, linenostart: int
+               ) -> HtmlFormatter:
     return HtmlFormatter(cssclass="highlight", wrapcode=True, hl_lines=list(hl_lines),
-                         linenos="table" if linenos else False)
+                         linenos=linenos, linenostart=linenostart)
 
 
 def _line_numbers(spec: str, path: Path, line: int) -> list[int]:
+    """``2,4-6`` (ours), ``2 4-6`` (MkDocs) or ``[2, "4-6"]`` (Hugo) → [2, 4, 5, 6]."""
     numbers: list[int] = []
-    for part in filter(None, spec.split(",")):
-        found = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+    for part in re.split(r"[\s,]+", spec.strip().strip("[]")):
+        part = part.strip("\"'")
+        if not part:
+            continue
+        found = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not found:
             raise BuildError(f"bad hl_lines {spec!r} (want e.g. hl_lines=2,4-6)", path, line)
         first, last = int(found.group(1)), int(found.group(2) or found.group(1))
