@@ -106,3 +106,59 @@ def test_a_tag_digest_changes_with_its_entries():
     after = build_site(CONFIG, [*three_posts()[:2], entry("c", 4, 3, tags=["nix"])], [], NOW)
     memo: dict = {}
     assert value_digest(before.tag("nix"), memo) != value_digest(after.tag("nix"), memo)
+
+
+def _changed(value):
+    """Another value of the same type as a field's ``value`` (for the digest tests)."""
+    from dataclasses import replace
+
+    from chronicle.markdown import Heading
+    from chronicle.model import Body
+
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, str):
+        return value + "!"
+    if isinstance(value, Path):
+        return value.with_name("other.md")
+    if isinstance(value, datetime):
+        return value.replace(year=value.year + 1)
+    if isinstance(value, Body):
+        return Body.of("<p>other</p>")
+    if isinstance(value, tuple):
+        return (*value, "more") if all(isinstance(v, str) for v in value) else (
+            *value, Heading(2, "more", "More"))
+    if value is None:
+        return True
+    return replace(value, title=value.title + "!")  # the post or page inside an entry
+
+
+def test_every_field_of_an_entry_and_its_post_reaches_the_entry_digest():
+    """A field added to Post or Entry later cannot leave a page stale: no list to forget."""
+    from dataclasses import fields, replace
+
+    from chronicle.content import Page
+    from chronicle.model import PageEntry
+
+    base = entry("a", 3, 1, tags=["boot"])
+    page = PageEntry(page=Page(source=Path("site/pages/about.md"), title="About", slug="about",
+                               body="", body_line=4), html="<p>x</p>")
+    for top in (base, page):
+        inner = top.post if top is base else top.page
+        for f in fields(inner):
+            if f.metadata.get("digest", True):
+                other = replace(inner, **{f.name: _changed(getattr(inner, f.name))})
+                changed = replace(top, **{"post" if top is base else "page": other})
+                assert changed.digest != top.digest, f.name
+        for f in fields(top):
+            changed = replace(top, **{f.name: _changed(getattr(top, f.name))})
+            assert changed.digest != top.digest, f.name
+
+
+def test_a_post_s_markdown_source_is_left_to_its_rendered_body():
+    from dataclasses import replace
+
+    base = entry("a", 3, 1)
+    assert replace(base, post=replace(base.post, body="# other")).digest == base.digest

@@ -16,7 +16,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, tzinfo
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -41,7 +41,9 @@ class Post:
     title: str
     date: datetime
     slug: str
-    body: str
+    # the markdown source, when read (a cached build gathers front matter only); pages
+    # hash the rendered body instead (model.fields_digest)
+    body: str = field(metadata={"digest": False})
     body_line: int  # 1-based line of the body's first line in the source file
     tags: tuple[str, ...] = ()
     summary: str = ""
@@ -64,7 +66,7 @@ class Page:
     source: Path
     title: str
     slug: str
-    body: str
+    body: str = field(metadata={"digest": False})  # as Post.body
     body_line: int
     summary: str = ""
     toc: bool | None = None

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from functools import cached_property
+from operator import attrgetter
+from pathlib import PurePath
+from typing import Any
 
 from chronicle.cache import digest
 from chronicle.config import SiteConfig
@@ -89,13 +92,8 @@ class Entry(_Rendered):
 
     @cached_property
     def digest(self) -> str:
-        """Everything a template can learn from this entry, hashed."""
-        p = self.post
-        return digest("entry", str(p.source), p.title, p.date.isoformat(), p.slug,
-                      "\x1f".join(p.tags), p.summary, str(p.draft), _iso(p.updated),
-                      str(p.toc), self.body.digest, _headings_key(self.headings),
-                      str(self.show_toc), str(self.reading_minutes),
-                      _iso(self.embeds_updated))
+        """Everything a template can learn from this entry, hashed (see fields_digest)."""
+        return fields_digest("entry", self)
 
     @property
     def url(self) -> str:
@@ -144,9 +142,7 @@ class PageEntry(_Rendered):
 
     @cached_property
     def digest(self) -> str:
-        p = self.page
-        return digest("page", str(p.source), p.title, p.slug, p.summary, str(p.toc),
-                      self.body.digest, _headings_key(self.headings), str(self.show_toc))
+        return fields_digest("page", self)
 
     @property
     def url(self) -> str:
@@ -260,13 +256,51 @@ class Site:
         return {e.url: i for i, e in enumerate(self.entries)}
 
 
-def _headings_key(headings: tuple[Heading, ...]) -> str:
-    # not repr(): a dataclass repr costs more than the rest of an entry's digest
-    return "\x1e".join(f"{h.level}\x1f{h.id}\x1f{h.text}" for h in headings)
+def fields_digest(kind: str, value: object) -> str:
+    """A hash of every field of a dataclass, nested ones included: a field added to
+    :class:`Post` (say) reaches every page that shows it without anyone listing it here.
+    A field whose metadata says ``digest=False`` is left out (a post's markdown source:
+    its rendered body is hashed instead)."""
+    return digest(kind, _encoded(value))
 
 
-def _iso(when: datetime | None) -> str:
-    return when.isoformat() if when is not None else ""
+def _encoded(value: object) -> str:
+    kind = type(value)
+    encode = _ENCODERS.get(kind)
+    if encode is None:
+        encode = _ENCODERS[kind] = _encoder(kind)
+    return encode(value)
+
+
+def _encoder(kind: type) -> Callable[[Any], str]:
+    """How to write a value of ``kind`` as text, chosen once per type (:data:`_ENCODERS`):
+    each entry's digest is made twice a build, on every post."""
+    if kind is str:
+        return _same
+    if kind is type(None):
+        return lambda value: "\x1b"
+    if issubclass(kind, bool | int | float | PurePath):
+        return str
+    if issubclass(kind, datetime):
+        return kind.isoformat
+    if issubclass(kind, Body):
+        return attrgetter("digest")
+    if issubclass(kind, tuple | list | frozenset):
+        return lambda value: "\x1e".join(map(_encoded, value)) + "\x1d"
+    if is_dataclass(kind):
+        names = [f.name for f in fields(kind) if f.metadata.get("digest", True)]
+        get = attrgetter(*names)
+        if len(names) == 1:
+            return lambda value: _encoded(get(value))
+        return lambda value: "\x1f".join(map(_encoded, get(value)))
+    raise TypeError(f"fields_digest cannot hash a {kind.__name__}: say how in _encoder")
+
+
+_ENCODERS: dict[type, Callable[[Any], str]] = {}
+
+
+def _same(value: str) -> str:
+    return value
 
 
 def index_url(number: int) -> str:
