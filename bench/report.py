@@ -141,7 +141,9 @@ def to_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "",
         "\"vs Chronicle\" is this row's median time divided by Chronicle's on the matching "
         "case (a peer's `full` is matched with Chronicle's `cold`): above 1 means Chronicle "
-        "is faster. `cpu s` is the median user + system time of the process tree; "
+        "is faster; `chronicle-figures` (the figure-heavy blog, `bench/figures.py`) is "
+        "matched with the plain blog's same case, so its ratio is what the figures cost. "
+        "`cpu s` is the median user + system time of the process tree; "
         "posts/s is N over the median wall time. Peak MiB is the process tree's peak "
         "resident memory. Load average before the run: "
         f"{meta.get('load_before', '?')}, after: {meta.get('load_after', '?')}.",

@@ -31,7 +31,7 @@ from bench import corpus, report, sites  # noqa: E402
 from bench.measure import run_measured  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-TOOLS = ("chronicle", "hugo", "pelican", "floor")
+TOOLS = ("chronicle", "chronicle-figures", "hugo", "pelican", "floor")
 PEER_PACKAGES = ["hugo", "pelican[markdown]"]
 
 
@@ -130,8 +130,8 @@ def chronicle_source(rev: str | None, work: Path) -> tuple[Path | None, str]:
 
 def make_tools(name: str, work: Path, posts: list[corpus.SyntheticPost],
                peers: dict[str, Path | str], source: Path | None) -> sites.Tool | str:
-    if name == "chronicle":
-        return sites.chronicle_tool(work, posts, source)
+    if name in ("chronicle", "chronicle-figures"):
+        return sites.chronicle_tool(work, posts, source, figures=name == "chronicle-figures")
     if name == "floor":
         return sites.floor_tool(work, posts)
     binary = peers.get(name, "not installed")
@@ -173,9 +173,13 @@ def time_tool(tool: sites.Tool, n: int, runs: int) -> list[report.Row]:
             row.times_s.append(measured.seconds)
             row.cpu_s.append(measured.cpu_seconds)
             row.peak_mib = max(row.peak_mib, measured.peak_bytes / report.MIB)
-            log(f"{tool.name:9} {case.name:13} N={n:<6} run {run + 1}/{runs}: "
+            log(f"{tool.name:17} {case.name:13} N={n:<6} run {run + 1}/{runs}: "
                 f"{measured.seconds:7.3f} s  cpu {measured.cpu_seconds:7.3f} s  "
                 f"{measured.peak_bytes / report.MIB:6.0f} MiB")
+        check = tool.after.get(case.name)
+        if check is not None and row.times_s and not row.note:
+            row.note = check()
+            log(f"{tool.name} {case.name} N={n}: {row.note}")
     return rows
 
 

@@ -9,6 +9,7 @@ one left: Chronicle's ``warm`` case reuses the cache its ``cold`` runs filled.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench import corpus
+from bench import figures as figure_corpus
 
 BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / "peers"
@@ -42,6 +44,8 @@ class Tool:
     version: str = ""
     skipped: dict[str, str] = field(default_factory=dict)  # case → why it did not run
     setup: dict[str, Callable[[], str | None]] = field(default_factory=dict)
+    # case → untimed check after its timed runs, whose text becomes the row's note
+    after: dict[str, Callable[[], str]] = field(default_factory=dict)
     env: dict[str, str] | None = None  # None: this process's environment
 
 
@@ -82,11 +86,13 @@ def _edit_target(posts: list[Path]) -> Path:
 
 
 def chronicle_tool(work: Path, posts: list[corpus.SyntheticPost],
-                   source: Path | None = None) -> Tool | str:
+                   source: Path | None = None, figures: bool = False) -> Tool | str:
     """Chronicle as an author runs it: ``chronicle build --root SITE``; a str says why not.
 
     ``source``: a ``src/`` folder to run Chronicle from instead of the installed one (a
-    fixed revision, while others edit the working tree).
+    fixed revision, while others edit the working tree). ``figures``: the figure-heavy
+    blog (:mod:`bench.figures`), the tool ``chronicle-figures``, whose rows are compared
+    with the plain blog's same case.
     """
     exe = Path(sys.executable).parent / "chronicle"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "chronicle"]
@@ -98,16 +104,31 @@ def chronicle_tool(work: Path, posts: list[corpus.SyntheticPost],
                            env=env)
     if probe.returncode != 0:
         return "`chronicle build` is not available in this checkout yet"
-    site = work / "chronicle"
+    name = "chronicle-figures" if figures else "chronicle"
+    site = work / name
     _wipe(site)
     (site / "site").mkdir(parents=True)
     shutil.copyfile(PEERS / "chronicle" / "site.toml", site / "site" / "site.toml")
+    if figures:
+        posts = figure_corpus.with_figures(posts)
+        figure_corpus.write_experiments(site)
     paths = corpus.write_posts(site / "posts", posts, "chronicle")
     version = subprocess.run([*command, "--version"], capture_output=True, text=True,
                              env=env).stdout
-    tool = Tool("chronicle", site, [*command, "build", "--root", str(site)], site,
+    tool = Tool(name, site, [*command, "build", "--root", str(site)], site,
                 version=version.strip(), env=env)
     cache, output = site / ".chronicle", site / "output"
+    if figures:  # a post with figures: the edit must not re-make them
+        target = _edit_target([p for p, post in zip(paths, posts, strict=True)
+                               if post.index % figure_corpus.FIGURE_EVERY == 0])
+        tool.cases = [
+            Case("cold", lambda run: _wipe(cache, output), "cold"),
+            Case("no-change", lambda run: None, "no-change"),
+            Case("edit-one", lambda run: corpus.edit_post(target, f"c{run}"), "edit-one"),
+            Case("result-change", lambda run: _replace_result(site, run + 1), "result-change"),
+        ]
+        tool.after["result-change"] = lambda: check_result_change(tool)
+        return tool
     target = _edit_target(paths)
     tool.cases = [
         Case("cold", lambda run: _wipe(cache, output), "cold"),
@@ -164,6 +185,32 @@ def write_result(site: Path, serial: int) -> Path:
         provenance={"started": stamp, "finished": stamp, "host": {"cpu": "bench"}},
     )
     return ResultStore(site / "experiments" / "results").write(result)
+
+
+def _replace_result(site: Path, serial: int) -> Path:
+    """A new stored run of the first synthetic experiment (the others stay as they are)."""
+    return figure_corpus.write_result(site, figure_corpus.make_experiments()[0], serial)
+
+
+def check_result_change(tool: Tool) -> str:
+    """After the timed result changes, one more, untimed: how many output files it wrote
+    against how many pages show that experiment, and whether the output then equals a
+    clean build's. A note for the table."""
+    experiment = figure_corpus.make_experiments()[0].name
+    _replace_result(tool.site, 1000)
+    done = subprocess.run(tool.command, cwd=tool.cwd, capture_output=True, text=True,
+                          env=tool.env)
+    written = re.search(r"(\d+) written", done.stdout)
+    showing = sum(1 for post in (tool.site / "posts").iterdir()
+                  if f" {experiment}\n" in post.read_text(encoding="utf-8"))
+    clean = tool.site.parent / f"{tool.name}-clean"
+    _wipe(clean)
+    subprocess.run([*tool.command, "--clean", "--out", str(clean)], cwd=tool.cwd,
+                   capture_output=True, env=tool.env, check=True)
+    same = subprocess.run(["diff", "-rq", str(tool.site / "output"), str(clean)],
+                          capture_output=True).returncode == 0
+    return (f"{written.group(1) if written else '?'} files written; {showing} posts show "
+            f"{experiment}; output {'equals' if same else 'DIFFERS from'} a clean build's")
 
 
 def hugo_tool(work: Path, posts: list[corpus.SyntheticPost], binary: Path) -> Tool:

@@ -149,3 +149,43 @@ def test_the_peers_venv_is_remade_when_it_runs_another_python(tmp_path):
     (other / "pyvenv.cfg").write_text("home = /opt/another/python/bin\nversion = 3.11.0\n")
     assert not _same_python(other)
     assert not _same_python(tmp_path / "missing")
+
+
+def test_every_third_post_ends_with_three_to_seven_figures_the_same_each_time():
+    from bench import figures
+
+    posts = figures.with_figures(corpus.make_corpus(30))
+    assert posts == figures.with_figures(corpus.make_corpus(30))
+    plain = corpus.make_corpus(30)
+    for post, before in zip(posts, plain, strict=True):
+        fences = re.findall(r"^```(chart|table|compare) (bench-exp-\d\d)$", post.body, re.M)
+        if post.index % 3:
+            assert post == before
+        else:
+            assert post.body.startswith(before.body) and 3 <= len(fences) <= 7
+    used = {name for post in posts for name in re.findall(r"^```\w+ (bench-exp-\d\d)$",
+                                                           post.body, re.M)}
+    assert len(used) > 6  # drawn from the dozen experiments, not one or two
+
+
+def test_figure_corpus_builds_fresh_and_a_replaced_result_is_another_run(tmp_path):
+    from bench import figures, sites
+
+    site = tmp_path / "site"
+    (site / "site").mkdir(parents=True)
+    (site / "site" / "site.toml").write_text(
+        (sites.PEERS / "chronicle" / "site.toml").read_text())
+    corpus.write_posts(site / "posts", figures.with_figures(corpus.make_corpus(4)), "chronicle")
+    stored = figures.write_experiments(site)
+    assert len(stored) == figures.EXPERIMENTS
+    command = [sys.executable, "-m", "chronicle"]
+    valid = subprocess.run([*command, "lab", "validate", "--root", str(site)],
+                           capture_output=True, text=True, timeout=120)
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    built = subprocess.run([*command, "build", "--strict", "--root", str(site)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr  # --strict: no stale result, no warning
+    again = figures.write_result(site, figures.make_experiments()[0], 1)
+    assert again != stored[0] and again.parent == stored[0].parent
+    assert json.loads(again.read_text())["samples"] != json.loads(stored[0].read_text())[
+        "samples"]
