@@ -229,3 +229,18 @@ def test_stored_log_names_repo_paths_relative_to_the_root(site):
     result = _run(site, "paths")
     assert "experiments/guest/x.sh failed" in result.log
     assert str(site.root.resolve()) not in result.log
+
+
+def test_a_huge_line_without_newline_fails_as_too_long_not_as_a_timeout(site):
+    # 100 MB in one line: the old buffer re-split everything on each 64 KiB read (quadratic)
+    # and ran into the timeout; the cap fails it as soon as the first MiB is past.
+    site.script("huge", """
+        import sys
+        sys.stdout.buffer.write(b"x" * 100_000_000)
+    """, block="timeout = 30")
+    started = time.monotonic()
+    result = _run(site, "huge")
+    assert time.monotonic() - started < 15
+    limit = runner.LINE_LIMIT // 2**20
+    assert result.status == "failed"
+    assert result.error == f"line 1 is over {limit} MiB: not a sample"

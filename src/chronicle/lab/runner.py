@@ -44,6 +44,7 @@ BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
 SAMPLE_KEYS = {"subject", "metric", "value", "unit", "run", "phase", "warmup", "meta"}
 QUICK_REPEAT = 3
 LOG_LIMIT = 256 * 1024
+LINE_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -273,8 +274,8 @@ def _pump(proc: subprocess.Popen, experiment: exp.Experiment, state: _Run, start
           progress: Progress) -> None:
     """Read stdout (samples) and stderr (log) until both close, the timeout, or an error."""
     sel = selectors.DefaultSelector()
-    buffers = {proc.stdout: bytearray(), proc.stderr: bytearray()}
-    for pipe in buffers:
+    lines = _Lines()
+    for pipe in (proc.stdout, proc.stderr):
         os.set_blocking(pipe.fileno(), False)
         sel.register(pipe, selectors.EVENT_READ)
     exited_at: float | None = None
@@ -297,15 +298,44 @@ def _pump(proc: subprocess.Popen, experiment: exp.Experiment, state: _Run, start
                 if chunk:
                     progress.note(chunk)
                 continue
-            buffers[pipe] += chunk
-            lines = buffers[pipe].split(b"\n")
-            buffers[pipe] = lines.pop() if chunk else bytearray()
-            if not chunk and lines[-1:] == [b""]:
-                lines.pop()
-            for raw in lines:
+            for raw in lines.feed(chunk):
                 if not _take_line(raw, state, progress):
                     return
+            if lines.pending > LINE_LIMIT:
+                state.status = "failed"
+                state.error = (f"line {state.lines + 1} is over {LINE_LIMIT // 2**20} MiB: "
+                               "not a sample")
+                return
         progress.tick(time.monotonic() - started)
+
+
+class _Lines:
+    """Complete lines out of a byte stream, each byte looked at once.
+
+    Only the unfinished tail is kept, and only the new chunk is searched for a newline,
+    so a long line costs time in proportion to its length (not to its square).
+    """
+
+    def __init__(self) -> None:
+        self.tail = bytearray()
+
+    @property
+    def pending(self) -> int:
+        return len(self.tail)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines ``chunk`` completes; an empty chunk (end of stream) ends the last one."""
+        if not chunk:
+            last, self.tail = bytes(self.tail), bytearray()
+            return [last] if last else []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            self.tail += chunk
+            return []
+        self.tail += chunk[:end]
+        done = bytes(self.tail).split(b"\n")
+        self.tail = bytearray(chunk[end + 1:])
+        return done
 
 
 def _take_line(raw: bytes, state: _Run, progress: Progress) -> bool:
