@@ -26,13 +26,13 @@ from typing import Any
 import chronicle
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
-from chronicle.lab import provenance
+from chronicle.lab import leftovers, provenance
+from chronicle.lab.containment import RUN_ENV, Containment, end_cgroup, spawn
 from chronicle.lab.lock import ExperimentLock
 from chronicle.lab.procgroup import (
     RunInterrupted,
     SignalGate,
     ignore_signals,
-    kill_group,
     trap_signals,
 )
 from chronicle.lab.results import Result, ResultStore, Sample, result_id
@@ -158,7 +158,7 @@ def run(experiment: exp.Experiment, store: ResultStore, options: RunOptions = Ru
     """Run ``experiment`` once, store the run, return it (whatever its status)."""
     cache = cache or SitePaths(experiment.root).cache
     with ExperimentLock(cache, experiment.name):
-        return _run_locked(experiment, store, options, progress or Progress())
+        return _run_locked(experiment, store, options, progress or Progress(), cache)
 
 
 def _plan(experiment: exp.Experiment, options: RunOptions) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def _plan(experiment: exp.Experiment, options: RunOptions) -> dict[str, Any]:
 
 
 def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOptions,
-                progress: Progress) -> Result:
+                progress: Progress, cache: Path) -> Result:
     environment = exp.environment_facts(experiment)
     inputs = exp.input_hashes(experiment)  # hashed once: for the key and the provenance
     parts = exp.key_parts(experiment, environment=environment, inputs=inputs)
@@ -183,12 +183,17 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     facts.update(environment=environment, inputs=inputs, plan=plan)
     scratch = Path(tempfile.mkdtemp(prefix=f"chronicle-{experiment.name}-"))
     state = _Run()
+    run_name = leftovers.run_name(experiment.name)
+    held = Containment.plan(run_name)
     try:
         argv = command(experiment)
         env = script_env(experiment, plan, scratch)
-        _execute(experiment, argv, env, state, options, progress)
+        env[RUN_ENV] = run_name
+        _execute(experiment, argv, env, state, options, progress,
+                 leftovers.RunRecord.mine(run_name, experiment.name, held.cgroup), held, cache)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    facts["containment"] = held.provenance()
     facts = provenance.deep_merge(facts, state.reported)
     facts["finished"] = provenance.utc_now()
     result = Result(
@@ -222,7 +227,8 @@ def _wait_for_a_new_second(store: ResultStore, name: str) -> None:
 
 
 def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], state: _Run,
-             options: RunOptions, progress: Progress) -> None:
+             options: RunOptions, progress: Progress, record: leftovers.RunRecord,
+             held: Containment, cache: Path) -> None:
     started = time.monotonic()
     # Signals are trapped before the spawn but only deferred during it: an exception
     # thrown from inside Popen would lose the child's pid and leave it running.
@@ -231,24 +237,33 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
     proc: subprocess.Popen | None = None
     try:
         with deferred:
-            proc = subprocess.Popen(argv, cwd=experiment.root, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+            # The record goes first: a `lab run` killed from here on leaves a run that
+            # the next one can find and end.
+            leftovers.keep(cache, record)
+            held.create()
+            proc = spawn(held, argv, cwd=experiment.root, env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
         with progress:
             _pump(proc, experiment, state, started, progress)
     except RunInterrupted:
         state.status, state.error = "cancelled", "cancelled by the user"
     finally:
         ignore_signals()  # a second Ctrl-C must not cut the clean-up short
+        ended = True
         if proc is not None:
-            # The group goes in every case: after an error, a timeout, a cancel — and
+            # Everything goes in every case: after an error, a timeout, a cancel — and
             # after a clean exit too, since a child left running by the script is a leak.
-            kill_group(proc, options.grace)
+            ended = held.end(proc, options.grace)
             for pipe in (proc.stdout, proc.stderr):
                 if pipe:
                     pipe.close()
             proc.wait()
             _sweep_instances(experiment, state)
+        elif held.cgroup is not None:
+            ended = end_cgroup(held.cgroup)
+        if ended:
+            leftovers.drop(cache, record)
         restore()
     if proc is None:
         return
