@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from chronicle.errors import LabError
 from chronicle.lab.containment import cgroup_procs, end_cgroup, kill_all, tagged_pids
@@ -142,6 +144,7 @@ def _incus(cache: Path, record: RunRecord) -> list[str]:
         from pylxd.exceptions import LXDAPIException
 
         client = host.incus_client(timeout=10)
+        _wait_for_creates(client)
         instances = client.instances.all()
     except Exception:  # no daemon answering: nothing of ours can be running in it
         return []
@@ -165,3 +168,17 @@ def _incus(cache: Path, record: RunRecord) -> list[str]:
     finally:
         lock.release()
 
+
+
+def _wait_for_creates(client: Any, wait: float = 20.0) -> None:
+    """A create request under way when its run was killed is finished by the daemon
+    anyway: wait for such requests, or their instance would appear after the sweep."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        listed = client.api.operations.get(params={"recursion": 1}).json()
+        running = (listed.get("metadata") or {}).get("running") or []
+        names = [url.rsplit("/", 1)[-1] for op in running
+                 for url in (op.get("resources") or {}).get("instances") or []]
+        if not any(name.startswith("chronicle-") for name in names):
+            return
+        time.sleep(0.1)
