@@ -3,6 +3,9 @@
 The script runs in its own session (so its own process group): a Ctrl-C at the terminal
 reaches only Chronicle, which then ends the whole group — the script *and* whatever it
 started (qemu, incus clients, sleeps) — with SIGTERM, then SIGKILL after a grace period.
+Where the host allows, the run also has its own cgroup, which catches what left the
+group with ``setsid`` (see ``containment``); a record of the run lets the next run end
+it if Chronicle itself is killed (see ``leftovers``).
 Every run is stored, whatever its status; ``ResultStore.latest`` only returns ``ok`` runs
 by default, so a failed run never replaces a good one.
 """
