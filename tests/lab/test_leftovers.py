@@ -10,8 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from chronicle.errors import LabError
 from chronicle.lab import leftovers
 from chronicle.lab.procgroup import alive
+from tests.support import require
 
 from .conftest import cli_env
 
@@ -120,3 +124,30 @@ def test_sweep_deletes_the_incus_instances_a_dead_run_created(tmp_path):
     finally:
         if client.instances.exists(name):
             client.instances.get(name).delete(wait=True)
+
+
+def test_a_record_naming_a_cgroup_not_made_for_its_run_is_refused(tmp_path):
+    # The record is a file anyone with the site can edit: it must not be able to point
+    # the sweep at, say, the root cgroup, whose cgroup.kill would end every process.
+    from chronicle.lab.containment import runs_parent
+
+    parent = runs_parent()[0]
+    require(parent is not None, "a writable cgroup v2 hierarchy")
+    foreign = parent.parent / f"not-ours-{secrets.token_hex(3)}"
+    foreign.mkdir()
+    sleeper = subprocess.Popen(["sleep", "1000"])
+    try:
+        (foreign / "cgroup.procs").write_text(str(sleeper.pid))
+        owner = subprocess.Popen(["true"])
+        started = leftovers.start_time(owner.pid) or 1
+        owner.wait()
+        run = leftovers.run_name("forged")
+        leftovers.keep(tmp_path, leftovers.RunRecord(run, "forged", owner.pid, started,
+                                                     str(foreign)))
+        with pytest.raises(LabError, match="not a cgroup Chronicle made"):
+            leftovers.sweep(tmp_path)
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        foreign.rmdir()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chronicle.errors import LabError
-from chronicle.lab.containment import cgroup_procs, end_cgroup, kill_all, tagged_pids
+from chronicle.lab.containment import PARENT, cgroup_procs, end_cgroup, kill_all, tagged_pids
 from chronicle.lab.lock import ExperimentLock
 from chronicle.lab.probes import process_cmdline
 from chronicle.lab.procgroup import stat_fields
@@ -116,6 +116,10 @@ def sweep(cache: Path) -> list[str]:
 
 def _end_run(cache: Path, record: RunRecord) -> list[str]:
     folder = Path(record.cgroup) if record.cgroup else None
+    if folder is not None and (folder.name != record.run or folder.parent.name != PARENT):
+        # Anyone with the site can edit a record: it must not aim cgroup.kill elsewhere.
+        raise LabError(f"run record names {folder}, not a cgroup Chronicle made for "
+                       f"run {record.run}", runs_dir(cache) / f"{record.run}.json")
     pids = set(tagged_pids(record.run))
     if folder is not None and folder.is_dir():
         pids |= set(cgroup_procs(folder))
@@ -128,7 +132,9 @@ def _end_run(cache: Path, record: RunRecord) -> list[str]:
 
 
 def _name(pid: int) -> str:
-    return " ".join(process_cmdline(pid))[:60] or "?"
+    argv = process_cmdline(pid)
+    shown = " ".join([Path(argv[0]).name, *argv[1:]]) if argv else "?"
+    return shown if len(shown) <= 60 else shown[:59] + "…"
 
 
 def _incus(cache: Path, record: RunRecord) -> list[str]:
@@ -157,8 +163,11 @@ def _incus(cache: Path, record: RunRecord) -> list[str]:
     try:
         gone = []
         for instance in instances:
-            tagged = (instance.config or {}).get(RUN_KEY) == record.run
-            if tagged or (free and made_by(instance.name, record.experiment)):
+            tag = (instance.config or {}).get(RUN_KEY)
+            # An untagged instance named for the experiment was made by hand through
+            # unique_name; a tagged one belongs to the run its tag names, and only that.
+            if tag == record.run or (free and tag is None
+                                     and made_by(instance.name, record.experiment)):
                 try:
                     delete_instance(instance)
                 except LXDAPIException:
