@@ -20,3 +20,17 @@ def require(available: bool, what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is required in CI but missing", pytrace=False)
     pytest.skip(f"{what} not available on this machine")
+
+
+def incus_client():
+    """A pylxd client of the real daemon with the lab's busybox image (required in CI)."""
+    from chronicle.lab import host
+    from chronicle.lab.image import BUSYBOX_ALIAS
+
+    try:
+        found = host.incus_client()
+        found.images.get_by_alias(BUSYBOX_ALIAS)
+    except Exception:
+        found = None
+    require(found is not None, "Incus with the chronicle-busybox image (`chronicle lab setup`)")
+    return found

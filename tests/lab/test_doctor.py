@@ -60,13 +60,23 @@ def test_tags_pick_subjects_and_measure_only_tags_pick_all():
 
 
 def test_report_exits_zero_and_require_exits_one_when_missing(capsys):
-    args = argparse.Namespace(json=True, require=None)
+    args = argparse.Namespace(json=True, require=None, root=None)
     assert doctor.run(args) == 0
     facts = json.loads(capsys.readouterr().out)
     assert {c["name"] for c in facts["checks"]} >= {"kvm", "qemu", "incus", "guest-assets"}
-    assert doctor.run(argparse.Namespace(json=False, require="no-such-part")) == 1
+    assert doctor.run(argparse.Namespace(json=False, require="no-such-part", root=None)) == 1
 
 
 def test_doctor_changes_no_lab_files(tmp_path):
     doctor.collect(lab=tmp_path, root=REPO)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_containment_line_says_what_holds_a_run(report):
+    from chronicle.lab.containment import runs_parent
+
+    if runs_parent()[0] is not None:
+        assert report.ok("containment") and "cgroup v2" in report.detail("containment")
+    else:
+        assert not report.ok("containment")
+        assert "process group only" in report.detail("containment")

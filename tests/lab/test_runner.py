@@ -11,6 +11,7 @@ from chronicle.errors import LabError
 from chronicle.lab import runner
 from chronicle.lab.lock import ExperimentLock
 from chronicle.lab.procgroup import alive
+from tests.support import require
 
 FAST = runner.RunOptions(grace=1.0)
 
@@ -229,3 +230,78 @@ def test_stored_log_names_repo_paths_relative_to_the_root(site):
     result = _run(site, "paths")
     assert "experiments/guest/x.sh failed" in result.log
     assert str(site.root.resolve()) not in result.log
+
+
+def test_a_huge_line_without_newline_fails_as_too_long_not_as_a_timeout(site):
+    # 100 MB in one line: the old buffer re-split everything on each 64 KiB read (quadratic)
+    # and ran into the timeout; the cap fails it as soon as the first MiB is past.
+    site.script("huge", """
+        import sys
+        sys.stdout.buffer.write(b"x" * 100_000_000)
+    """, block="timeout = 30")
+    started = time.monotonic()
+    result = _run(site, "huge")
+    assert time.monotonic() - started < 15
+    limit = runner.LINE_LIMIT // 2**20
+    assert result.status == "failed"
+    assert result.error == f"line 1 is over {limit} MiB: not a sample"
+
+
+def _needs_cgroup() -> None:
+    from chronicle.lab.containment import runs_parent
+
+    require(runs_parent()[0] is not None, "a writable cgroup v2 hierarchy")
+
+
+SETSID_HELPER = """
+setsid sh -c 'echo $$ > {pidfile}; exec sleep 1000' > /dev/null 2>&1 &
+while [ ! -s {pidfile} ]; do sleep 0.01; done
+"""
+SAMPLE_SH = """echo '{"subject": "a", "metric": "m", "value": 1, "unit": "", "run": 0}'\n"""
+
+
+def test_helper_that_calls_setsid_dies_with_a_clean_run(site, tmp_path):
+    _needs_cgroup()
+    pidfile = tmp_path / "helper.pid"
+    site.script("escapes", SETSID_HELPER.format(pidfile=pidfile) + SAMPLE_SH, suffix=".sh")
+    result = _run(site, "escapes")
+    assert result.status == "ok", result.error
+    assert not alive(int(pidfile.read_text()))
+    assert result.provenance["containment"] == {"kind": "cgroup"}
+
+
+def test_helper_that_calls_setsid_dies_on_timeout(site, tmp_path):
+    _needs_cgroup()
+    pidfile = tmp_path / "helper.pid"
+    site.script("escapes-late", SETSID_HELPER.format(pidfile=pidfile) + "sleep 1000\n",
+                block="timeout = 1", suffix=".sh")
+    result = _run(site, "escapes-late")
+    assert result.error == "timed out after 1 s"
+    assert not alive(int(pidfile.read_text()))
+
+
+def test_run_leaves_no_cgroup_and_no_record_behind(site, tmp_path):
+    _needs_cgroup()
+    from chronicle.lab.containment import runs_parent
+
+    site.script("tidy", SETSID_HELPER.format(pidfile=tmp_path / "p") + SAMPLE_SH, suffix=".sh")
+    before = set(runs_parent()[0].iterdir()) if runs_parent()[0].is_dir() else set()
+    assert _run(site, "tidy").status == "ok"
+    after = set(runs_parent()[0].iterdir())
+    assert {p for p in after - before if p.name.startswith("tidy-")} == set()
+    assert list((site.root / ".chronicle" / "lab" / "runs").iterdir()) == []
+
+
+def test_without_cgroups_the_group_is_used_and_the_provenance_says_so(site, tmp_path,
+                                                                     monkeypatch):
+    from chronicle.lab import containment
+
+    monkeypatch.setattr(containment, "runs_parent", lambda: (None, "no cgroup v2 here"))
+    pidfile = tmp_path / "helper.pid"
+    site.script("weak", SETSID_HELPER.format(pidfile=pidfile) + SAMPLE_SH, suffix=".sh")
+    result = _run(site, "weak")
+    held = result.provenance["containment"]
+    assert held["kind"] == "process-group"
+    assert "setsid" in held["note"] and "no cgroup v2 here" in held["note"]
+    # the run's name in the helper's environment still finds it
+    assert not alive(int(pidfile.read_text()))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
-from chronicle.lab import provenance, runner, setup
+from chronicle.lab import leftovers, provenance, runner, setup
 from chronicle.lab.results import Result, ResultStore, Sample, samples_csv, validate_store
 from chronicle.paths import SitePaths, site_root
 
@@ -190,6 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = ResultStore(paths.results)
     options = runner.RunOptions(quick=args.quick, repeat=args.repeat, seed=args.seed)
     err = _console(stderr=True)
+    for line in leftovers.sweep(paths.cache):
+        err.print(f"chronicle: {line}", markup=False)
     worst = 0
     for experiment in chosen:
         good = store.shown(experiment.name)

@@ -2,19 +2,22 @@
 
 A report, so it exits 0 even when parts are missing; ``--require incus,qemu`` turns
 missing parts into exit 1 (for CI). ``--json`` prints the same facts for machines.
+The one thing it ends is a run left behind by a killed ``lab run`` of this site (its
+owner is gone, so nobody else would): see ``leftovers``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from chronicle.errors import ChronicleError
-from chronicle.lab import guest, host, image, incusd
+from chronicle.lab import containment, guest, host, image, incusd, leftovers
 from chronicle.lab.experiment import discover
-from chronicle.paths import find_root, lab_dir
+from chronicle.paths import SitePaths, find_root, lab_dir
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,13 @@ def _guest_check(lab: Path) -> Check:
     return Check("guest-assets", True, f"{assets.kernel_version} in {lab}")
 
 
+def _containment_check() -> Check:
+    parent, why = containment.runs_parent()
+    if parent is None:
+        return Check("containment", False, f"{containment.WEAKER} ({why})")
+    return Check("containment", True, why)
+
+
 def collect(lab: Path | None = None, root: Path | None = None) -> Report:
     kind = host.kvm_kind()
     qemu = host.qemu_version()
@@ -96,6 +106,7 @@ def collect(lab: Path | None = None, root: Path | None = None) -> Report:
         Check("qemu", qemu is not None,
               f"version {qemu}, accelerator {host.accelerator(kind)}" if qemu
               else "qemu-system-x86_64 not on PATH"),
+        _containment_check(),
         *_incus_checks(),
         _guest_check(lab or lab_dir(root)),
     ]
@@ -160,8 +171,18 @@ def missing_required(report: Report, required: list[str]) -> list[str]:
     return [name for name in required if not report.ok(name)]
 
 
+def _sweep(root: Path | None) -> None:
+    try:
+        root = root.resolve() if root else find_root()
+    except ChronicleError:
+        return  # outside a site: no run records to look at
+    for line in leftovers.sweep(SitePaths(root).cache):
+        print(f"chronicle: {line}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
-    report = collect()
+    _sweep(args.root)
+    report = collect(root=args.root.resolve() if args.root else None)
     if args.json:
         print(json.dumps(asdict(report), indent=1))
     else:
@@ -175,8 +196,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(lab_sub: argparse._SubParsersAction) -> None:
-    d = lab_sub.add_parser("doctor", help="report what this host can run (changes nothing)")
+    d = lab_sub.add_parser("doctor", help="report what this host can run and end runs "
+                                          "a killed `lab run` left behind")
     d.add_argument("--require", metavar="PARTS",
                    help="comma-separated checks that must pass, e.g. incus,qemu (exit 1 if not)")
     d.add_argument("--json", action="store_true", help="print the report as JSON")
+    d.add_argument("--root", type=Path, metavar="DIR",
+                   help="site root whose left-behind runs to end (default: the folder "
+                        "above holding site/site.toml)")
     d.set_defaults(func=run)

@@ -3,6 +3,9 @@
 The script runs in its own session (so its own process group): a Ctrl-C at the terminal
 reaches only Chronicle, which then ends the whole group — the script *and* whatever it
 started (qemu, incus clients, sleeps) — with SIGTERM, then SIGKILL after a grace period.
+Where the host allows, the run also has its own cgroup, which catches what left the
+group with ``setsid`` (see ``containment``); a record of the run lets the next run end
+it if Chronicle itself is killed (see ``leftovers``).
 Every run is stored, whatever its status; ``ResultStore.latest`` only returns ``ok`` runs
 by default, so a failed run never replaces a good one.
 """
@@ -26,13 +29,13 @@ from typing import Any
 import chronicle
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
-from chronicle.lab import provenance
+from chronicle.lab import leftovers, provenance
+from chronicle.lab.containment import RUN_ENV, Containment, end_cgroup, spawn
 from chronicle.lab.lock import ExperimentLock
 from chronicle.lab.procgroup import (
     RunInterrupted,
     SignalGate,
     ignore_signals,
-    kill_group,
     trap_signals,
 )
 from chronicle.lab.results import Result, ResultStore, Sample, result_id
@@ -44,6 +47,7 @@ BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
 SAMPLE_KEYS = {"subject", "metric", "value", "unit", "run", "phase", "warmup", "meta"}
 QUICK_REPEAT = 3
 LOG_LIMIT = 256 * 1024
+LINE_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ def run(experiment: exp.Experiment, store: ResultStore, options: RunOptions = Ru
     """Run ``experiment`` once, store the run, return it (whatever its status)."""
     cache = cache or SitePaths(experiment.root).cache
     with ExperimentLock(cache, experiment.name):
-        return _run_locked(experiment, store, options, progress or Progress())
+        return _run_locked(experiment, store, options, progress or Progress(), cache)
 
 
 def _plan(experiment: exp.Experiment, options: RunOptions) -> dict[str, Any]:
@@ -170,7 +174,7 @@ def _plan(experiment: exp.Experiment, options: RunOptions) -> dict[str, Any]:
 
 
 def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOptions,
-                progress: Progress) -> Result:
+                progress: Progress, cache: Path) -> Result:
     environment = exp.environment_facts(experiment)
     inputs = exp.input_hashes(experiment)  # hashed once: for the key and the provenance
     parts = exp.key_parts(experiment, environment=environment, inputs=inputs)
@@ -182,12 +186,17 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     facts.update(environment=environment, inputs=inputs, plan=plan)
     scratch = Path(tempfile.mkdtemp(prefix=f"chronicle-{experiment.name}-"))
     state = _Run()
+    run_name = leftovers.run_name(experiment.name)
+    held = Containment.plan(run_name)
     try:
         argv = command(experiment)
         env = script_env(experiment, plan, scratch)
-        _execute(experiment, argv, env, state, options, progress)
+        env[RUN_ENV] = run_name
+        _execute(experiment, argv, env, state, options, progress,
+                 leftovers.RunRecord.mine(run_name, experiment.name, held.cgroup), held, cache)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    facts["containment"] = held.provenance()
     facts = provenance.deep_merge(facts, state.reported)
     facts["finished"] = provenance.utc_now()
     result = Result(
@@ -221,7 +230,8 @@ def _wait_for_a_new_second(store: ResultStore, name: str) -> None:
 
 
 def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], state: _Run,
-             options: RunOptions, progress: Progress) -> None:
+             options: RunOptions, progress: Progress, record: leftovers.RunRecord,
+             held: Containment, cache: Path) -> None:
     started = time.monotonic()
     # Signals are trapped before the spawn but only deferred during it: an exception
     # thrown from inside Popen would lose the child's pid and leave it running.
@@ -230,24 +240,33 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
     proc: subprocess.Popen | None = None
     try:
         with deferred:
-            proc = subprocess.Popen(argv, cwd=experiment.root, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+            # The record goes first: a `lab run` killed from here on leaves a run that
+            # the next one can find and end.
+            leftovers.keep(cache, record)
+            held.create()
+            proc = spawn(held, argv, cwd=experiment.root, env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
         with progress:
             _pump(proc, experiment, state, started, progress)
     except RunInterrupted:
         state.status, state.error = "cancelled", "cancelled by the user"
     finally:
         ignore_signals()  # a second Ctrl-C must not cut the clean-up short
+        ended = True
         if proc is not None:
-            # The group goes in every case: after an error, a timeout, a cancel — and
+            # Everything goes in every case: after an error, a timeout, a cancel — and
             # after a clean exit too, since a child left running by the script is a leak.
-            kill_group(proc, options.grace)
+            ended = held.end(proc, options.grace)
             for pipe in (proc.stdout, proc.stderr):
                 if pipe:
                     pipe.close()
             proc.wait()
             _sweep_instances(experiment, state)
+        elif held.cgroup is not None:
+            ended = end_cgroup(held.cgroup)
+        if ended:
+            leftovers.drop(cache, record)
         restore()
     if proc is None:
         return
@@ -273,8 +292,8 @@ def _pump(proc: subprocess.Popen, experiment: exp.Experiment, state: _Run, start
           progress: Progress) -> None:
     """Read stdout (samples) and stderr (log) until both close, the timeout, or an error."""
     sel = selectors.DefaultSelector()
-    buffers = {proc.stdout: bytearray(), proc.stderr: bytearray()}
-    for pipe in buffers:
+    lines = _Lines()
+    for pipe in (proc.stdout, proc.stderr):
         os.set_blocking(pipe.fileno(), False)
         sel.register(pipe, selectors.EVENT_READ)
     exited_at: float | None = None
@@ -297,15 +316,44 @@ def _pump(proc: subprocess.Popen, experiment: exp.Experiment, state: _Run, start
                 if chunk:
                     progress.note(chunk)
                 continue
-            buffers[pipe] += chunk
-            lines = buffers[pipe].split(b"\n")
-            buffers[pipe] = lines.pop() if chunk else bytearray()
-            if not chunk and lines[-1:] == [b""]:
-                lines.pop()
-            for raw in lines:
+            for raw in lines.feed(chunk):
                 if not _take_line(raw, state, progress):
                     return
+            if lines.pending > LINE_LIMIT:
+                state.status = "failed"
+                state.error = (f"line {state.lines + 1} is over {LINE_LIMIT // 2**20} MiB: "
+                               "not a sample")
+                return
         progress.tick(time.monotonic() - started)
+
+
+class _Lines:
+    """Complete lines out of a byte stream, each byte looked at once.
+
+    Only the unfinished tail is kept, and only the new chunk is searched for a newline,
+    so a long line costs time in proportion to its length (not to its square).
+    """
+
+    def __init__(self) -> None:
+        self.tail = bytearray()
+
+    @property
+    def pending(self) -> int:
+        return len(self.tail)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines ``chunk`` completes; an empty chunk (end of stream) ends the last one."""
+        if not chunk:
+            last, self.tail = bytes(self.tail), bytearray()
+            return [last] if last else []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            self.tail += chunk
+            return []
+        self.tail += chunk[:end]
+        done = bytes(self.tail).split(b"\n")
+        self.tail = bytearray(chunk[end + 1:])
+        return done
 
 
 def _take_line(raw: bytes, state: _Run, progress: Progress) -> bool:

@@ -18,12 +18,14 @@ was cut short by Ctrl-C and the instance appears only afterwards.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from chronicle.errors import LabError
 from chronicle.lab import host
+from chronicle.lab.containment import RUN_ENV
 from chronicle.lab.image import BUSYBOX_ALIAS
 from chronicle.lab.probes import (
     cgroup_of,
@@ -45,18 +47,23 @@ from chronicle.lab.subjects.base import (
 )
 
 KINDS = {"container": "incus-container", "virtual-machine": "incus-vm"}
+RUN_KEY = "user.chronicle.run"
 
 
 def instance_config(
-    name: str, alias: str, kind: str, http_port: int | None = None
+    name: str, alias: str, kind: str, http_port: int | None = None, run: str | None = None
 ) -> dict[str, Any]:
-    """The create request: image by alias, the default profile (root disk, no network)."""
+    """The create request: image by alias, the default profile (root disk, no network).
+
+    ``run`` (the runner's name for this run) is kept in the instance's config, so the
+    instances of a run whose ``lab run`` was killed can be found and deleted later.
+    """
     config: dict[str, Any] = {
         "name": name,
         "type": kind,
         "source": {"type": "image", "alias": alias},
         "profiles": ["default"],
-        "config": {},
+        "config": {RUN_KEY: run} if run else {},
         "devices": {},
     }
     if http_port is not None:
@@ -130,7 +137,8 @@ class IncusInstance(Subject):
         return facts
 
     def start(self) -> None:
-        config = instance_config(self.instance_name, self.alias, self.kind, self.http_port)
+        config = instance_config(self.instance_name, self.alias, self.kind, self.http_port,
+                                 run=os.environ.get(RUN_ENV))
         from pylxd.exceptions import LXDAPIException
 
         self.t0 = time.monotonic()
