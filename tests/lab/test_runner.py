@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -229,3 +230,30 @@ def test_stored_log_names_repo_paths_relative_to_the_root(site):
     result = _run(site, "paths")
     assert "experiments/guest/x.sh failed" in result.log
     assert str(site.root.resolve()) not in result.log
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('{"subject": "a", "metric": "boot_ms", "value": -1, "unit": "ms", "run": 0}',
+         "value: -1 ms is a negative duration"),
+        ('{"subject": "a", "metric": "m", "value": NaN, "unit": "", "run": 0}',
+         "value: nan is not a finite number"),
+        ('{"provenance": {"host": "laptop"}}', "host: 'laptop' is not of type 'object'"),
+        ('{"provenance": {"tools": {"qemu": Infinity}}}', "tools/qemu: inf is not"),
+    ],
+)
+def test_lines_are_held_to_the_rules_of_a_stored_result(line, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        runner.parse_line(line)
+
+
+def test_a_report_of_the_wrong_type_fails_the_run_at_its_line(site):
+    site.script("typed", """
+        echo '{"subject": "a", "metric": "m", "value": 1, "unit": "", "run": 0}'
+        echo '{"provenance": {"subjects": {"a": {"accelerator": "fast"}}}}'
+    """, suffix=".sh")
+    result = _run(site, "typed")
+    assert result.status == "failed"
+    assert result.error.startswith("line 2: subjects/a/accelerator: 'fast' is not one of")
+    assert site.store().load(result.path) == result

@@ -15,7 +15,8 @@ from pathlib import Path
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
 from chronicle.lab import provenance, runner, setup
-from chronicle.lab.results import Result, ResultStore, Sample, samples_csv, validate_store
+from chronicle.lab.results import Result, ResultStore, Sample, samples_csv
+from chronicle.lab.validation import validate_store
 from chronicle.paths import SitePaths, site_root
 
 
