@@ -9,8 +9,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from chronicle.errors import LabError
+from chronicle.lab import experiment as exp
 from chronicle.lab import provenance, runner
 from chronicle.lab.results import SAMPLE_COLUMNS, Result, ResultStore, Sample, canonical_json
+from chronicle.lab.schema import result_schema
 from chronicle.lab.validation import sample_keys
 from tests.embeds_support import in_the_future, make_result, store_edited
 
@@ -116,3 +118,7 @@ def test_samples_are_defined_alike_by_the_schema_the_model_and_the_csv():
     fields = tuple(f.name for f in dataclasses.fields(Sample))
     assert fields == sample_keys()
     assert SAMPLE_COLUMNS == tuple(k for k in fields if k != "meta")
+
+
+def test_experiment_names_are_defined_alike_by_the_schema_and_discovery():
+    assert exp.NAME.pattern == result_schema().part("#/properties/experiment")["pattern"]
