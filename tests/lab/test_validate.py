@@ -201,3 +201,10 @@ def test_the_schema_reader_agrees_with_jsonschema(breakage):
 def test_a_schema_keyword_the_reader_does_not_know_is_refused():
     with pytest.raises(ValueError, match="uses oneOf"):
         Schema({"type": "object", "properties": {"a": {"oneOf": []}}})
+
+
+def test_json_nested_too_deeply_is_a_problem_not_a_crash(site):
+    path = site.results / "deep" / "20261120T100000Z-abcdef12.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    assert validate_file(path) == ["nested too deeply to read"]

@@ -107,12 +107,14 @@ def file_problems(path: Path, *, now: datetime | None = None
         return None, ["empty file"], None
     try:
         data = json.loads(text)
+        problems = result_problems(data, now=now)
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text.rstrip()):
             return None, [f"truncated: JSON ends early at line {exc.lineno}"], exc.lineno
         return None, [f"corrupt JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"], \
             exc.lineno
-    problems = result_problems(data, now=now)
+    except RecursionError:
+        return None, ["nested too deeply to read"], None
     if problems:
         return data, problems, None
     if data["id"] != path.stem:
