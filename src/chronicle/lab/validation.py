@@ -39,11 +39,6 @@ _DURATION_NAME = re.compile(rf"_(?:{'|'.join(DURATION_UNITS)})$")
 _CONFLICT_MARKER = re.compile(r"^(?:<{7}|>{7}|\|{7})(?: |$)|^={7}$")
 
 
-def sample_keys() -> tuple[str, ...]:
-    """Every key a sample may have, in the schema's order."""
-    return tuple(result_schema().part("#/$defs/sample")["properties"])
-
-
 def is_duration(metric: str, unit: str) -> bool:
     return unit in DURATION_UNITS or bool(_DURATION_NAME.search(metric))
 
@@ -65,7 +60,7 @@ def provenance_problems(data: Any) -> list[str]:
     return problems or [f"{where}: {what}" for where, what in _non_finite(data, "")]
 
 
-def result_problems(data: Any, *, now: datetime | None = None) -> list[str]:
+def result_problems(data: Any) -> list[str]:
     """What is wrong with one result, as its JSON object; empty when it is sound."""
     problems = result_schema().problems(data)
     if problems:
@@ -74,7 +69,7 @@ def result_problems(data: Any, *, now: datetime | None = None) -> list[str]:
     for index, sample in enumerate(data["samples"]):
         problems += _negative_duration(sample, f"samples/{index}/")
     started = _start_time(data)
-    now = now or datetime.now(UTC)
+    now = datetime.now(UTC)
     if started is not None and started > now + CLOCK_SKEW:
         ahead = _duration_words(started - now)
         problems.append(f"provenance/started: {started:%Y-%m-%dT%H:%M:%SZ} is {ahead} in the "
@@ -82,8 +77,7 @@ def result_problems(data: Any, *, now: datetime | None = None) -> list[str]:
     return problems
 
 
-def file_problems(path: Path, *, now: datetime | None = None
-                  ) -> tuple[dict[str, Any] | None, list[str], int | None]:
+def file_problems(path: Path) -> tuple[dict[str, Any] | None, list[str], int | None]:
     """A stored file's JSON (None when it cannot be read), its problems, and the line of
     the first problem when there is one.
 
@@ -107,7 +101,7 @@ def file_problems(path: Path, *, now: datetime | None = None
         return None, ["empty file"], None
     try:
         data = json.loads(text)
-        problems = result_problems(data, now=now)
+        problems = result_problems(data)
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text.rstrip()):
             return None, [f"truncated: JSON ends early at line {exc.lineno}"], exc.lineno
