@@ -287,7 +287,8 @@ class ResultStore:
 
     def bad_files(self, experiment: str, newer_than: Result | None = None) -> list[BadFile]:
         """The experiment's files that are not valid results, oldest first; with
-        ``newer_than``, only those that sort after that run (it would hide them)."""
+        ``newer_than``, only those that sort after that run: were they valid, one of them
+        might be the run to show instead."""
         bad = self._scan(experiment)[1]
         if newer_than is None:
             return list(bad)
