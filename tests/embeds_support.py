@@ -89,7 +89,8 @@ def make_result(
     stamp = started.replace("-", "").replace(":", "").split(".")[0] + "Z"
     return Result(
         experiment=experiment, id=f"{stamp}-abcdef12", status=status, key="ab" * 32,
-        key_parts=key_parts or {"script": "x", "inputs": "y", "params": "z"}, params={},
+        key_parts=key_parts or {"script": "1" * 64, "inputs": "2" * 64, "params": "3" * 64},
+        params={},
         provenance={
             "host": {"cpu_model": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", "cores": 2,
                      "kernel": "6.1.0-28-amd64", "machine": "x86_64", "kvm_kind": "pvm",
@@ -110,3 +111,24 @@ def fresh_experiment(root: Path) -> Result:
     """The boot-to-init script under ``root`` and a stored result that is fresh for it."""
     write_script(root)
     return store_result(root, make_result(key_parts=fresh_key_parts(root)))
+
+
+def store_edited(root: Path, result: Result, old: str = "", new: str = "") -> Path:
+    """``result``'s file as the store writes it, then with ``old`` replaced by ``new``:
+    what a hand edit, a bad merge or another tool leaves in the store. Written by hand,
+    since the store refuses to write an invalid result."""
+    from chronicle.lab.results import canonical_json
+
+    text = canonical_json(result.to_json()).decode("utf-8")
+    assert old in text, f"{old!r} is not in the stored file"
+    path = root / "experiments" / "results" / result.experiment / f"{result.id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def in_the_future(days: int = 1) -> str:
+    """A start time ``days`` ahead of the clock, as a host whose clock ran fast writes it."""
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from chronicle.build import BuildOptions, build
 from chronicle.embeds import Embedder, parse_fence
 from chronicle.embeds_html import shown_ratio
 from chronicle.errors import BuildError, BuildErrors
+from chronicle.hooks import standard_hooks
 from chronicle.lab.stats import Ratio
 from chronicle.markdown import render_markdown
 from tests.embeds_support import (
     fresh_experiment,
     fresh_key_parts,
     make_result,
+    make_site,
+    store_edited,
     store_result,
+    write_post,
     write_script,
 )
 
@@ -292,3 +298,64 @@ def test_updated_is_when_the_newest_embedded_result_finished(root):
 def test_links_follow_the_base_path(root):
     html = post(root, "```table boot-to-init\n```\n", base_path="/blog/")
     assert 'href="/blog/lab/boot-to-init/"' in html
+
+
+# -- a bad result file: the figure falls back to the run before it ---------------------
+
+NEWER = "2026-11-21T10:00:00.000000Z"
+
+
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    ('"value": 2510.0', '"value": NaN', "samples/1/value: nan is not a finite number"),
+    ('"value": 2510.0', '"value": -2510.0', "samples/1/value: -2510.0 ms is a negative duration"),
+    ('"host": {', '"host": "laptop", "x": {', "provenance/host: 'laptop' is not of type"),
+])
+def test_a_bad_newest_result_falls_back_to_the_run_before_with_a_note(root, old, new, problem):
+    shown = make_result(key_parts=fresh_key_parts(root))
+    bad = store_edited(root, make_result(started=NEWER, key_parts=fresh_key_parts(root)),
+                       old, new)
+    path = root / "posts" / "2026-11-01-p.md"
+    hook = Embedder(root).for_post(path)
+    html = render_markdown("```chart boot-to-init\nmetric: boot_ms\n```\n", path, 5,
+                           hook=hook).html
+    assert f"result <code>{shown.id}</code>" in html
+    assert "newer result file invalid: showing an earlier run" in html
+    relative = bad.relative_to(root)
+    (warning,) = hook.warnings
+    assert warning.startswith(f"{path}: {relative} is not a valid result ({problem}")
+    assert warning.endswith(f"showing the run before it, {shown.id}")
+
+
+def test_a_bad_file_with_no_good_run_left_is_the_missing_result_error(tmp_path):
+    write_script(tmp_path)
+    bad = store_edited(tmp_path, make_result(), '"value": 2510.0', '"value": Infinity')
+    error = error_of(tmp_path, "```table boot-to-init\n```\n")
+    assert error.message.startswith(
+        f"experiment 'boot-to-init' has no successful run yet ({bad.relative_to(tmp_path)} "
+        "is not a valid result: samples/1/value: inf is not a finite number)")
+    assert (error.path, error.line) == (tmp_path / "posts" / "2026-11-01-p.md", 5)
+
+
+def test_a_bad_newest_result_fails_a_strict_build(tmp_path):
+    make_site(tmp_path)
+    fresh_experiment(tmp_path)
+    store_edited(tmp_path, make_result(started=NEWER), '"cores": 2', '"cores": "two"')
+    write_post(tmp_path, "p", "```chart boot-to-init\nmetric: boot_ms\n```\n")
+    options = BuildOptions(root=tmp_path, now=datetime(2026, 12, 1, tzinfo=UTC))
+    report = build(standard_hooks(options))
+    assert any("is not a valid result (provenance/host/cores" in w for w in report.warnings)
+    with pytest.raises(BuildErrors, match="fatal with --strict"):
+        build(standard_hooks(replace(options, strict=True, out=tmp_path / "strict")))
+    assert not (tmp_path / "strict").exists()
+
+
+def test_a_placeholder_for_a_bad_file_is_still_a_warning(tmp_path):
+    write_script(tmp_path)
+    bad = store_edited(tmp_path, make_result(), '"value": 2510.0', '"value": Infinity')
+    path = tmp_path / "posts" / "2026-11-01-p.md"
+    hook = Embedder(tmp_path, allow_missing=True).for_post(path)
+    html = render_markdown("```table boot-to-init\n```\n", path, 5, hook=hook).html
+    assert "no result yet" in html
+    assert hook.warnings == [f"{path}: {bad.relative_to(tmp_path)} is not a valid result "
+                             "(samples/1/value: inf is not a finite number); boot-to-init has "
+                             "no valid run: a placeholder shown"]

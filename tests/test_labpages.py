@@ -18,6 +18,7 @@ from tests.embeds_support import (
     fresh_key_parts,
     make_result,
     make_site,
+    store_edited,
     store_result,
     write_post,
     write_script,
@@ -173,3 +174,14 @@ def test_experiment_page_names_unsupported_subjects_once_with_the_reason(tmp_pat
     page = output(tmp_path, "lab/boot-to-init/index.html")
     assert page.count("<strong>incus-vm</strong>: no vhost_vsock here") == 1
     assert '<th scope="row">incus-vm</th>' not in page
+
+
+def test_experiment_page_names_a_bad_file_and_shows_the_run_before_it(root):
+    bad = store_edited(root, make_result(started="2026-11-21T10:00:00.000000Z"),
+                       '"value": 2510.0', '"value": NaN')
+    build(options(root))
+    page = output(root, "lab/boot-to-init/index.html")
+    assert (f"{bad.relative_to(root)} is not a valid result, left out: samples/1/value: nan "
+            "is not a finite number") in page
+    assert "newer result file invalid: showing an earlier run" in page
+    assert bad.stem not in page.replace(str(bad.relative_to(root)), "")

@@ -29,7 +29,7 @@ from chronicle import embeds_html
 from chronicle.charts import CHART_KINDS, ChartCache, assign_colours, subject_colour
 from chronicle.errors import BuildError
 from chronicle.lab import experiment as lab_experiment
-from chronicle.lab.results import Result, ResultStore
+from chronicle.lab.results import BadFile, Result, ResultStore
 from chronicle.lab.stats import Ratio, Summary, ratio_ci, summarize
 from chronicle.paths import SitePaths
 
@@ -226,6 +226,13 @@ class Embedder:
                 else tuple(lab_experiment.staleness(script, result, include_environment=False)))
         return self._stale[result.id]
 
+    def skipped(self, result: Result) -> list[BadFile]:
+        """Invalid result files newer than ``result``: the run shown instead of them."""
+        return self.store.bad_files(result.experiment, newer_than=result)
+
+    def relative(self, path: Path) -> Path:
+        return path.relative_to(self.root) if path.is_relative_to(self.root) else path
+
     def summary(self, result: Result, subject: str, metric: str) -> Summary:
         key = (result.id, subject, metric)
         if key not in self._summaries:
@@ -266,6 +273,7 @@ class PostEmbeds:
         self.embedder = embedder
         self.path = path
         self.results_used: dict[str, Result] = {}
+        self.placeholders_for_bad: dict[str, BadFile] = {}  # --allow-missing, no valid run
 
     @property
     def warnings(self) -> list[str]:
@@ -276,6 +284,12 @@ class PostEmbeds:
             if reasons:
                 found.append(f"{self.path}: shows a stale result of {name} ({result.id}): "
                              f"{'; '.join(reasons)}")
+            for bad in self.embedder.skipped(result):
+                found.append(f"{self.path}: {self.embedder.relative(bad.path)} is not a valid "
+                             f"result ({bad.summary}); showing the run before it, {result.id}")
+        for name, bad in sorted(self.placeholders_for_bad.items()):
+            found.append(f"{self.path}: {self.embedder.relative(bad.path)} is not a valid "
+                         f"result ({bad.summary}); {name} has no valid run: a placeholder shown")
         return found
 
     @property
@@ -293,10 +307,15 @@ class PostEmbeds:
                              f"{', '.join(known) or 'none yet'})", self.path, line)
         result = self.embedder.store.shown(spec.experiment)
         if result is None:
+            bad = self.embedder.store.bad_files(spec.experiment)
             if not self.embedder.allow_missing:
-                raise BuildError(f"experiment {spec.experiment!r} has no successful run yet: "
-                                 f"run `chronicle lab run {spec.experiment}`, or build with "
-                                 "--allow-missing for a placeholder", self.path, line)
+                why = (f" ({self.embedder.relative(bad[-1].path)} is not a valid result: "
+                       f"{bad[-1].summary})" if bad else "")
+                raise BuildError(f"experiment {spec.experiment!r} has no successful run yet"
+                                 f"{why}: run `chronicle lab run {spec.experiment}`, or build "
+                                 "with --allow-missing for a placeholder", self.path, line)
+            if bad:
+                self.placeholders_for_bad[spec.experiment] = bad[-1]
             return embeds_html.placeholder(spec, self.embedder.lab_url(spec.experiment))
         spec = resolve(spec, result, self.path)
         self.results_used[spec.experiment] = result

@@ -2,8 +2,9 @@
 
 Every figure carries a provenance caption (n, statistic, run date, host, accelerator,
 result id, a link to the experiment's lab page) and visible badges when its result is
-stale, emulated (TCG) or from a quick run. Every chart has its data as a ``table.data``
-in a ``<details>`` beside it, for readers and screen readers.
+stale, emulated (TCG), from a quick run, or shown in place of a newer, invalid result
+file. Every chart has its data as a ``table.data`` in a ``<details>`` beside it, for
+readers and screen readers.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING
 from chronicle.charts import Chart, Panel, Series
 from chronicle.lab.results import Result
 from chronicle.lab.stats import Ratio, Summary
+from chronicle.lab.validation import DURATION_UNITS
 
 if TYPE_CHECKING:
     from chronicle.embeds import Embedder, EmbedSpec
 
-TIME_UNITS = {"ns", "us", "µs", "ms", "s", "min"}
+TIME_UNITS = set(DURATION_UNITS)
 SIZE_UNITS = {"B", "bytes", "KB", "kB", "KiB", "MB", "MiB", "GB", "GiB"}
 # How a comparison names what its metric measures; other metrics read "on <metric>".
 METRIC_PHRASES = {
@@ -134,6 +136,11 @@ def badges(result: Result, subjects: Sequence[str], embedder: Embedder) -> str:
     if result.quick:
         found.append('<span class="badge badge-quick" title="a quick run: fewer repetitions '
                      'than a full run, wider intervals">quick run</span>')
+    skipped = embedder.skipped(result)
+    if skipped:
+        title = "; ".join(f"{embedder.relative(b.path)}: {b.summary}" for b in skipped)
+        found.append(f'<span class="badge badge-invalid" title="{escape(title)}">newer result '
+                     f"file invalid: showing an earlier run</span>")
     unmeasured = [s for s in subjects if result.subject_info(s).get("status") == "unsupported"]
     if unmeasured:
         found.append(f'<span class="badge badge-unsupported" title="'

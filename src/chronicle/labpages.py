@@ -79,9 +79,10 @@ def lab_entries(embedder: Embedder) -> list[LabEntry]:
 def lab_entry(embedder: Embedder, name: str, script: Any | None) -> LabEntry:
     runs = tuple(reversed(embedder.store.runs(name)))
     latest = embedder.store.shown(name)
+    bad = embedder.store.bad_files(name)
     reasons: tuple[str, ...] = ()
     if latest is None:
-        status = "failed" if runs else "never run"
+        status = "failed" if runs or bad else "never run"
         if runs:
             reasons = (f"{runs[0].status}: {runs[0].error or 'no detail'}",)
     else:
@@ -89,6 +90,8 @@ def lab_entry(embedder: Embedder, name: str, script: Any | None) -> LabEntry:
         status = "stale" if reasons else "fresh"
         if runs[0].id != latest.id:
             reasons += (f"the newest run {runs[0].id} {runs[0].status}; showing the last good one",)
+    reasons += tuple(f"{embedder.relative(b.path)} is not a valid result, left out: {b.summary}"
+                     for b in bad)
     subjects = measured_or_declared(latest) if latest else []
     return LabEntry(
         name=name,

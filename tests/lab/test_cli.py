@@ -9,6 +9,8 @@ import sys
 import time
 
 from chronicle.lab.procgroup import alive
+from chronicle.lab.results import ResultStore
+from tests.embeds_support import in_the_future, make_result, store_edited
 
 from .conftest import cli_env
 
@@ -160,3 +162,53 @@ def test_a_quick_run_after_a_full_one_leaves_it_fresh_and_shown(site):
     assert not site.store().shown("q").quick
     again = site.chronicle("lab", "run", "q")
     assert "fresh" in again.stderr and "skipped" in again.stderr
+
+
+def test_show_skips_a_bad_newest_file_and_names_it(site):
+    good = make_result(started="2026-11-20T10:00:00.000000Z")
+    ResultStore(site.results).write(good)
+    bad = store_edited(site.root, make_result(started="2026-11-21T10:00:00.000000Z"),
+                       '"value": 2510.0', '"value": NaN')
+    shown = site.chronicle("lab", "show", "boot-to-init")
+    assert shown.returncode == 0, shown.stderr
+    assert good.id in shown.stdout and "Traceback" not in shown.stderr
+    said = " ".join(shown.stderr.split())
+    assert (f"{bad.relative_to(site.root)}: not a valid result: samples/1/value: nan is not a "
+            f"finite number (skipped: the newest good run is {good.id})") in said
+    asked = site.chronicle("lab", "show", "boot-to-init", "--result", bad.stem)
+    assert asked.returncode == 1 and "Traceback" not in asked.stderr
+    assert f"{bad}: not a valid result: samples/1/value" in asked.stderr
+
+
+def test_show_with_only_bad_files_is_an_error_naming_one(site):
+    bad = store_edited(site.root, make_result(), '"host": {', '"host": "laptop", "x": {')
+    shown = site.chronicle("lab", "show", "boot-to-init")
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr
+    assert f"{bad}: no good result stored for 'boot-to-init'" in shown.stderr
+    assert "provenance/host: 'laptop' is not of type 'object'" in shown.stderr
+
+
+def test_list_reports_a_bad_file(site):
+    site.script("boot-to-init", GOOD)
+    bad = store_edited(site.root, make_result(), '"value": 2510.0', '"value": -2510.0')
+    listed = site.chronicle("lab", "list")
+    assert listed.returncode == 0, listed.stderr
+    text = " ".join(listed.stdout.replace("│", " ").split())
+    assert f"bad file {bad.relative_to(site.root)}" in text and "negative duration" in text
+
+
+def test_run_after_a_future_dated_result_does_not_wait_for_the_clock(site):
+    site.script("ahead", GOOD, block="repeat = 1")
+    future = store_edited(site.root, make_result("ahead", started=in_the_future(days=1)))
+    started = time.monotonic()
+    done = site.chronicle("lab", "run", "ahead", "--force")
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30
+    assert f"{future.relative_to(site.root)}: not a valid result: provenance/started" \
+        in " ".join(done.stderr.split())
+    ids = [p.stem for p in sorted((site.results / "ahead").glob("*.json"))]
+    assert len(ids) == 2 and ids[0] == future.stem
+    assert ResultStore(site.results).latest("ahead").id == ids[1]
+    validated = site.chronicle("lab", "validate")
+    assert str(future.relative_to(site.root)) in validated.stderr
+    assert ids[1] not in validated.stderr

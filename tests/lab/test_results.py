@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from chronicle.lab import runner
-from chronicle.lab.results import Result, ResultStore, Sample, canonical_json
+import dataclasses
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import pytest
+
+from chronicle.errors import LabError
+from chronicle.lab import experiment as exp
+from chronicle.lab import provenance, runner
+from chronicle.lab.results import SAMPLE_COLUMNS, Result, ResultStore, Sample, canonical_json
+from chronicle.lab.schema import result_schema
+from tests.embeds_support import in_the_future, make_result, store_edited
 
 OPTIONS = runner.RunOptions(grace=1.0)
 EMIT = "from chronicle import lab\nlab.emit('a', 'm', 0.1 + 0.2, 'ms', 0)\n"
@@ -57,7 +67,7 @@ def test_the_blog_shows_the_newest_full_run_over_a_newer_quick_one(tmp_path):
     store = ResultStore(tmp_path)
 
     def run(stamp: str, *, quick: bool, status: str = "ok") -> Result:
-        result = Result("e", f"2026112{stamp}T000000Z-00000000", status, "k", {}, {}, {},
+        result = Result("e", f"2026112{stamp}T000000Z-00000000", status, "0" * 64, {}, {}, {},
                         (Sample("a", "m", 1.0, "ms", 0),), quick=quick)
         store.write(result)
         return result
@@ -69,3 +79,45 @@ def test_the_blog_shows_the_newest_full_run_over_a_newer_quick_one(tmp_path):
     run("3", quick=True)
     run("4", quick=False, status="failed")
     assert store.shown("e").id == full.id
+
+
+def test_a_bad_file_is_left_out_of_the_runs_and_named(site):
+    good = make_result(started="2026-11-20T10:00:00.000000Z")
+    ResultStore(site.results).write(good)
+    bad = store_edited(site.root, make_result(started="2026-11-21T10:00:00.000000Z"),
+                       '"value": 2510.0', '"value": NaN')
+    store = ResultStore(site.results)
+    assert [r.id for r in store.runs("boot-to-init")] == [good.id]
+    (found,) = store.bad_files("boot-to-init", newer_than=good)
+    assert found.path == bad and found.summary == "samples/1/value: nan is not a finite number"
+    with pytest.raises(LabError, match="not a valid result: samples/1/value") as caught:
+        store.load(bad)
+    assert caught.value.path == bad
+
+
+def test_the_store_refuses_to_write_an_invalid_result(tmp_path):
+    negative = Sample("a", "boot_ms", -1.0, "ms", 0)
+    result = replace(make_result(), samples=(negative,))
+    with pytest.raises(LabError, match="negative duration"):
+        ResultStore(tmp_path).write(result)
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_a_new_id_is_dated_after_a_future_dated_one_without_waiting(site):
+    ahead = make_result(started=in_the_future(days=1))
+    store_edited(site.root, ahead)
+    store = ResultStore(site.results)
+    new = store.new_id("boot-to-init", provenance.utc_now(), "f" * 64)
+    assert new > ahead.id and new[16:] == "-ffffffff"
+    assert new[:16] == (datetime.strptime(ahead.id[:16], "%Y%m%dT%H%M%SZ")
+                        + timedelta(seconds=1)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def test_samples_are_defined_alike_by_the_schema_the_model_and_the_csv():
+    fields = tuple(f.name for f in dataclasses.fields(Sample))
+    assert fields == tuple(result_schema().part("#/$defs/sample")["properties"])
+    assert SAMPLE_COLUMNS == tuple(k for k in fields if k != "meta")
+
+
+def test_experiment_names_are_defined_alike_by_the_schema_and_discovery():
+    assert exp.NAME.pattern == result_schema().part("#/properties/experiment")["pattern"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -305,3 +306,30 @@ def test_without_cgroups_the_group_is_used_and_the_provenance_says_so(site, tmp_
     assert "setsid" in held["note"] and "no cgroup v2 here" in held["note"]
     # the run's name in the helper's environment still finds it
     assert not alive(int(pidfile.read_text()))
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('{"subject": "a", "metric": "boot_ms", "value": -1, "unit": "ms", "run": 0}',
+         "value: -1 ms is a negative duration"),
+        ('{"subject": "a", "metric": "m", "value": NaN, "unit": "", "run": 0}',
+         "value: nan is not a finite number"),
+        ('{"provenance": {"host": "laptop"}}', "host: 'laptop' is not of type 'object'"),
+        ('{"provenance": {"tools": {"qemu": Infinity}}}', "tools/qemu: inf is not"),
+    ],
+)
+def test_lines_are_held_to_the_rules_of_a_stored_result(line, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        runner.parse_line(line)
+
+
+def test_a_report_of_the_wrong_type_fails_the_run_at_its_line(site):
+    site.script("typed", """
+        echo '{"subject": "a", "metric": "m", "value": 1, "unit": "", "run": 0}'
+        echo '{"provenance": {"subjects": {"a": {"accelerator": "fast"}}}}'
+    """, suffix=".sh")
+    result = _run(site, "typed")
+    assert result.status == "failed"
+    assert result.error.startswith("line 2: subjects/a/accelerator: 'fast' is not one of")
+    assert site.store().load(result.path) == result

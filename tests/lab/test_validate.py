@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
+import pytest
+
 from chronicle.lab import runner
-from chronicle.lab.results import validate_file, validate_store
+from chronicle.lab.schema import SCHEMA_PATH, Schema, result_schema
+from chronicle.lab.validation import (
+    CLOCK_SKEW,
+    is_duration,
+    sample_problems,
+    validate_file,
+    validate_store,
+)
+from tests.embeds_support import in_the_future, make_result, store_edited
 
 EMIT = "from chronicle import lab\nlab.emit('a', 'm', 1.5, 'ms', 0)\n"
 
@@ -46,7 +59,7 @@ def test_schema_violation_names_the_field(site):
     path = _stored(site)
     path.write_text(path.read_text().replace('"status": "ok"', '"status": "great"'))
     problems = validate_file(path)
-    assert any(p.startswith("schema: status:") for p in problems)
+    assert any(p.startswith("status: ") for p in problems)
 
 
 def test_file_renamed_away_from_its_id_is_found(site):
@@ -70,3 +83,128 @@ def test_cli_names_each_bad_file_and_exits_one(site):
 def test_cli_exits_zero_on_a_clean_store(site):
     _stored(site)
     assert site.chronicle("lab", "validate").returncode == 0
+
+
+# -- the rules a schema cannot say ------------------------------------------------------
+
+def _edited(site, old="", new="", **result):
+    return store_edited(site.root, make_result(**result), old, new)
+
+
+def test_nan_and_infinity_are_found_with_their_json_path(site):
+    path = _edited(site, '"value": 2510.0', '"value": NaN')
+    assert validate_file(path) == ["samples/1/value: nan is not a finite number"]
+    path = _edited(site, '"cores": 2', '"cores": Infinity', experiment="other")
+    assert any(p.startswith("provenance/host/cores: ") for p in validate_file(path))
+
+
+def test_a_negative_duration_is_found(site):
+    path = _edited(site, '"value": 2510.0', '"value": -2510.0')
+    assert validate_file(path) == [
+        "samples/1/value: -2510.0 ms is a negative duration (metric boot_ms)"]
+
+
+def test_a_duration_is_known_by_its_metric_name_too():
+    assert is_duration("boot_ms", "") and is_duration("wait_s", "x")
+    assert is_duration("t", "µs") and not is_duration("pss_mib", "MiB")
+    assert not sample_problems({"subject": "a", "metric": "delta", "value": -1.0, "unit": "",
+                                "run": 0})
+
+
+def test_a_run_started_in_the_future_is_found(site):
+    started = in_the_future(days=3)
+    path = _edited(site, started=started)
+    (problem,) = validate_file(path)
+    assert problem.startswith(f"provenance/started: {started[:19]}Z is 3 days in the future")
+
+
+def test_a_start_within_the_clock_skew_is_valid(site):
+    started = (datetime.now(UTC) + CLOCK_SKEW / 2).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert validate_file(_edited(site, started=started)) == []
+
+
+def test_a_wrong_type_where_the_code_reads_provenance_is_found(site):
+    path = _edited(site, '"memory_bytes": 17179869184', '"memory_bytes": "16 GiB"')
+    assert validate_file(path) == [
+        "provenance/host/memory_bytes: '16 GiB' is not of type 'integer', 'null'"]
+
+
+def test_cli_names_a_file_with_nan_and_exits_one(site):
+    path = _edited(site, '"value": 2510.0', '"value": NaN')
+    done = site.chronicle("lab", "validate")
+    assert done.returncode == 1
+    assert f"{path.relative_to(site.root)}: samples/1/value: nan is not a finite" in done.stderr
+
+
+# -- the schema reader agrees with a general JSON Schema validator ----------------------
+
+def _set(*keys, to):
+    def edit(data):
+        node = data
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = to
+    return edit
+
+
+def _drop(*keys):
+    def edit(data):
+        node = data
+        for key in keys[:-1]:
+            node = node[key]
+        del node[keys[-1]]
+    return edit
+
+
+BREAKAGES = {
+    "none": lambda data: None,
+    "format": _set("format", to=2),
+    "status": _set("status", to="great"),
+    "id pattern": _set("id", to="yesterday"),
+    "key part": _set("key_parts", "script", to="xyz"),
+    "extra key": _set("colour", to="red"),
+    "quick not boolean": _set("quick", to=1),
+    "error number": _set("error", to=3),
+    "no samples": _drop("samples"),
+    "samples not a list": _set("samples", to={}),
+    "sample without run": _drop("samples", 0, "run"),
+    "sample extra key": _set("samples", 0, "x", to=1),
+    "run negative": _set("samples", 0, "run", to=-1),
+    "run fraction": _set("samples", 0, "run", to=1.5),
+    "run whole float": _set("samples", 0, "run", to=2.0),
+    "run boolean": _set("samples", 0, "run", to=True),
+    "value string": _set("samples", 0, "value", to="1"),
+    "subject empty": _set("samples", 0, "subject", to=""),
+    "host string": _set("provenance", "host", to="laptop"),
+    "cores string": _set("provenance", "host", "cores", to="2"),
+    "memory null": _set("provenance", "host", "memory_bytes", to=None),
+    "accelerator": _set("provenance", "subjects", "qemu-microvm", "accelerator", to="fast"),
+    "started": _set("provenance", "started", to="yesterday"),
+    "tools": _set("provenance", "tools", to={"qemu": 9}),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_the_schema_reader_agrees_with_jsonschema(breakage):
+    import jsonschema
+
+    data = make_result().to_json()
+    BREAKAGES[breakage](data)
+    theirs = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+    expected = sorted({"/".join(map(str, e.absolute_path)) or "(top)"
+                       for e in theirs.iter_errors(data)})
+    ours = sorted({p.split(": ", 1)[0] for p in result_schema().problems(data)})
+    assert ours == expected
+    assert bool(ours) == (breakage not in ("none", "run whole float", "memory null"))
+
+
+def test_a_schema_keyword_the_reader_does_not_know_is_refused():
+    with pytest.raises(ValueError, match="uses oneOf"):
+        Schema({"type": "object", "properties": {"a": {"oneOf": []}}})
+
+
+def test_json_nested_too_deeply_is_a_problem_not_a_crash(site):
+    path = site.results / "deep" / "20261120T100000Z-abcdef12.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    assert validate_file(path) == ["nested too deeply to read"]

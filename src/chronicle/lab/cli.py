@@ -15,7 +15,8 @@ from pathlib import Path
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
 from chronicle.lab import leftovers, provenance, runner, setup
-from chronicle.lab.results import Result, ResultStore, Sample, samples_csv, validate_store
+from chronicle.lab.results import BadFile, Result, ResultStore, Sample, samples_csv
+from chronicle.lab.validation import validate_store
 from chronicle.paths import SitePaths, site_root
 
 
@@ -84,10 +85,28 @@ def _experiment(paths: SitePaths, name: str) -> exp.Experiment | None:
 def _latest_good(paths: SitePaths, name: str) -> tuple[ResultStore, Result]:
     store = ResultStore(paths.results)
     result = store.latest(name)
+    bad = store.bad_files(name)
+    if result is None and bad:
+        raise LabError(f"no good result stored for {name!r}; not a valid result: "
+                       f"{bad[-1].summary}", bad[-1].path, bad[-1].line)
     if result is None:
         known = ", ".join(store.experiments()) or "none"
         raise LabError(f"no good result stored for {name!r} (experiments with results: {known})")
+    _warn_bad_files(_console(stderr=True), store.bad_files(name, newer_than=result), paths,
+                    f"skipped: the newest good run is {result.id}")
     return store, result
+
+
+def _rel(path: Path, paths: SitePaths) -> Path:
+    return path.relative_to(paths.root) if path.is_relative_to(paths.root) else path
+
+
+def _warn_bad_files(err, bad: list[BadFile], paths: SitePaths, then: str = "skipped") -> None:
+    from rich.markup import escape
+
+    for found in bad:
+        err.print(f"[yellow]warning:[/] {escape(str(_rel(found.path, paths)))}: not a valid "
+                  f"result: {escape(found.summary)} ({then})")
 
 
 def _fmt(value: float) -> str:
@@ -157,6 +176,7 @@ class LiveProgress(runner.Progress):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     paths = _paths(args)
@@ -170,6 +190,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         status = f"[{colours[state.state]}]{state.state}[/]"
         if state.reasons:
             status += "\n" + "\n".join(f"  {r}" for r in state.reasons)
+        for bad in store.bad_files(experiment.name):
+            status += (f"\n  [red]bad file[/] {escape(str(_rel(bad.path, paths)))}: "
+                       f"{escape(bad.summary)}")
         last = state.last_run
         table.add_row(experiment.name, experiment.title, ", ".join(experiment.tags), status,
                       f"{last.started[:19]} ({last.status})" if last else "-")
@@ -195,6 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     worst = 0
     for experiment in chosen:
         good = store.shown(experiment.name)
+        _warn_bad_files(err, store.bad_files(experiment.name), paths)
         if not args.force and good is not None and not good.quick:
             reasons = exp.staleness(experiment, good)
             if not reasons:
@@ -226,11 +250,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     from chronicle.lab import stats  # numpy: only the commands that summarise load it
 
     paths = _paths(args)
-    store, result = _latest_good(paths, args.name)
+    store = ResultStore(paths.results)
     if args.result:
+        bad = next((b for b in store.bad_files(args.name) if b.id == args.result), None)
+        if bad is not None:
+            raise bad.error()
         result = next((r for r in store.runs(args.name) if r.id == args.result), None)
         if result is None:
             raise LabError(f"no stored result {args.result!r} for {args.name!r}")
+    else:
+        store, result = _latest_good(paths, args.name)
     out = _console()
     experiment = _experiment(paths, args.name)
     heading = f"{args.name}: {result.id} ({result.status}{', quick' if result.quick else ''})"
@@ -298,6 +327,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if len(good) < 2:
         raise LabError(f"{args.name!r} needs two good results to compare, has {len(good)}")
     old, new = good[-2], good[-1]
+    _warn_bad_files(_console(stderr=True), store.bad_files(args.name, newer_than=old), paths)
     out = _console()
     out.print(f"[bold]{args.name}[/]: {old.id} → {new.id}")
     table = Table()

@@ -16,14 +16,16 @@ import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from chronicle.errors import LabError
+from chronicle.lab.validation import file_problems, result_problems
 
-STATUSES = ("ok", "failed", "cancelled")
 SAMPLE_COLUMNS = ("subject", "metric", "value", "unit", "run", "phase", "warmup")
 FORMAT_VERSION = 1
+_STAMP = re.compile(r"^[0-9]{8}T[0-9]{6}Z")
 
 
 @dataclass(frozen=True)
@@ -218,12 +220,38 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class BadFile:
+    """A stored file that is not a valid result: skipped by every reader, and said so."""
+
+    path: Path
+    problems: tuple[str, ...]
+    line: int | None = None
+
+    @property
+    def id(self) -> str:
+        return self.path.stem
+
+    @property
+    def summary(self) -> str:
+        more = len(self.problems) - 1
+        return self.problems[0] + (f" (and {more} more problem(s))" if more > 0 else "")
+
+    def error(self) -> LabError:
+        return LabError(f"not a valid result: {self.summary}", self.path, self.line)
+
+
 class ResultStore:
-    """Read and write ``experiments/results/``. Reads are cached per store instance."""
+    """Read and write ``experiments/results/``. Reads are cached per store instance.
+
+    Every file is checked as it is loaded (:mod:`chronicle.lab.validation`); one that
+    fails is left out of :meth:`runs` and listed by :meth:`bad_files`, so a broken or
+    hand-edited file hides nothing but itself.
+    """
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self._runs: dict[str, list[Result]] = {}
+        self._runs: dict[str, tuple[list[Result], list[BadFile]]] = {}
 
     def experiments(self) -> list[str]:
         if not self.root.is_dir():
@@ -234,18 +262,37 @@ class ResultStore:
         return sorted((self.root / experiment).glob("*.json"))
 
     def load(self, path: Path) -> Result:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return Result.from_json(data, path=path)
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-            line = getattr(exc, "lineno", None)
-            raise LabError(f"corrupt result file: {exc}", path, line) from exc
+        """The result in ``path``; a LabError naming the file and its first problem."""
+        found = self._read(path)
+        if isinstance(found, BadFile):
+            raise found.error()
+        return found
+
+    def _read(self, path: Path) -> Result | BadFile:
+        data, problems, line = file_problems(path)
+        if problems:
+            return BadFile(path, tuple(problems), line)
+        return Result.from_json(data, path=path)
+
+    def _scan(self, experiment: str) -> tuple[list[Result], list[BadFile]]:
+        if experiment not in self._runs:
+            found = [self._read(p) for p in self.files(experiment)]
+            self._runs[experiment] = ([r for r in found if isinstance(r, Result)],
+                                      [b for b in found if isinstance(b, BadFile)])
+        return self._runs[experiment]
 
     def runs(self, experiment: str) -> list[Result]:
-        """Every stored run, oldest first (file names start with the UTC start time)."""
-        if experiment not in self._runs:
-            self._runs[experiment] = [self.load(p) for p in self.files(experiment)]
-        return self._runs[experiment]
+        """Every stored valid run, oldest first (file names start with the UTC start time)."""
+        return self._scan(experiment)[0]
+
+    def bad_files(self, experiment: str, newer_than: Result | None = None) -> list[BadFile]:
+        """The experiment's files that are not valid results, oldest first; with
+        ``newer_than``, only those that sort after that run: were they valid, one of them
+        might be the run to show instead."""
+        bad = self._scan(experiment)[1]
+        if newer_than is None:
+            return list(bad)
+        return [b for b in bad if b.id > newer_than.id]
 
     def latest(self, experiment: str, status: str | Iterable[str] | None = "ok") -> Result | None:
         wanted = {status} if isinstance(status, str) else (set(status) if status else None)
@@ -267,10 +314,24 @@ class ResultStore:
     def path_for(self, result: Result) -> Path:
         return self.root / result.experiment / f"{result.id}.json"
 
+    def new_id(self, experiment: str, started_utc: str, key: str) -> str:
+        """A new run's id: its start time, or one second after the newest stored id when
+        that is not older — a rerun within the same second, or a file dated ahead by a
+        host whose clock ran fast. Ids stay unique and in order without waiting."""
+        stamp = result_id(started_utc, key)[:16]
+        stored = [p.name[:16] for p in self.files(experiment) if _STAMP.match(p.name)]
+        if stored and max(stored) >= stamp:
+            after = datetime.strptime(max(stored), "%Y%m%dT%H%M%SZ") + timedelta(seconds=1)
+            stamp = after.replace(tzinfo=UTC).strftime("%Y%m%dT%H%M%SZ")
+        return f"{stamp}-{key[:8]}"
+
     def write(self, result: Result) -> Path:
-        if result.status not in STATUSES:
-            raise LabError(f"unknown result status {result.status!r}")
         path = self.path_for(result)
+        problems = result_problems(result.to_json())
+        if problems:
+            # only a bug of ours gets here: the runner checks what a script prints
+            raise LabError(f"refusing to store an invalid result: {'; '.join(problems[:3])}",
+                           path)
         atomic_write(path, canonical_json(result.to_json()))
         self._runs.pop(result.experiment, None)
         return path
@@ -280,73 +341,3 @@ def result_id(started_utc: str, key: str) -> str:
     """``20261126T223000Z-1a2b3c4d``: sorts by time, names the key it was made with."""
     stamp = started_utc.replace("-", "").replace(":", "").split(".")[0].rstrip("Z") + "Z"
     return f"{stamp}-{key[:8]}"
-
-
-# -- validation (``chronicle lab validate``) ---------------------------------------------
-
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "result.schema.json"
-_CONFLICT_MARKER = re.compile(r"^(?:<{7}|>{7}|\|{7})(?: |$)|^={7}$")
-
-
-def load_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-
-
-def validate_file(path: Path, schema: dict[str, Any] | None = None) -> list[str]:
-    """Problems with one stored result file; empty when it is sound.
-
-    Told apart because they have different fixes: a merge-conflicted file needs a person,
-    a truncated one came from an interrupted copy, a schema violation from a bug.
-    """
-    import jsonschema
-
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return [f"unreadable: {exc.strerror}"]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return [f"not UTF-8 (byte {exc.start})"]
-    conflicts = [
-        number
-        for number, line in enumerate(text.splitlines(), start=1)
-        if _CONFLICT_MARKER.match(line.rstrip("\r"))
-    ]
-    if conflicts:
-        return [f"merge conflict markers at line(s) {', '.join(map(str, conflicts[:5]))}"]
-    if not text.strip():
-        return ["empty file"]
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.rstrip()):
-            return [f"truncated: JSON ends early at line {exc.lineno}"]
-        return [f"corrupt JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
-    problems: list[str] = []
-    validator = jsonschema.Draft202012Validator(schema or load_schema())
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
-        problems.append(f"schema: {where}: {error.message}")
-    if problems:
-        return problems
-    if data["id"] != path.stem:
-        problems.append(f"id {data['id']!r} does not match the file name")
-    if data["experiment"] != path.parent.name:
-        problems.append(f"experiment {data['experiment']!r} does not match its folder")
-    if not text.endswith("\n"):
-        problems.append("no final newline (not canonical)")
-    return problems
-
-
-def validate_store(root: Path) -> dict[Path, list[str]]:
-    """Every result file under ``root`` that has a problem, with its problems."""
-    schema = load_schema()
-    found: dict[Path, list[str]] = {}
-    if not Path(root).is_dir():
-        return found
-    for path in sorted(Path(root).glob("*/*.json")):
-        problems = validate_file(path, schema)
-        if problems:
-            found[path] = problems
-    return found

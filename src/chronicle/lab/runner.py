@@ -13,7 +13,6 @@ by default, so a failed run never replaces a good one.
 from __future__ import annotations
 
 import json
-import math
 import os
 import selectors
 import shutil
@@ -38,13 +37,13 @@ from chronicle.lab.procgroup import (
     ignore_signals,
     trap_signals,
 )
-from chronicle.lab.results import Result, ResultStore, Sample, result_id
+from chronicle.lab.results import Result, ResultStore, Sample
+from chronicle.lab.validation import provenance_problems, sample_problems
 from chronicle.paths import SitePaths
 
 # Passed through to every script; anything else must be listed in the block's `env`.
 BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "TERM",
             "CHRONICLE_LAB_DIR", "CI")
-SAMPLE_KEYS = {"subject", "metric", "value", "unit", "run", "phase", "warmup", "meta"}
 QUICK_REPEAT = 3
 LOG_LIMIT = 256 * 1024
 LINE_LIMIT = 1024 * 1024
@@ -101,31 +100,11 @@ def parse_line(text: str) -> Sample | dict[str, Any]:
         raise ValueError(f"not JSON ({exc.msg})") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
-    if set(data) == {"provenance"}:
-        if not isinstance(data["provenance"], dict):
-            raise ValueError("provenance must be an object")
-        return data["provenance"]
-    unknown = set(data) - SAMPLE_KEYS
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
-    missing = {"subject", "metric", "value", "unit", "run"} - set(data)
-    if missing:
-        raise ValueError(f"missing key(s) {', '.join(sorted(missing))}")
-    for key in ("subject", "metric", "unit"):
-        if not isinstance(data[key], str) or (key != "unit" and not data[key]):
-            raise ValueError(f"{key} must be a non-empty string")
-    value = data["value"]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError("value must be a finite number")
-    if isinstance(data["run"], bool) or not isinstance(data["run"], int) or data["run"] < 0:
-        raise ValueError("run must be an integer ≥ 0")
-    if data.get("phase") is not None and not isinstance(data["phase"], str):
-        raise ValueError("phase must be a string")
-    if not isinstance(data.get("warmup", False), bool):
-        raise ValueError("warmup must be true or false")
-    if not isinstance(data.get("meta", {}), dict):
-        raise ValueError("meta must be an object")
-    return Sample.from_json(data)
+    reported = set(data) == {"provenance"}
+    problems = provenance_problems(data["provenance"]) if reported else sample_problems(data)
+    if problems:
+        raise ValueError("; ".join(p.removeprefix("(top): ") for p in problems))
+    return data["provenance"] if reported else Sample.from_json(data)
 
 
 def script_env(experiment: exp.Experiment, plan: dict[str, Any], scratch: Path
@@ -180,7 +159,6 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     parts = exp.key_parts(experiment, environment=environment, inputs=inputs)
     key = exp.key_of(parts)
     plan = _plan(experiment, options)
-    _wait_for_a_new_second(store, experiment.name)
     facts = provenance.collect(experiment.root, env_names=experiment.env,
                                sources=[experiment.relpath, *inputs])
     facts.update(environment=environment, inputs=inputs, plan=plan)
@@ -201,7 +179,7 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     facts["finished"] = provenance.utc_now()
     result = Result(
         experiment=experiment.name,
-        id=result_id(facts["started"], key),
+        id=store.new_id(experiment.name, facts["started"], key),
         status=state.status,
         key=key,
         key_parts=parts,
@@ -214,19 +192,6 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     )
     path = store.write(result)
     return Result(**{**result.__dict__, "path": path})
-
-
-def _wait_for_a_new_second(store: ResultStore, name: str) -> None:
-    """Result ids carry the start time to the second and the store orders runs by id:
-    a rerun within the same second as the newest stored run would sort by key, not by
-    time (or, with the same key, overwrite it). Waiting < 1 s keeps ids unique and ordered.
-    """
-    stamps = [p.name[:16] for p in store.files(name)]
-    if not stamps:
-        return
-    newest = max(stamps)
-    while result_id(provenance.utc_now(), "0" * 8)[:16] <= newest:
-        time.sleep(0.02)
 
 
 def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], state: _Run,
