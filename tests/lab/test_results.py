@@ -12,7 +12,7 @@ from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
 from chronicle.lab import provenance, runner
 from chronicle.lab.results import SAMPLE_COLUMNS, Result, ResultStore, Sample, canonical_json
-from chronicle.lab.schema import result_schema
+from chronicle.lab.validation import load_schema
 from tests.embeds_support import in_the_future, make_result, store_edited
 
 OPTIONS = runner.RunOptions(grace=1.0)
@@ -115,9 +115,9 @@ def test_a_new_id_is_dated_after_a_future_dated_one_without_waiting(site):
 
 def test_samples_are_defined_alike_by_the_schema_the_model_and_the_csv():
     fields = tuple(f.name for f in dataclasses.fields(Sample))
-    assert fields == tuple(result_schema().part("#/$defs/sample")["properties"])
+    assert fields == tuple(load_schema()["$defs"]["sample"]["properties"])
     assert SAMPLE_COLUMNS == tuple(k for k in fields if k != "meta")
 
 
 def test_experiment_names_are_defined_alike_by_the_schema_and_discovery():
-    assert exp.NAME.pattern == result_schema().part("#/properties/experiment")["pattern"]
+    assert exp.NAME.pattern == load_schema()["properties"]["experiment"]["pattern"]

@@ -6,7 +6,7 @@ written), hence the site build, and ``chronicle lab validate``. A problem is one
 ``<JSON path>: <what is wrong>`` (``samples/3/value: …``), so it can be shown beside the
 file's name.
 
-The rules beyond ``schemas/result.schema.json`` (read by :mod:`chronicle.lab.schema`):
+The rules beyond ``schemas/result.schema.json``:
 
 * **Finite numbers**, everywhere in the file: Python's ``json`` reads ``NaN`` and
   ``Infinity``, which no statistic or chart can use.
@@ -28,15 +28,33 @@ import math
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from chronicle.lab.schema import result_schema
-
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "result.schema.json"
 DURATION_UNITS = ("ns", "us", "µs", "ms", "s", "min", "h")
 CLOCK_SKEW = timedelta(minutes=5)
 _DURATION_NAME = re.compile(rf"_(?:{'|'.join(DURATION_UNITS)})$")
 _CONFLICT_MARKER = re.compile(r"^(?:<{7}|>{7}|\|{7})(?: |$)|^={7}$")
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@cache
+def _validator(part: str = ""):  # noqa: ANN202 - jsonschema is imported here, lazily
+    """The schema's validator, or one for a part of it (``$defs/sample``)."""
+    import jsonschema
+
+    schema = load_schema()
+    if part:
+        sub = schema
+        for name in part.split("/"):
+            sub = sub[name]
+        schema = {**sub, "$defs": schema.get("$defs", {})}
+    return jsonschema.Draft202012Validator(schema)
 
 
 def is_duration(metric: str, unit: str) -> bool:
@@ -47,7 +65,7 @@ def is_duration(metric: str, unit: str) -> bool:
 
 def sample_problems(data: Any) -> list[str]:
     """What is wrong with one sample (a line a script printed, or one stored)."""
-    problems = result_schema().problems(data, "#/$defs/sample")
+    problems = _schema_problems(_validator("$defs/sample"), data)
     if problems:
         return problems
     problems = [f"{where}: {what}" for where, what in _non_finite(data, "")]
@@ -56,13 +74,13 @@ def sample_problems(data: Any) -> list[str]:
 
 def provenance_problems(data: Any) -> list[str]:
     """What is wrong with provenance facts (a script's report, or a stored whole)."""
-    problems = result_schema().problems(data, "#/properties/provenance")
+    problems = _schema_problems(_validator("properties/provenance"), data)
     return problems or [f"{where}: {what}" for where, what in _non_finite(data, "")]
 
 
 def result_problems(data: Any) -> list[str]:
     """What is wrong with one result, as its JSON object; empty when it is sound."""
-    problems = result_schema().problems(data)
+    problems = _schema_problems(_validator(), data)
     if problems:
         return problems
     problems = [f"{where}: {what}" for where, what in _non_finite(data, "")]
@@ -139,6 +157,28 @@ def validate_store(root: Path) -> dict[Path, list[str]]:
 
 # -- pieces -------------------------------------------------------------------------------
 
+def _schema_problems(validator: Any, data: Any) -> list[str]:
+    found: list[str] = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]):
+        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+        problem = f"{where}: {_message(error)}"
+        if problem not in found:  # one error per missing key, all saying the same
+            found.append(problem)
+    return found
+
+
+def _message(error: Any) -> str:
+    """jsonschema's message, in the runner's words where a key is missing or unknown."""
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return f"missing key(s) {', '.join(missing)}"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {})
+        unknown = sorted(str(k) for k in error.instance if k not in known)
+        return f"unknown key(s) {', '.join(unknown)}"
+    return error.message
+
+
 def _negative_duration(sample: dict[str, Any], where: str) -> Iterator[str]:
     value = sample["value"]
     if math.isfinite(value) and value < 0 and is_duration(sample["metric"], sample["unit"]):
@@ -159,10 +199,12 @@ def _non_finite(data: Any, where: str) -> Iterator[tuple[str, str]]:
 
 def _start_time(data: dict[str, Any]) -> datetime | None:
     text = data["provenance"].get("started") or data["id"][:16]
-    try:  # both forms are ISO 8601 UTC: the schema checked them
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
+    for form in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ", "%Y%m%dT%H%M%SZ"):
+        try:
+            return datetime.strptime(text, form).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
 
 
 def _duration_words(span: timedelta) -> str:
