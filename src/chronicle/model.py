@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 
 from chronicle.cache import digest
 from chronicle.config import SiteConfig
@@ -95,7 +96,7 @@ class Entry(_Rendered):
                       "\x1f".join(p.tags), p.summary, str(p.draft), _iso(p.updated),
                       str(p.toc), self.body.digest, _headings_key(self.headings),
                       str(self.show_toc), str(self.reading_minutes),
-                      _iso(self.embeds_updated))
+                      _iso(self.embeds_updated), *_aliases_key(p.aliases, p.permalink))
 
     @property
     def url(self) -> str:
@@ -146,7 +147,8 @@ class PageEntry(_Rendered):
     def digest(self) -> str:
         p = self.page
         return digest("page", str(p.source), p.title, p.slug, p.summary, str(p.toc),
-                      self.body.digest, _headings_key(self.headings), str(self.show_toc))
+                      self.body.digest, _headings_key(self.headings), str(self.show_toc),
+                      *_aliases_key(p.aliases, None))
 
     @property
     def url(self) -> str:
@@ -207,6 +209,17 @@ class Feed:
 
 
 @dataclass(frozen=True)
+class Redirect:
+    """An old URL of a post or page (its front matter's ``aliases``): a page there sends
+    readers and search engines on to ``target``."""
+
+    url: str  # the old site path
+    target: str  # the post's or page's site path
+    title: str
+    source: Path  # the file naming the alias, for messages
+
+
+@dataclass(frozen=True)
 class SitemapEntry:
     url: str
     lastmod: datetime | None
@@ -236,6 +249,15 @@ class Site:
         return self._tags_by_slug[slugify(name)]
 
     @cached_property
+    def redirects(self) -> tuple[Redirect, ...]:
+        """Every alias of every post and page, by old URL (none is in the sitemap)."""
+        found = [Redirect(alias, e.url, e.title, e.post.source)
+                 for e in self.entries for alias in e.post.aliases]
+        found += [Redirect(alias, p.url, p.title, p.page.source)
+                  for p in self.pages for alias in p.page.aliases]
+        return tuple(sorted(found, key=lambda r: (r.url, str(r.source))))
+
+    @cached_property
     def _tags_by_slug(self) -> dict[str, Tag]:
         # a dict: templates look a tag up for every tag of every listed post
         return {t.slug: t for t in self.tags}
@@ -263,6 +285,12 @@ class Site:
 def _headings_key(headings: tuple[Heading, ...]) -> str:
     # not repr(): a dataclass repr costs more than the rest of an entry's digest
     return "\x1e".join(f"{h.level}\x1f{h.id}\x1f{h.text}" for h in headings)
+
+
+def _aliases_key(aliases: tuple[str, ...], permalink: str | None) -> list[str]:
+    # nothing at all for a document without either: the digests of the sites written
+    # before aliases existed stay what they were
+    return ["\x1f".join(aliases), permalink or ""] if aliases or permalink else []
 
 
 def _iso(when: datetime | None) -> str:
