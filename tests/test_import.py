@@ -106,7 +106,8 @@ def jekyll_site(root: Path) -> Path:
         end
         {% endhighlight %}
 
-        Next: [notes]({{ site.baseurl }}{% post_url 2018-08-01-notes %}), [about]({% link about.md %}).
+        Next: [notes]({{ site.baseurl }}{% post_url 2018-08-01-notes %}),
+        [about]({% link about.md %}).
 
         {% include footer.html %}
         {% raw %}{{ kept as text }}{% endraw %}
@@ -210,7 +211,7 @@ def test_what_cannot_be_converted_stays_in_the_text_and_is_listed_at_its_line(
     jold = jekyll_site(tmp_path / "jold")
     import_into("jekyll", jold, tmp_path / "jnew")
     printed = capsys.readouterr().out
-    assert f"{jold / '_posts/2018-07-09-hello-world.md'}:18: Liquid tag 'include'" in printed
+    assert f"{jold / '_posts/2018-07-09-hello-world.md'}:19: Liquid tag 'include'" in printed
     body = (tmp_path / "jnew/posts/2018-07-09-hello-world.md").read_text()
     assert "{% include footer.html %}\n{{ kept as text }}" in body
 
