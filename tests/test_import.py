@@ -287,3 +287,13 @@ def test_a_slug_the_blog_has_gets_a_new_one_and_a_note(tmp_path, monkeypatch, ca
     assert "slug 'notes' is taken: imported as 'notes-2'" in capsys.readouterr().out
     assert (tmp_path / "blog/posts/2018-08-01-notes-2.md").is_file()
     checked(tmp_path / "blog")
+
+
+def test_an_old_url_that_is_now_a_page_of_the_blog_gets_no_redirect(tmp_path, capsys):
+    old = hugo_site(tmp_path / "old")
+    write(old / "content/archive.md", "---\ntitle: My archive\n---\nEverything.\n")
+    assert import_into("hugo", old, tmp_path / "new") == 0
+    assert f"{old / 'content/archive.md'}: old URL /archive/ is a page of the new blog" in \
+        capsys.readouterr().out
+    out = checked(tmp_path / "new")  # no alias fights Chronicle's own archive page
+    assert "My archive" in (out / "archive-page/index.html").read_text()

@@ -101,7 +101,8 @@ def plan(site: OldSite, convert: Converter, keep_urls: bool = False,
     files; ``theme_static`` lists the theme's static files, which an imported file must
     not replace."""
     result = Plan(notes=list(site.notes))
-    documents = _place(site.documents, keep_urls, taken or {}, result)
+    documents = _claim_old_urls(_place(site.documents, keep_urls, taken or {}, result),
+                                result)
     statics = _static_targets(site.static, documents, theme_static, result)
     by_key = {key: doc for doc in documents for key in doc.keys}
     for doc in documents:
@@ -150,6 +151,27 @@ def _place(documents: tuple[Document, ...], keep_urls: bool, taken: dict[str, st
             url = doc.old_urls[0]
         placed.append(replace(doc, slug=slug, url=url, target=_target(doc, slug)))
     return placed
+
+
+def _claim_old_urls(documents: list[Document], result: Plan) -> list[Document]:
+    """Each document's old URLs less those a redirect may not take: a URL Chronicle
+    builds a page at (another document's, ``tags/``, ``archive/`` …) or one that an
+    earlier document already claimed."""
+    claimed = {doc.url for doc in documents}
+    kept = []
+    for doc in documents:
+        own = []
+        for url in doc.old_urls:
+            if url == doc.url:
+                own.append(url)
+            elif url in claimed or url.split("/")[0] in RESERVED_SLUGS:
+                result.notes.append(Note(doc.source, None, f"old URL /{url} is a page of the "
+                                         "new blog: no redirect from it"))
+            else:
+                claimed.add(url)
+                own.append(url)
+        kept.append(replace(doc, old_urls=tuple(own)))
+    return kept
 
 
 def _target(doc: Document, slug: str) -> str:
