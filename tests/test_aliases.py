@@ -102,6 +102,15 @@ def test_check_command_lists_each_alias(site_root, capsys):
         "alias /2019/first.html -> /2025/03/first/ (2025-03-01-first.md)"]
 
 
+def test_url_that_is_not_a_site_path_is_an_error_at_its_line(site_root):
+    source = write(site_root / "posts" / "2025-03-01-first.md",
+                   post_text("First", url="/../../etc/passwd"))
+    with pytest.raises(BuildErrors) as caught:
+        build(options(site_root))
+    assert f"{source}:4: url '/../../etc/passwd' must be a path on this site" in \
+        str(caught.value.errors[0])
+
+
 def test_url_replaces_the_dated_url(site_root):
     write(site_root / "posts" / "2025-03-01-first.md",
           post_text("First", url="/2019/03/01/first.html"))

@@ -181,8 +181,9 @@ def read_document(path: Path, content: Path, config: dict[str, Any]
         elif found not in old_urls:
             old_urls.append(found)
     logical_key = logical.as_posix()
-    refs = {logical_key, f"{logical_key}.md", f"{logical_key}/index.md", parts[-1] if parts
-            else "", f"{parts[-1]}.md" if parts else ""}
+    # how a ref/relref may name it: its path in content/, or just its name
+    refs = {logical_key, f"{logical_key}.md", name, f"{name}.md",
+            *([parts[-1], f"{parts[-1]}.md"] if parts else [])}
     return Document(
         source=path, kind=kind, slug=slug, title=title, body=body, body_line=body_line,
         date=when if kind == "post" else None, meta=meta_out, imported=plain(imported),
