@@ -7,11 +7,13 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chronicle.errors import BuildError
-from chronicle.importers import Outcome, Plan, carry_out, plan
 from chronicle.paths import SitePaths
+
+if TYPE_CHECKING:  # the importers load when an import runs, not at every start of the CLI
+    from chronicle.importers.common import Outcome, Plan
 
 
 def register(sub: Any) -> None:
@@ -32,6 +34,7 @@ def register(sub: Any) -> None:
 
 def _command(args: Any) -> int:
     from chronicle.importers import hugo, jekyll
+    from chronicle.importers.common import carry_out, plan
 
     src: Path = args.src
     if not src.is_dir():

@@ -22,7 +22,7 @@ import yaml
 
 from chronicle.content import slugify
 from chronicle.errors import BuildError, toml_error_line
-from chronicle.importers import (
+from chronicle.importers.common import (
     Document,
     Note,
     OldSite,

@@ -20,7 +20,7 @@ import yaml
 
 from chronicle.content import slugify
 from chronicle.errors import BuildError
-from chronicle.importers import (
+from chronicle.importers.common import (
     Document,
     Note,
     OldSite,
