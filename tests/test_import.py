@@ -245,6 +245,14 @@ def test_yaml_error_names_its_line(tmp_path, capsys):
     assert f"{old / '_posts/2019-01-01-bad.md'}:3: YAML error" in capsys.readouterr().err
 
 
+def test_a_date_neither_engine_reads_is_an_error_at_its_line(tmp_path, capsys):
+    old = jekyll_site(tmp_path / "old")
+    write(old / "_posts/2019-01-01-when.md", "---\ntitle: ok\ndate: last tuesday\n---\nx\n")
+    assert import_into("jekyll", old, tmp_path / "new") == 1
+    assert f"{old / '_posts/2019-01-01-when.md'}:3: cannot read the date 'last tuesday'" in \
+        capsys.readouterr().err
+
+
 def test_an_import_never_replaces_an_edited_post_without_force(tmp_path, monkeypatch, capsys):
     old = jekyll_site(tmp_path / "old")
     import_into("jekyll", old, tmp_path / "new")
