@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +36,20 @@ def incus_client():
         found = None
     require(found is not None, "Incus with the chronicle-busybox image (`chronicle lab setup`)")
     return found
+
+
+def redirect_target(out: Path, site_path: str, base_url: str) -> str | None:
+    """Where the built page at ``site_path`` (``2019/03/x/``, ``a/b.html``) sends a
+    reader: its canonical URL's path if it is a redirect page, else ``site_path`` itself;
+    None when nothing is built there."""
+    name = site_path + "index.html" if site_path.endswith("/") or not site_path else site_path
+    if not (out / name).is_file():
+        return None
+    html = (out / name).read_text("utf-8")
+    found = re.search(r'<meta http-equiv="refresh"[^>]*>', html)
+    if found is None:
+        return site_path
+    canonical = re.search(r'<link rel="canonical" href="([^"]*)"', html)
+    if canonical is None or not canonical.group(1).startswith(base_url):
+        return None
+    return canonical.group(1).removeprefix(base_url)

@@ -13,6 +13,9 @@ checked is exactly what would be published.
   URL on the site's own host is checked like a relative one;
 - external URLs are only fetched with ``external=True`` (``--external``).
 
+Old URLs kept as redirect pages (``aliases`` in front matter) are listed, each with the
+page it leads to; the redirect page's link is checked like every other.
+
 Each problem names the post and line it comes from when the link is in a post's text;
 otherwise (templates, generated pages) the output file and its line.
 
@@ -97,6 +100,12 @@ class _Page:
 def check_site(options: BuildOptions, external: bool = False
                ) -> tuple[BuildReport, list[Problem]]:
     """Build with ``options`` (a :class:`BuildError` if that fails), then check the output."""
+    report, problems, _ = _build_and_check(options, external)
+    return report, problems
+
+
+def _build_and_check(options: BuildOptions, external: bool
+                     ) -> tuple[BuildReport, list[Problem], Site]:
     from chronicle.build import build
 
     seen: list[Site] = []
@@ -108,7 +117,13 @@ def check_site(options: BuildOptions, external: bool = False
     report = build(replace(options, extra_pages=(*options.extra_pages, remember)))
     site = seen[-1]
     problems = check_output(report.out, site.config.base_url, build_sources(site), external)
-    return report, problems
+    return report, problems, site
+
+
+def redirect_lines(site: Site) -> list[str]:
+    """The site's old URLs and where each now leads: what an import or a rename keeps.
+    Each redirect page's link to its target is checked like any other link."""
+    return [f"alias /{r.url} -> /{r.target} ({r.source.name})" for r in site.redirects]
 
 
 def check_output(out: Path, base_url: str = "/", sources: Mapping[str, Source] | None = None,
@@ -312,12 +327,14 @@ def _command(args: Any) -> int:
     root = site_root(args.root)
     # its own folder: checking never disturbs output/ or the preview
     options = standard_hooks(BuildOptions(root=root, out=SitePaths(root).cache / "check"))
-    report, problems = check_site(options, external=args.external)
+    report, problems, site = _build_and_check(options, external=args.external)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     # a note, not a problem: a template may differ from the installed one on purpose
     for note in upgrade_notes(SitePaths(root), load_config(SitePaths(root).config).theme):
         print(f"note: {note}", file=sys.stderr)
+    for line in redirect_lines(site):
+        print(line)
     for problem in problems:
         print(problem)
     pages = report.pages

@@ -53,12 +53,14 @@ def build_parser(only_build: bool = False) -> argparse.ArgumentParser:
     new.set_defaults(func=cmd_new)
 
     from chronicle import check, publish, serve, theme
+    from chronicle.importers import command as importer
     from chronicle.lab.cli import register as register_lab
 
     serve.register(sub)
     check.register(sub)
     publish.register(sub)
     theme.register(sub)
+    importer.register(sub)
     register_lab(sub)
     return parser
 
@@ -118,13 +120,25 @@ def cmd_init(args: argparse.Namespace) -> int:
     """A new blog in ``args.dir``: config, an about page, a first post; no copy of the
     theme, which the site uses by reference so that upgrades reach it."""
     target: Path = Path.cwd() if args.dir == Path(".") else args.dir  # messages name it
+    kept = make_blog(target, args.force)
+    for name in kept:
+        print(f"kept your {name} (not replaced by Chronicle's)")
+    here = target.resolve() == Path.cwd().resolve()
+    build = "chronicle build" if here else f"chronicle build --root {target}"
+    print(f"created a new blog in {target}; build it with: {build}")
+    return 0
+
+
+def make_blog(target: Path, force: bool = False, first_post: bool = True) -> list[str]:
+    """Write the skeleton into ``target`` (``first_post``: with its sample post); the
+    files it did not write because ``target`` had them."""
     if (target / "site" / "site.toml").exists():
         raise ChronicleError("a Chronicle site already exists here", target)
     if target.exists() and not target.is_dir():
         raise ChronicleError("exists and is not a folder; choose a new or empty folder", target)
     present = sorted(p.name for p in target.iterdir()) if target.exists() else []
     present = [name for name in present if name != ".git"]  # `git init` often comes first
-    if present and not args.force:
+    if present and not force:
         shown = ", ".join(present[:5])
         if len(present) > 5:
             shown += f" and {len(present) - 5} more"
@@ -141,6 +155,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         if relative == Path("gitignore"):
             relative = Path(".gitignore")
         elif relative.parts[0] == "posts":
+            if not first_post:
+                continue
             relative = relative.with_name(f"{today}-{source.name}")
         destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -151,12 +167,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         except FileExistsError:
             kept.append(relative.as_posix())
     (target / "experiments" / "results").mkdir(parents=True, exist_ok=True)
-    for name in kept:
-        print(f"kept your {name} (not replaced by Chronicle's)")
-    here = target.resolve() == Path.cwd().resolve()
-    build = "chronicle build" if here else f"chronicle build --root {target}"
-    print(f"created a new blog in {target}; build it with: {build}")
-    return 0
+    return kept
 
 
 def _skeleton_files() -> list[Path]:

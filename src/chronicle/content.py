@@ -2,10 +2,15 @@
 
 A post is ``posts/**/*.md`` starting with a YAML front-matter block between two ``---``
 lines. ``title`` and ``date`` are required; ``tags``, ``summary``, ``draft``,
-``updated``, ``slug`` and ``toc`` are optional; any other key is an error. Dates may be
-a YAML date, a datetime or an ISO 8601 string; one without a time zone is read in the
-site's time zone. A post's URL is ``/YYYY/MM/<slug>/``; the slug defaults to the file
-name without a leading ``YYYY-MM-DD-``.
+``updated``, ``slug``, ``toc``, ``aliases``, ``url`` and ``imported`` are optional; any
+other key is an error. Dates may be a YAML date, a datetime or an ISO 8601 string; one
+without a time zone is read in the site's time zone. A post's URL is
+``/YYYY/MM/<slug>/``; the slug defaults to the file name without a leading
+``YYYY-MM-DD-``. ``url`` replaces that URL (an imported post keeping its old one).
+
+``aliases`` lists old URLs of a post or page, each built as a page redirecting to it.
+``imported`` is a mapping Chronicle keeps but never reads: the front matter an importer
+found no place for, so that nothing of the old site is dropped.
 
 Nothing here renders: a post knows its source, metadata and body, nothing more.
 """
@@ -29,8 +34,9 @@ from chronicle.errors import BuildError
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
-POST_KEYS = {"title", "date", "tags", "summary", "draft", "updated", "slug", "toc"}
-PAGE_KEYS = {"title", "summary", "slug", "toc"}
+POST_KEYS = {"title", "date", "tags", "summary", "draft", "updated", "slug", "toc",
+             "aliases", "url", "imported"}
+PAGE_KEYS = {"title", "summary", "slug", "toc", "aliases", "imported"}
 # Top-level folders the site itself writes; a page slug may not take one of them.
 RESERVED_SLUGS = {"page", "tags", "archive", "static", "lab", "feeds"}
 
@@ -50,11 +56,13 @@ class Post:
     draft: bool = False
     updated: datetime | None = None
     toc: bool | None = None  # None: decided by the number of headings
+    aliases: tuple[str, ...] = ()  # old site paths that redirect here
+    permalink: str | None = None  # front matter ``url``: replaces the dated URL
 
     @cached_property  # asked for thousands of times while building lists
     def url(self) -> str:
         """Site-relative URL, no leading slash: ``2025/03/boot-time/``."""
-        return f"{self.date:%Y/%m}/{self.slug}/"
+        return self.permalink or f"{self.date:%Y/%m}/{self.slug}/"
 
     @property
     def last_modified(self) -> datetime:
@@ -70,6 +78,7 @@ class Page:
     body_line: int
     summary: str = ""
     toc: bool | None = None
+    aliases: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -127,6 +136,9 @@ def read_post(path: Path, tz: tzinfo, data: bytes | None = None) -> Post:
         draft=_optional(meta, "draft", bool, False, path, lines),
         updated=updated,
         toc=_optional(meta, "toc", bool, None, path, lines),
+        aliases=_aliases(meta, path, lines),
+        permalink=(site_path(meta["url"], "url", path, lines.get("url"))
+                   if meta.get("url") is not None else None),
     )
 
 
@@ -140,7 +152,8 @@ def read_page(path: Path, data: bytes | None = None) -> Page:
                          lines.get("slug"))
     return Page(source=path, title=title, slug=slug, body=body, body_line=body_line,
                 summary=_optional(meta, "summary", str, "", path, lines),
-                toc=_optional(meta, "toc", bool, None, path, lines))
+                toc=_optional(meta, "toc", bool, None, path, lines),
+                aliases=_aliases(meta, path, lines))
 
 
 def parse_date(value: Any, tz: tzinfo, path: Path, line: int | None) -> datetime:
@@ -243,7 +256,39 @@ def _check_keys(meta: dict[str, Any], known: set[str], path: Path, lines: dict[s
     for key in sorted(map(str, meta)):
         if key not in known:
             raise BuildError(f"unknown front matter key {key!r} (known: "
-                             f"{', '.join(sorted(known))})", path, lines.get(key))
+                             f"{', '.join(sorted(known))}; keep other data under "
+                             "'imported:')", path, lines.get(key))
+    if not isinstance(meta.get("imported", {}), dict):
+        raise BuildError("front matter key 'imported' must be a mapping", path,
+                         lines.get("imported"))
+
+
+def site_path(value: Any, key: str, path: Path, line: int | None) -> str:
+    """A URL path of this site as front matter gives it (``/2019/03/old-post/``,
+    ``/notes/x.html``) → a site path: no leading slash, a folder ending in ``/``."""
+    if not isinstance(value, str) or not value.strip():
+        raise BuildError(f"front matter key {key!r} must hold URL paths like "
+                         "'/2019/03/old-post/'", path, line)
+    text = value.strip()
+    if "://" in text or any(c in text for c in "?#\\ ") or ".." in text.split("/"):
+        raise BuildError(f"{key} {value!r} must be a path on this site, without '..', "
+                         "a query or a fragment", path, line)
+    relative = "/".join(part for part in text.split("/") if part)
+    if not relative:
+        raise BuildError(f"{key} {value!r} would replace the home page", path, line)
+    last = relative.rsplit("/", 1)[-1]
+    # "/a/b.html" names a file; "/a/b" and "/a/b/" name the folder's index.html
+    return relative if last.endswith((".html", ".htm")) else relative + "/"
+
+
+def _aliases(meta: dict[str, Any], path: Path, lines: dict[str, int]) -> tuple[str, ...]:
+    value = meta.get("aliases") or []
+    line = lines.get("aliases")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise BuildError("front matter key 'aliases' must be a list of URL paths", path, line)
+    return tuple(sorted({site_path(v, "alias", path, line) for v in value}))
 
 
 def _required_str(meta: dict[str, Any], key: str, path: Path, lines: dict[str, int]) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from functools import cached_property
 from operator import attrgetter
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from chronicle.cache import digest
@@ -203,6 +203,17 @@ class Feed:
 
 
 @dataclass(frozen=True)
+class Redirect:
+    """An old URL of a post or page (its front matter's ``aliases``): a page there sends
+    readers and search engines on to ``target``."""
+
+    url: str  # the old site path
+    target: str  # the post's or page's site path
+    title: str
+    source: Path  # the file naming the alias, for messages
+
+
+@dataclass(frozen=True)
 class SitemapEntry:
     url: str
     lastmod: datetime | None
@@ -230,6 +241,15 @@ class Site:
 
     def tag(self, name: str) -> Tag:
         return self._tags_by_slug[slugify(name)]
+
+    @cached_property
+    def redirects(self) -> tuple[Redirect, ...]:
+        """Every alias of every post and page, by old URL (none is in the sitemap)."""
+        found = [Redirect(alias, e.url, e.title, e.post.source)
+                 for e in self.entries for alias in e.post.aliases]
+        found += [Redirect(alias, p.url, p.title, p.page.source)
+                  for p in self.pages for alias in p.page.aliases]
+        return tuple(sorted(found, key=lambda r: (r.url, str(r.source))))
 
     @cached_property
     def _tags_by_slug(self) -> dict[str, Tag]:

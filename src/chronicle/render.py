@@ -248,6 +248,18 @@ def page_jobs(site: Site) -> list[PageJob]:
         if job.name in seen:
             raise BuildError(f"two pages want the same output file {job.name!r}")
         seen.add(job.name)
+    # after every real page: an alias may only take a URL nothing else has
+    taken_by: dict[str, Path] = {}
+    for redirect in site.redirects:
+        name = output_file(redirect.url)
+        if name in seen:
+            first = taken_by.get(name)
+            where = f"the alias in {first}" if first else "a page of the site"
+            raise BuildError(f"alias /{redirect.url} is already taken by {where}",
+                             redirect.source)
+        seen.add(name)
+        taken_by[name] = redirect.source
+        page("redirect.html", redirect.url, redirect=redirect)
     return jobs
 
 
