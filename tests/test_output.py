@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from chronicle import swap
 from chronicle.errors import BuildError
 from chronicle.guard import MARKER
 from chronicle.output import Staging
@@ -137,3 +138,15 @@ def test_exchange_into_a_missing_folder_is_one_rename(tmp_path):
     staging = new_staging(out)
     assert exchange(staging, out) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["output"]
+
+
+def test_where_folders_cannot_be_exchanged_two_renames_stand_in(tmp_path, monkeypatch,
+                                                                  capsys):
+    monkeypatch.setattr(swap, "_renameat2", lambda: None)  # as without renameat2
+    monkeypatch.setattr(swap, "_noted", False)
+    out = tmp_path / "output"
+    replace(out, {"index.html": b"old"})
+    replace(out, {"index.html": b"new"})
+    assert site_files(out) == {"index.html": b"new"}
+    assert site_files(tmp_path / ".output.spare") == {"index.html": b"old"}
+    assert "cannot exchange two folders in one step" in capsys.readouterr().err
