@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from chronicle.guard import MARKER
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -53,3 +59,53 @@ def redirect_target(out: Path, site_path: str, base_url: str) -> str | None:
     if canonical is None or not canonical.group(1).startswith(base_url):
         return None
     return canonical.group(1).removeprefix(base_url)
+
+
+def site_files(folder: Path) -> dict[str, bytes]:
+    """What a built or published folder serves: every file but Chronicle's marker."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER}
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """Make ``folder`` unwritable: by its mode for a user, by the immutable attribute
+    for root (whom modes do not stop)."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+    require(done.returncode == 0, "chattr +i on the test folder's file system")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+_HOLD_THE_LOCK = """
+import sys
+from pathlib import Path
+from chronicle.lock import site_lock
+with site_lock(Path(sys.argv[1]) / ".chronicle"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def another_process_holding_the_lock(root: Path) -> Iterator[subprocess.Popen]:
+    """A separate process holding the build lock of the site at ``root`` until the block
+    ends."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_THE_LOCK, str(root)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield holder
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
@@ -6,7 +9,9 @@ import pytest
 
 from chronicle.build import BuildOptions, build
 from chronicle.errors import BuildError, BuildErrors
+from chronicle.guard import MARKER, mark
 from tests.conftest import post_text, write
+from tests.support import another_process_holding_the_lock
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -197,3 +202,100 @@ def test_long_post_gets_a_table_of_contents(site_root):
     run(site_root)
     page = (site_root / "output/2025/03/long/index.html").read_text()
     assert 'class="toc"' in page and 'href="#three"' in page
+
+
+# -- the folders a build replaces ------------------------------------------------------
+
+def chronicle(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "chronicle", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def sources(root: Path) -> dict[str, bytes]:
+    return {n: b for n, b in tree(root).items() if not n.startswith((".chronicle/", "output/"))}
+
+
+@pytest.mark.parametrize("out, why", [
+    (".", "is the site's root folder"),
+    ("posts", "is the site's posts folder"),
+    ("..", "holds the site"),
+    ("site/templates", "lies inside the site's site folder"),
+])
+def test_out_that_would_replace_sources_is_refused_and_nothing_is_touched(site_root, out,
+                                                                           why):
+    run(site_root)
+    before = sources(site_root)
+    done = chronicle("build", "--now", "2025-06-01", "--out", out, cwd=site_root)
+    assert done.returncode == 1
+    assert why in done.stderr and "nothing was touched" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sources(site_root) == before
+
+
+def test_out_refuses_a_folder_chronicle_did_not_write(site_root, tmp_path):
+    documents = tmp_path / "documents"
+    write(documents / "thesis.tex", "precious")
+    with pytest.raises(BuildError, match="non-empty folder Chronicle did not write"):
+        run(site_root, out=documents)
+    assert tree(documents) == {"thesis.tex": b"precious"}
+    (documents / "thesis.tex").unlink()
+    run(site_root, out=documents)  # an empty folder has nothing to lose
+    assert (documents / MARKER).is_file()
+
+
+def test_output_of_an_older_chronicle_without_marker_is_still_replaced(site_root):
+    run(site_root)
+    (site_root / "output" / MARKER).unlink()  # as an older version left it
+    write(site_root / "posts" / "2025-04-03-fourth.md", post_text("Fourth", "2025-04-03"))
+    report = run(site_root)
+    assert report.written > 0
+    assert (site_root / "output" / "2025/04/fourth/index.html").is_file()
+    assert (site_root / "output" / MARKER).is_file()
+
+
+def test_leftovers_of_killed_builds_are_removed_by_the_next_build(site_root):
+    run(site_root)
+    killed = site_root / ".output.staging-k1lled00"
+    write(killed / "2025" / "index.html", "half")
+    mark(killed)
+    mine = site_root / ".output.staging-notmine"
+    write(mine / "index.html", "keep")
+    write(site_root / "posts" / "2025-04-03-fourth.md", post_text("Fourth", "2025-04-03"))
+    run(site_root)
+    assert not killed.exists() and mine.exists()
+
+
+def test_incremental_build_replaces_output_in_one_step(site_root):
+    run(site_root)
+    out = site_root / "output"
+    folder_before = out.stat().st_ino
+    kept_before = (out / "2025/03/first/index.html").stat()
+    write(site_root / "posts" / "2025-04-03-fourth.md", post_text("Fourth", "2025-04-03"))
+    report = run(site_root)
+    assert report.written > 0
+    # a new folder exchanged in whole, not files renamed one by one into the old one...
+    assert out.stat().st_ino != folder_before
+    # ...holding unchanged pages as hard links: same inode, same mtime
+    kept = (out / "2025/03/first/index.html").stat()
+    assert (kept.st_ino, kept.st_mtime_ns) == (kept_before.st_ino, kept_before.st_mtime_ns)
+    # the folder swapped out is kept, to be the next build's staging folder
+    assert sorted(p.name for p in site_root.iterdir() if p.name.startswith(".")) == [
+        ".chronicle", ".output.spare"]
+
+
+# -- the build lock --------------------------------------------------------------------
+
+def test_a_second_build_waits_for_the_first_and_says_who_holds_the_lock(site_root):
+    with another_process_holding_the_lock(site_root) as holder:
+        second = subprocess.Popen([sys.executable, "-m", "chronicle", "build", "--root",
+                                   str(site_root), "--now", "2025-06-01"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        waiting = second.stderr.readline()
+        assert "waiting for another Chronicle process" in waiting
+        assert f"pid {holder.pid}" in waiting
+        time.sleep(0.5)
+        assert second.poll() is None and not (site_root / "output").exists()
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    assert out.startswith("built ")
+    assert (site_root / "output" / "index.html").is_file()

@@ -10,6 +10,7 @@ import pytest
 
 from chronicle.build import BuildOptions, build
 from chronicle.errors import BuildError
+from chronicle.guard import MARKER
 from chronicle.hooks import standard_hooks
 from tests.conftest import post_text, write
 from tests.embeds_support import make_result, store_result, write_script
@@ -28,8 +29,9 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def stats(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each output file's inode and mtime (Chronicle's marker is not an output)."""
     return {p.relative_to(folder).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER}
 
 
 def clean_tree(root: Path, tmp: Path) -> dict[str, bytes]:
@@ -172,6 +174,20 @@ def test_tampered_output_file_is_rewritten(blog, tmp_path):
     (blog / "output" / "tags" / "index.html").unlink()
     report = run(blog)
     assert report.written == 2
+    assert_equals_clean(blog, tmp_path)
+
+
+def test_a_spare_left_mixed_by_a_killed_build_is_brought_up_to_date(blog, tmp_path):
+    write(blog / "posts" / "2025-04-03-fourth.md", post_text("Fourth", "2025-04-03"))
+    run(blog)  # the folder swapped out is now the spare, the next staging folder
+    spare = blog / ".output.spare"
+    write(spare / "2025/03/first/index.html", "half written when the build was killed")
+    write(spare / "junk/index.html", "a page of no build")
+    shutil.rmtree(spare / "tags")
+    write(spare / "tags", "a file where a folder goes")
+    post = blog / "posts" / "2025-03-01-first.md"
+    post.write_text(post.read_text() + "\nOne more sentence.\n")
+    run(blog)
     assert_equals_clean(blog, tmp_path)
 
 

@@ -1,5 +1,6 @@
 import shutil
 import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 
 from chronicle.build import BuildOptions
 from chronicle.errors import BuildError
+from chronicle.guard import MARKER, mark
 from chronicle.publish import (
     choose_target,
     is_remote,
@@ -16,7 +18,7 @@ from chronicle.publish import (
     publish_git,
     publish_rsync_local,
 )
-from tests.support import require
+from tests.support import another_process_holding_the_lock, read_only, require, site_files
 from tests.test_check import make_site, post
 
 NOW = datetime(2025, 4, 1, 12, 0)
@@ -112,7 +114,7 @@ def test_dir_target_gets_exactly_the_built_site_without_drafts_or_future(tmp_pat
     assert not (www / "2025" / "03" / "draft").exists()
     assert not (www / "2025" / "05").exists()
     assert b"Secret draft" not in b"".join(tree(www).values())
-    assert done.files == len(tree(www))
+    assert done.files == len(site_files(www))
 
 
 def test_republishing_removes_pages_that_are_gone(tmp_path):
@@ -161,12 +163,14 @@ def built_with_a_broken_link(tmp_path: Path, link: str, target: str) -> tuple[Pa
     published = tmp_path / target
     published.mkdir()
     (published / "index.html").write_text("old")
+    mark(published)
     return site, published
 
 
 def assert_left_as_it_was(published: Path) -> None:
     """The earlier publication is intact and no staging folder was left beside it."""
-    assert tree(published) == {"index.html": b"old"}
+    assert site_files(published) == {"index.html": b"old"}
+    assert (published / MARKER).is_file()
     assert sorted(p.name for p in published.parent.iterdir()) == ["built", published.name]
 
 
@@ -184,11 +188,61 @@ def test_dir_target_refuses_a_folder_that_is_not_a_site(tmp_path):
     home = tmp_path / "documents"
     home.mkdir()
     (home / "thesis.tex").write_text("precious")
-    with pytest.raises(BuildError, match="does not look like a published site"):
+    with pytest.raises(BuildError, match="non-empty folder Chronicle did not write"):
         publish_dir(site, home)
-    with pytest.raises(BuildError, match="site's own folder"):
+    with pytest.raises(BuildError, match="holds the site"):
         publish_dir(site, tmp_path, root=tmp_path / "blog")
     assert (home / "thesis.tex").read_text() == "precious"
+
+
+def test_dir_target_inside_the_theme_is_refused_though_it_holds_index_html(tmp_path):
+    root = site_with(tmp_path, '[publish.default]\nkind = "dir"\n'
+                               'path = "themes/chronicle/templates"\n')
+    shutil.copytree(REPO / "themes", root / "themes")  # an old init's full copy
+    templates = root / "themes" / "chronicle" / "templates"
+    before = tree(templates)
+    assert "index.html" in before
+    with pytest.raises(BuildError, match="lies inside the site's themes folder"):
+        run(root)
+    assert tree(templates) == before
+
+
+def test_guard_sees_through_a_symlinked_source_folder(tmp_path):
+    site = tmp_path / "built"
+    (site / "index.html").parent.mkdir()
+    (site / "index.html").write_text("new")
+    theme = tmp_path / "shared-theme"
+    (theme / "templates" / "index.html").parent.mkdir(parents=True)
+    (theme / "templates" / "index.html").write_text("{{ page }}")
+    root = tmp_path / "blog"
+    root.mkdir()
+    (root / "themes").symlink_to(theme, target_is_directory=True)
+    with pytest.raises(BuildError, match="lies inside the site's themes folder"):
+        publish_dir(site, root / "themes" / "templates", root)
+    assert (theme / "templates" / "index.html").read_text() == "{{ page }}"
+
+
+def test_unwritable_target_is_a_clear_refusal(tmp_path):
+    root = site_with(tmp_path, '[publish.default]\nkind = "dir"\npath = "../locked/www"\n')
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    with read_only(locked), pytest.raises(BuildError, match="cannot write next to the "
+                                          "publish target .*target left as it was"):
+        run(root)
+    assert list(locked.iterdir()) == []
+
+
+def test_publish_waits_for_a_build_of_the_same_site(tmp_path):
+    root = site_with(tmp_path, DIR_TARGET)
+    with another_process_holding_the_lock(root) as holder:
+        second = subprocess.Popen([sys.executable, "-m", "chronicle", "publish", "--root",
+                                   str(root), "--now", "2025-04-01T12:00"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert f"pid {holder.pid}" in second.stderr.readline()
+        assert second.poll() is None and not (tmp_path / "www").exists()
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    assert (tmp_path / "www" / "index.html").is_file()
 
 
 # -- rsync -------------------------------------------------------------------------------
@@ -234,7 +288,7 @@ def test_rsync_to_host_path_goes_through_the_remote_shell(tmp_path, rsync):
     root = site_with(tmp_path, f'[publish.web]\nkind = "rsync"\ndest = "web1:{dest}"\n'
                                f'rsh = "{shell}"\n')
     run(root, "web")
-    assert tree(dest) == tree(root / ".chronicle" / "publish" / "site")
+    assert tree(dest) == site_files(root / ".chronicle" / "publish" / "site")  # no marker
 
 
 # -- git ---------------------------------------------------------------------------------
@@ -258,7 +312,7 @@ def test_git_target_commits_the_site_to_the_branch(tmp_path, bare):
     root = site_with(tmp_path, git_target(bare))
     done = run(root, "pages")
     built = root / ".chronicle" / "publish" / "site"
-    assert branch_files(bare) == sorted(tree(built))
+    assert branch_files(bare) == sorted(site_files(built))  # no marker
     assert git("--git-dir", str(bare), "show", "gh-pages:2025/03/boot/index.html") == \
         (built / "2025/03/boot/index.html").read_text().rstrip("\n")
     assert "commit" in done.detail

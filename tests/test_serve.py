@@ -9,6 +9,7 @@ import pytest
 
 from chronicle.build import BuildOptions
 from chronicle.serve import PreviewServer, resolve_request
+from tests.support import another_process_holding_the_lock
 from tests.test_check import make_site, post
 
 
@@ -140,6 +141,19 @@ def test_editing_a_post_rebuilds_the_preview(site, preview):
     (site / "posts" / "2025-03-01-boot.md").write_text(post("Boot time", "The second version."))
     wait_until(lambda: b"second version" in raw_get(preview.url, "/blog/2025/03/boot/")[1])
     wait_until(lambda: preview.generation > before)  # announced just after the swap
+
+
+def test_a_rebuild_waits_while_another_process_builds_the_site(site, preview, capsys):
+    before = preview.generation
+    err = []
+    with another_process_holding_the_lock(site) as holder:
+        (site / "posts" / "2025-03-01-boot.md").write_text(post("Boot time", "Third."))
+        wait_until(lambda: err.append(capsys.readouterr().err) or
+                   f"pid {holder.pid}" in "".join(err))
+        time.sleep(0.5)
+        assert preview.generation == before
+    wait_until(lambda: preview.generation > before)
+    assert b"Third." in raw_get(preview.url, "/blog/2025/03/boot/")[1]
 
 
 def test_broken_post_shows_its_error_then_recovers(site, preview):

@@ -1,7 +1,8 @@
 """``chronicle build``: the whole pipeline on one page.
 
-    load config → nothing changed? stop → gather posts and pages → parse every post
-    → build the site model → render what changed → stage it → move it into output/
+    load config → guard the output folder → take the site's lock → nothing changed? stop
+    → gather posts and pages → parse every post → build the site model
+    → render what changed → stage the new site → swap it in
 
 Phase 1 (up to the model) reads everything and collects *every* bad post before
 giving up, so one run reports them all (:class:`BuildErrors`). Phase 2 renders from
@@ -23,13 +24,15 @@ Incremental builds (``.chronicle/``, see :mod:`chronicle.manifest` and
 * **Rendering**: an output whose recorded dependencies all hash the same is not
   rendered. One that is rendered is written only if its bytes differ from the last
   build's. Big sites render in forked workers (:mod:`chronicle.parallel`).
-* **Atomicity**: changed files are rendered into a staging folder next to the output;
-  only when every page has rendered (and ``--strict`` found no warning) are they
-  renamed into ``output/`` one by one and deleted outputs removed. A failure before
-  that point leaves ``output/`` exactly as it was. A crash *during* the renames leaves
-  a marker (``.chronicle/applying``) and the next build is a full one. A build with no
-  usable manifest (first build, ``--clean``, a marker, ``output/`` gone) stages the
-  whole site and swaps the folder in one rename, as before.
+* **Atomicity**: a build holds the site's lock (:mod:`chronicle.lock`; a second build,
+  a ``serve`` rebuild or a ``publish`` waits, saying who holds it), refuses an output
+  folder it must not replace (:mod:`chronicle.guard`: the site root, a source folder,
+  a folder Chronicle did not write) and deletes what killed builds left. It renders the
+  whole new site into a staging folder next to the output (changed files written,
+  unchanged ones hard-linked) and, only when every page has rendered and ``--strict``
+  found no warning, exchanges it with ``output/`` in one system call
+  (:mod:`chronicle.output`). ``output/`` is therefore always the whole previous site or
+  the whole new one, even after SIGKILL at any point; a failure leaves it as it was.
 
 The output is byte-identical to a clean build's; ``tests/test_incremental.py`` checks it
 over a series of edits.
@@ -73,9 +76,12 @@ from chronicle.cache import Cache, code_version, digest
 from chronicle.config import SiteConfig, load_config
 from chronicle.content import Doc, Page, Post, find_sources, gather_docs
 from chronicle.errors import BuildError, BuildErrors
+from chronicle.guard import check_replaceable
+from chronicle.lock import site_lock
 from chronicle.manifest import Manifest, load_manifest, manifest_path, tree_digest
 from chronicle.parallel import build_collector, iter_chunks
 from chronicle.paths import SitePaths, packaged_theme
+from chronicle.swap import remove_leftovers
 
 EmbedFactory = Callable[[Path], Any]
 ExtraPages = Callable[[Any, Any], Iterable[tuple[str, bytes]]]
@@ -134,16 +140,21 @@ class BuildReport:
 
 
 def build(options: BuildOptions) -> BuildReport:
-    with build_collector():  # fewer, smaller collections (see chronicle.parallel)
-        return _build(options)
-
-
-def _build(options: BuildOptions) -> BuildReport:
-    started = time.perf_counter()
     paths = SitePaths(options.root)
     config = load_config(paths.config)
-    now = resolve_now(options.now, config.tz)
     out = (options.out or paths.output).absolute()
+    # an earlier Chronicle's output folder has no marker, but has this manifest
+    known = manifest_path(paths.cache, out, paths.output).exists()
+    check_replaceable(out, paths.root, "output folder", known=known)
+    with site_lock(paths.cache), build_collector():  # fewer, smaller collections
+        remove_leftovers(out, known)
+        return _build(options, paths, config, out)
+
+
+def _build(options: BuildOptions, paths: SitePaths, config: SiteConfig, out: Path
+           ) -> BuildReport:
+    started = time.perf_counter()  # from when the lock is ours
+    now = resolve_now(options.now, config.tz)
     cache = Cache(paths.cache, read=not options.clean)
     try:
         previous = previous_manifest(paths, out, options)
@@ -201,7 +212,7 @@ def resolve_now(now: datetime | None, tz: tzinfo) -> datetime:
 
 def previous_manifest(paths: SitePaths, out: Path, options: BuildOptions) -> Manifest | None:
     """The last build's manifest, if this build may trust it and its output folder."""
-    if options.clean or (paths.cache / "applying").exists() or not out.is_dir():
+    if options.clean or not out.is_dir():
         return None
     return load_manifest(manifest_path(paths.cache, out, paths.output))
 

@@ -1,75 +1,58 @@
-"""Writing the built site: stage, then swap (a full build) or move in (an incremental one).
+"""Writing the built site: stage the whole new output folder, then exchange it in one step.
 
-Files are written into a staging folder next to the output folder (same file system, so
-renames are cheap and never copy). Nothing touches the output folder until every file
-has been rendered and staged.
+Every build fills a staging folder next to the output folder (:class:`Staging`; same
+file system, so nothing is copied) with the complete new site: the files whose bytes
+changed (every file, in a full build) are written, the unchanged ones are hard links to
+the current output's files (same inode, same mtime: the stat cache still knows them,
+and nothing is read or copied), and outputs that are gone are not there. The staging
+folder is the *spare*, the folder the last build swapped out, brought up to date (one
+directory walk, then work in proportion to what changed), or a new folder if there is
+no spare. Nothing touches the output folder until every file has been rendered and
+staged, and no file is ever written in place (a spare's files may be the live ones).
 
-A full build stages the whole site; the staging folder then replaces the output folder:
-the old one is renamed aside, the new one renamed into place, the old one deleted. If
-the second rename fails, the old folder is put back.
-
-An incremental build stages only the files whose bytes changed (:class:`Staging`);
-:meth:`Staging.apply` then renames each into place (each rename atomic) and deletes the
-outputs that are gone. Unchanged files are never touched: same inode, same mtime.
-
-If anything fails before the swap or the apply, the staging folder is removed and the
-previous output is untouched.
+Then one ``renameat2(RENAME_EXCHANGE)`` swaps the staging folder and the output folder
+(:mod:`chronicle.swap`), the manifest is saved, and the old folder is kept as the next
+spare. So whatever kills the build, SIGKILL included, ``output/`` is at every instant
+either the whole previous site or the whole new one, the manifest never describes files
+``output/`` does not hold (see :meth:`Outputs.commit`), and the next build's output is
+byte-identical to a clean build's. If anything fails before the exchange, the previous
+output is untouched. Where the file system cannot exchange two folders, two renames
+stand in, with a note on stderr (then a kill between them leaves no ``output/``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from chronicle.cache import Cache, bytes_digest, code_version, digest
 from chronicle.errors import BuildError
+from chronicle.guard import MARKER
 from chronicle.manifest import Inputs, Manifest, Record, save_manifest, tree_digest, value_digest
 from chronicle.model import Site
 from chronicle.parallel import iter_chunks
 from chronicle.paths import SitePaths
 from chronicle.render import static_files
-
-
-def write_site(files: Mapping[str, bytes | Path], out: Path) -> int:
-    """Replace ``out`` with exactly ``files`` (output path → bytes, or a file to copy).
-
-    Returns the number of files written.
-    """
-    out = out.absolute()
-    for name in files:
-        _check_inside(name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    try:
-        for name in sorted(files):
-            target = staging / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            content = files[name]
-            if isinstance(content, Path):
-                shutil.copyfile(content, target)
-            else:
-                target.write_bytes(content)
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a web server must read it
-        _swap(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return len(files)
+from chronicle.swap import exchange, keep_as_spare, new_staging, remove_tree, take_spare
 
 
 class Staging:
-    """A folder next to ``out`` collecting the files a build will put into ``out``."""
+    """The next output folder, beside ``out``, exchanged with it in one step (:meth:`replace`).
+
+    It is the spare (the folder the last build swapped out, see :mod:`chronicle.swap`)
+    brought up to date, or a new folder when there is none. Either way nothing in it is
+    ever written in place: a spare's files may be hard links to the live output's.
+    """
 
     def __init__(self, out: Path):
         self.out = out.absolute()
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-",
-                                            dir=self.out.parent))
-        self.names: list[str] = []
+        self.spare = take_spare(self.out)
+        self.folder = self.spare or new_staging(self.out)
+        self.names: list[str] = []  # the files written (not linked) here
         self._made: set[str] = set()  # folders known to exist (per process: forks copy it)
 
     def write(self, name: str, content: bytes | Path) -> None:
@@ -77,6 +60,82 @@ class Staging:
         the parent then lists what was staged with :meth:`add_names`."""
         _check_inside(name)
         target = os.path.join(self.folder, name)
+        try:
+            self._write(target, content)
+        except (NotADirectoryError, IsADirectoryError):
+            _make_way(str(self.folder), target)  # the spare has a file where a folder goes
+            self._write(target, content)
+
+    def add_names(self, names: list[str]) -> None:
+        self.names += names
+
+    def finish(self, wanted: Iterable[str]) -> None:
+        """Make the folder hold exactly ``wanted``: the files written here, and the others
+        as hard links to the files in ``out`` (same inode, same mtime: the stat cache still
+        knows them, as it ignores ``st_ctime``). Whatever else a spare held goes."""
+        wanted = set(wanted)
+        folder, out = str(self.folder), str(self.out)
+        present, empty = _files(folder)
+        gone = present.keys() - wanted
+        for name in gone:
+            _clear(f"{folder}/{name}")
+        for name in sorted(wanted.difference(self.names)):
+            source = f"{out}/{name}"
+            inode = present.get(name)
+            if inode is not None:
+                if inode == os.stat(source).st_ino:
+                    continue  # the spare already links this very file
+                _clear(f"{folder}/{name}")
+            target = f"{folder}/{name}"
+            try:
+                self._link(source, target)
+            except (FileExistsError, NotADirectoryError):
+                _make_way(folder, target)  # a folder where the file goes, or the reverse
+                self._link(source, target)
+        # folders left empty: by the files that went, or by a killed build
+        for name in sorted({*empty, *(p for n in gone for p in _parents(os.path.dirname(n)))},
+                           key=len, reverse=True):
+            try:
+                os.rmdir(f"{folder}/{name}")
+            except OSError:
+                pass  # not empty: it holds a wanted file
+
+    def discard(self) -> None:
+        if self.spare is not None:
+            return  # still the spare: the next build brings it up to date
+        try:
+            remove_tree(self.folder)
+        except OSError:
+            pass  # marked: the next build's remove_leftovers tries again
+
+    def replace(self) -> Path | None:
+        """Make the staged folder ``out`` in one step; returns where the old one now is
+        (for :func:`~chronicle.swap.keep_as_spare`), None if there was none."""
+        try:
+            return exchange(self.folder, self.out)
+        except BaseException:
+            self.discard()
+            raise
+
+    def _write(self, target: str, content: bytes | Path) -> None:
+        self._folder_of(target)
+        if isinstance(content, Path):
+            if os.path.lexists(target):
+                _clear(target)
+            shutil.copyfile(content, target)
+        else:
+            _write_new(target, content)
+
+    def _link(self, source: str, target: str) -> None:
+        self._folder_of(target)
+        try:
+            os.link(source, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
+                raise
+            shutil.copy2(source, target)  # no hard links here: a copy, mtime kept
+
+    def _folder_of(self, target: str) -> None:
         folder = os.path.dirname(target)
         if folder not in self._made:
             try:  # usually only the last level is new: one mkdir, no stat per level
@@ -86,39 +145,18 @@ class Staging:
             except FileNotFoundError:
                 os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
-        if isinstance(content, Path):
-            shutil.copyfile(content, target)
-        else:
-            _write_new(target, content)
-
-    def add_names(self, names: list[str]) -> None:
-        self.names += names
-
-    def discard(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def replace_all(self) -> None:
-        """Make the staged files the whole output folder (a full build)."""
-        os.chmod(self.folder, 0o755)  # mkdtemp makes it private; a web server must read it
-        _swap(self.folder, self.out)
-
-    def apply(self, removed: list[str]) -> None:
-        """Move each staged file into ``out`` and delete ``removed`` (an incremental build)."""
-        for name in sorted(self.names):
-            target = self.out / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.folder / name, target)
-        for name in sorted(removed):
-            _check_inside(name)
-            (self.out / name).unlink(missing_ok=True)
-            _prune_empty(self.out / name, self.out)
-        self.discard()
 
 
 def _write_new(path: str, data: bytes) -> None:
-    """Write a file with the fewest system calls (no buffering, no isatty probe): a build
-    writes thousands, and a system call is dear on a virtual machine."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    """Write a new file with the fewest system calls (no buffering, no isatty probe): a
+    build writes thousands, and a system call is dear on a virtual machine. A file already
+    there (in the spare) is unlinked first, never truncated: it may be a live output's."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(path, flags, 0o666)
+    except FileExistsError:
+        _clear(path)
+        fd = os.open(path, flags, 0o666)
     try:
         view = memoryview(data)
         while view:
@@ -127,42 +165,66 @@ def _write_new(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def _prune_empty(path: Path, top: Path) -> None:
-    folder = path.parent
-    while folder != top and top in folder.parents:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (or gone): stop climbing
-            return
-        folder = folder.parent
+def _clear(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
 
 
-def _swap(staging: Path, out: Path) -> None:
-    if not out.exists():
-        staging.rename(out)
-        return
-    if not out.is_dir():
-        raise BuildError("output path exists and is not a folder", out)
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    old.rmdir()  # we only wanted a unique name
-    out.rename(old)
-    try:
-        staging.rename(out)
-    except BaseException:
-        old.rename(out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+def _make_way(top: str, target: str) -> None:
+    """Clear the files standing where ``target``'s folders go, and a folder at ``target``."""
+    if os.path.isdir(target) and not os.path.islink(target):
+        shutil.rmtree(target)
+    for folder in reversed(_parents(os.path.relpath(os.path.dirname(target), top))):
+        path = os.path.join(top, folder)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            os.unlink(path)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+
+
+def _parents(name: str) -> list[str]:
+    """``a/b/c`` → ``["a/b/c", "a/b", "a"]`` (a relative folder and those above it)."""
+    found = []
+    while name and name != ".":
+        found.append(name)
+        name = os.path.dirname(name)
+    return found
+
+
+def _files(top: str) -> tuple[dict[str, int], list[str]]:
+    """Every file under ``top`` but the marker at its top (relative name → inode, from
+    the directory entries: no stat per file), and the empty folders."""
+    files: dict[str, int] = {}
+    empty: list[str] = []
+    pending = [""]
+    while pending:
+        prefix = pending.pop()
+        with os.scandir(f"{top}/{prefix}") as entries:
+            seen = False
+            for entry in entries:
+                seen = True
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(f"{prefix}{entry.name}/")
+                else:
+                    files[prefix + entry.name] = entry.inode()
+        if not seen and prefix:
+            empty.append(prefix.rstrip("/"))
+    files.pop(MARKER, None)
+    return files, empty
 
 
 def _check_inside(name: str) -> None:
     path = PurePosixPath(name)
     if not name or path.is_absolute() or ".." in path.parts or "\\" in name:
         raise BuildError(f"refusing to write {name!r}: outside the output folder")
+    if name == MARKER:
+        raise BuildError(f"refusing to write {name!r}: Chronicle's own marker file")
 
 
 class Outputs:
     """The site's output files against the last build's manifest: decides what to render,
-    renders it (in parallel when big), stages what changed, then applies it."""
+    renders it (in parallel when big), stages the new site, then exchanges it in."""
 
     def __init__(self, site: Site, paths: SitePaths, out: Path, cache: Cache,
                  previous: Manifest | None, extra_pages: Iterable[Any]):
@@ -204,20 +266,25 @@ class Outputs:
         self.staging.discard()
 
     def commit(self, manifest: Manifest, path: Path) -> Manifest:
-        """Put the staged files in place and record what each output was made from."""
+        """Make the staged site ``out`` and record what each output was made from.
+
+        Kill points: before the exchange, ``out`` and the manifest are the old ones; after
+        it and before the manifest is saved, ``out`` is new and the manifest old, so the
+        next build re-checks every kept file by hash and renders the rest (the old
+        manifest can only say "nothing changed" if every file it lists is as it says
+        and the inputs are those it was made from); after that, only keeping the old
+        folder as the spare is left, and the next build finds it either way."""
         manifest.outputs = dict(sorted(self.records.items()))
         manifest.uses_now = not self.site.entries or any(
             "site.now" in r.deps for r in self.records.values())
         removed = sorted(set(self.previous) - set(self.records))
-        marker = path.parent / "applying"
-        if self.full:
-            self.staging.replace_all()
-        else:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(f"{self.out}\n")  # a crash while applying → a full build next
-            self.staging.apply(removed)
+        self.staging.finish(manifest.outputs)
+        old = self.staging.replace()
+        # Saved after the exchange: a manifest ahead of output/ would let the next build's
+        # no-change check pass over a file this build removed. One behind it (a kill
+        # just before this line) only costs renders: kept files are checked by hash.
         save_manifest(manifest, path)
-        marker.unlink(missing_ok=True)
+        keep_as_spare(old, self.out)
         written = self.records if self.full else self.staging.names
         for name in written:
             self.cache.remember(self.out / name, self.records[name].hash)

@@ -21,7 +21,9 @@ future posts, then checked (:mod:`chronicle.check`). A failed build always stops
 publish; failed checks or stale results stop it unless ``force``.
 
 Every target is left as it was when publishing fails: ``dir`` and local ``rsync`` fill
-a staging folder next to the target and swap it in with two renames; remote ``rsync``
+a staging folder next to the target and exchange the two in one step
+(:mod:`chronicle.swap`), after the one guard for replaced folders
+(:mod:`chronicle.guard`) has accepted the target; remote ``rsync``
 uses ``--delay-updates`` (files move into place at the end); ``git`` pushes a single
 new commit, which the remote accepts whole or not at all. Git commits are
 reproducible: fixed author, the date of the build's "now" (``--now`` or
@@ -44,7 +46,10 @@ from typing import TYPE_CHECKING, Any
 
 from chronicle.config import load_config
 from chronicle.errors import BuildError, toml_key_line
+from chronicle.guard import MARKER, check_replaceable
+from chronicle.lock import site_lock
 from chronicle.paths import SitePaths, site_root
+from chronicle.swap import exchange, new_staging, remove_leftovers, remove_tree
 
 if TYPE_CHECKING:  # the build loads when a publish runs, not per CLI start
     from chronicle.build import BuildOptions
@@ -143,17 +148,18 @@ def publish(options: BuildOptions, target_name: str | None = None, force: bool =
     site = paths.cache / "publish" / "site"
     # never drafts or future posts, whatever the caller asked for
     options = replace(options, out=site, drafts=False, future=False)
-    report, problems = check_site(options)
-    refusals = [str(p) for p in problems]
-    refusals += [f"stale result: {line}" for line in _stale(options)]
-    for line in refusals:
-        log(f"{'warning' if force else 'error'}: {line}")
-    if refusals and not force:
-        raise BuildError(f"not publishing: {len(refusals)} problem(s) found "
-                         "(fix them, or publish anyway with --force)", paths.config)
-    deliver = {"dir": _deliver_dir, "rsync": _deliver_rsync, "git": _deliver_git}[target.kind]
-    where, detail = deliver(target, report.out, paths, options)
-    return Published(target, where, _count_files(report.out), tuple(refusals), detail)
+    with site_lock(paths.cache):  # no build may replace the site while it is copied
+        report, problems = check_site(options)
+        refusals = [str(p) for p in problems]
+        refusals += [f"stale result: {line}" for line in _stale(options)]
+        for line in refusals:
+            log(f"{'warning' if force else 'error'}: {line}")
+        if refusals and not force:
+            raise BuildError(f"not publishing: {len(refusals)} problem(s) found "
+                             "(fix them, or publish anyway with --force)", paths.config)
+        deliver = {"dir": _deliver_dir, "rsync": _deliver_rsync, "git": _deliver_git}
+        where, detail = deliver[target.kind](target, report.out, paths, options)
+        return Published(target, where, _count_files(report.out), tuple(refusals), detail)
 
 
 def _stale(options: BuildOptions) -> list[str]:
@@ -166,7 +172,7 @@ def _stale(options: BuildOptions) -> list[str]:
 
 
 def _count_files(folder: Path) -> int:
-    return sum(1 for p in folder.rglob("*") if p.is_file())
+    return sum(1 for p in folder.rglob("*") if p.is_file() and p.name != MARKER)
 
 
 # -- dir -------------------------------------------------------------------------------
@@ -176,12 +182,6 @@ def _deliver_dir(target: Target, site: Path, paths: SitePaths,
     folder = _local(target.get("path") or "", paths)
     publish_dir(site, folder, paths.root)
     return str(folder), ""
-
-
-def _swap(staging: Path, folder: Path) -> None:
-    from chronicle.output import _swap as swap  # chronicle.output loads the renderer
-
-    swap(staging, folder)
 
 
 def publish_dir(site: Path, folder: Path, root: Path | None = None) -> None:
@@ -198,28 +198,33 @@ def publish_dir(site: Path, folder: Path, root: Path | None = None) -> None:
 
 
 def _replace_folder(folder: Path, root: Path | None, fill: Callable[[Path], None]) -> None:
-    """``fill`` a staging folder beside ``folder``, then swap it in: all or nothing."""
-    _guard(folder, root)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.publish-", dir=folder.parent))
+    """``fill`` a staging folder beside ``folder``, then exchange the two in one step.
+
+    The built site carries Chronicle's marker (:mod:`chronicle.guard`), so the target
+    does too and the next publish may replace it."""
+    check_replaceable(folder, root, "publish target")
+    try:
+        remove_leftovers(folder)
+        staging = new_staging(folder)
+    except OSError as exc:
+        raise BuildError(f"cannot write next to the publish target ({exc.strerror}); "
+                         "target left as it was", folder) from None
     try:
         fill(staging)
-        os.chmod(staging, 0o755)
-        _swap(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _guard(folder: Path, root: Path | None) -> None:
-    """Refuse targets whose replacement would destroy something that is not a site."""
-    real = folder.resolve()
-    if root is not None and (root.resolve() == real or root.resolve().is_relative_to(real)):
-        raise BuildError("publish target would replace the site's own folder", folder)
-    if real.exists() and not real.is_dir():
-        raise BuildError("publish target exists and is not a folder", folder)
-    if real.is_dir() and any(real.iterdir()) and not (real / "index.html").is_file():
-        raise BuildError("publish target is a non-empty folder without index.html; refusing "
-                         "to replace what does not look like a published site", folder)
+        old = exchange(staging, folder)
+    except OSError as exc:
+        remove_tree(staging)
+        raise BuildError(f"cannot replace the publish target ({exc.strerror}); target "
+                         "left as it was", folder) from None
+    except BaseException:
+        remove_tree(staging)
+        raise
+    if old is not None:
+        try:
+            remove_tree(old)
+        except OSError as exc:
+            raise BuildError(f"published, but the previous copy could not be deleted "
+                             f"({exc.strerror})", old) from None
 
 
 def _local(path: str, paths: SitePaths) -> Path:
@@ -255,7 +260,10 @@ def publish_rsync_local(site: Path, folder: Path, root: Path | None = None) -> N
 def publish_rsync_remote(site: Path, dest: str, rsh: str | None = None) -> None:
     """rsync to ``host:path``; files are moved into place only once all have arrived."""
     shell = ["--rsh", rsh] if rsh else []
-    _rsync([*shell, "--delay-updates", "--delete-delay", f"{site}/", dest.rstrip("/") + "/"])
+    # no marker there: nothing replaces that folder as a whole, and a web root should
+    # not serve Chronicle's bookkeeping
+    _rsync([*shell, "--delay-updates", "--delete-delay", f"--exclude=/{MARKER}", f"{site}/",
+            dest.rstrip("/") + "/"])
 
 
 def _rsync(arguments: list[str]) -> None:
@@ -312,7 +320,9 @@ def publish_git(site: Path, repo: str, branch: str, message: str, timestamp: int
         if _git(["ls-remote", "--heads", repo, ref], env=env).strip():
             _git(["fetch", "--quiet", "--no-tags", repo, f"+{ref}:refs/chronicle/tip"], env=env)
             parent = _git(["rev-parse", "refs/chronicle/tip"], env=env).strip()
-        _git(["add", "--all", "--force", "."], env=env, cwd=site)
+        # not the marker: a branch is never replaced as a folder, and it would be served
+        _git(["add", "--all", "--force", "--", ".", f":(exclude){MARKER}"], env=env,
+             cwd=site)
         tree = _git(["write-tree"], env=env).strip()
         if parent and _git(["rev-parse", f"{parent}^{{tree}}"], env=env).strip() == tree:
             return None
