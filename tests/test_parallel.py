@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from chronicle import parallel
 from chronicle.build import BuildOptions, build
 from tests.conftest import post_text, write
+from tests.support import (
+    build_command,
+    build_env,
+    corpus_site,
+    kill_all,
+    left_running,
+    reaches_eof,
+    tree,
+    wait_for_children,
+)
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def many_posts(root: Path, count: int) -> None:
@@ -210,3 +219,23 @@ def test_an_error_in_meanwhile_stops_the_pool_and_reaches_the_caller(monkeypatch
     with pytest.raises(ValueError, match="search index"):
         list(parallel.iter_chunks(lambda idx: list(idx), 400, minimum=1, meanwhile=meanwhile))
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_build_leaves_no_worker_behind(tmp_path, how):
+    # `chronicle build | cat` killed while its pool works: the pipe must reach EOF (no
+    # orphaned worker holds it) and no process of the build may be left
+    site = corpus_site(tmp_path / "site", 300)
+    build = subprocess.Popen(build_command(site, "--clean"), env=build_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for_children(build.pid, within=30), "the build never forked its pool"
+        build.send_signal(how)
+        build.wait(timeout=5)
+        assert reaches_eof(build.stdout, within=3)
+        assert left_running(str(site), within=2) == []
+    finally:
+        build.kill()
+        build.wait()
+        build.stdout.close()
+        kill_all(left_running(str(site), within=0))
