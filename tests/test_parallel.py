@@ -239,3 +239,24 @@ def test_a_killed_build_leaves_no_worker_behind(tmp_path, how):
         build.wait()
         build.stdout.close()
         kill_all(left_running(str(site), within=0))
+
+
+def test_a_worker_asks_to_die_with_its_parent_and_exits_if_it_is_gone_already():
+    import ctypes
+    import os
+
+    def child_status(parent_named: int | None) -> int:
+        child = os.fork()
+        if child == 0:  # the would-be worker: never back into pytest
+            code = 3
+            try:
+                parallel._die_with_parent(os.getppid() if parent_named is None else parent_named)
+                asked = ctypes.c_int()
+                ctypes.CDLL(None).prctl(2, ctypes.byref(asked), 0, 0, 0)  # PR_GET_PDEATHSIG
+                code = 0 if asked.value == signal.SIGKILL else 2
+            finally:
+                os._exit(code)
+        return os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+
+    assert child_status(None) == 0  # its parent is there: the kernel will kill it with it
+    assert child_status(os.getpid() + 10**6) == 1  # forked by one since gone: exits
