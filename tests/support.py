@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -62,9 +67,9 @@ def redirect_target(out: Path, site_path: str, base_url: str) -> str | None:
 
 
 def site_files(folder: Path) -> dict[str, bytes]:
-    """What a built or published folder serves: every file but Chronicle's marker."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER}
+    """What a built or published folder serves: its :func:`tree` but Chronicle's marker."""
+    return {name: data for name, data in tree(folder).items()
+            if name.rpartition("/")[2] != MARKER}
 
 
 @contextmanager
@@ -109,3 +114,119 @@ def another_process_holding_the_lock(root: Path) -> Iterator[subprocess.Popen]:
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+# --- real `chronicle build` processes ---------------------------------------------------
+# The fault-injection tests run the CLI as a user would and look at what it leaves: the
+# output folder's bytes and the processes still alive.
+
+NOW = "2026-12-01T00:00:00+00:00"  # a fixed "now": two builds of one site are byte-equal
+
+
+def corpus_site(root: Path, posts: int) -> Path:
+    """A site of ``posts`` posts from the benchmark's corpus: the same bytes every run."""
+    from bench import corpus
+
+    from tests.conftest import SITE_TOML, write
+
+    write(root / "site" / "site.toml", SITE_TOML)
+    corpus.write_posts(root / "posts", corpus.make_corpus(posts), "chronicle")
+    return root
+
+
+def build_command(root: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "chronicle", "build", "--root", str(root), "--now", NOW,
+            *args]
+
+
+def build_env(jobs: int = 2) -> dict[str, str]:
+    """This environment with the pool forced on (one worker beside the build itself)."""
+    return {**os.environ, "CHRONICLE_JOBS": str(jobs)}
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by relative name, with its bytes (symlinks too)."""
+    files: dict[str, bytes] = {}
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            files[name] = b"-> " + os.readlink(path).encode()
+        elif path.is_file():
+            files[name] = path.read_bytes()
+    return files
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Processes (not this one) whose command line contains ``text``, e.g. a site's path."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:  # gone meanwhile
+            continue
+        if text.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting for its parent to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def left_running(text: str, within: float) -> list[int]:
+    """The processes mentioning ``text`` still running after up to ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        left = [pid for pid in processes_mentioning(text) if alive(pid)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for_children(pid: int, within: float) -> bool:
+    """True once ``pid`` has forked (its pool is up); False if it ended or time ran out."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and alive(pid):
+        if children(pid):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def reaches_eof(stream: IO[bytes], within: float) -> bool:
+    """Read ``stream`` (a pipe) until every writer has closed it, or ``within`` seconds."""
+    deadline = time.monotonic() + within
+    fd = stream.fileno()
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready and not os.read(fd, 1 << 16):
+            return True
+    return False
+
+
+def kill_all(pids: list[int]) -> None:
+    """End what a failed test left running, so it does not outlive the test run."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -179,6 +179,14 @@ def test_strict_turns_warnings_into_failure(site_root):
         run(site_root, strict=True)
 
 
+def test_content_nested_too_deep_to_render_is_a_warning_fatal_under_strict(site_root):
+    write(site_root / "posts/deep.md", post_text(body="Intro.\n\n" + ">" * 150 + " lost\n"))
+    warnings = run(site_root).warnings
+    assert len(warnings) == 1 and "deep.md:8: " in warnings[0] and "nested" in warnings[0]
+    with pytest.raises(BuildErrors, match="nested"):
+        run(site_root, strict=True, clean=True)
+
+
 def test_extra_pages_are_written_and_join_the_sitemap(site_root):
     def lab_pages(site, renderer):
         yield renderer.page("page.html", "lab/", page=site.pages[0])

@@ -71,6 +71,24 @@ def test_unknown_language_is_plain_text_with_a_warning_not_an_error():
     assert len(rendered.warnings) == 1 and "klingon" in rendered.warnings[0]
 
 
+def test_quotes_and_lists_nested_fifty_deep_are_all_rendered():
+    quotes = render_markdown(">" * 50 + " deep quote\n", SOURCE)
+    assert "deep quote" in quotes.html and quotes.warnings == ()
+    lists = render_markdown("".join(f"{'  ' * i}- item {i}\n" for i in range(30)), SOURCE)
+    assert "item 29" in lists.html and lists.warnings == ()
+
+
+def test_content_nested_past_the_parsers_limit_is_a_warning_with_its_line():
+    from chronicle.markdown import MAX_NESTING
+
+    text = "Intro.\n\n" + ">" * (MAX_NESTING + 5) + " lost\n\nAfter.\n"
+    rendered = render_markdown(text, SOURCE, first_line=6)
+    assert "lost" not in rendered.html and "After." in rendered.html
+    assert len(rendered.warnings) == 1
+    assert rendered.warnings[0].startswith(f"{SOURCE}:8: ")
+    assert f"nested more than {MAX_NESTING} levels deep" in rendered.warnings[0]
+
+
 def test_line_numbers_and_highlighted_lines():
     out = html("```python linenos hl_lines=2,3-3\na = 1\nb = 2\nc = 3\n```\n")
     assert 'class="linenos"' in out

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from chronicle import parallel
 from chronicle.build import BuildOptions, build
 from tests.conftest import post_text, write
+from tests.support import (
+    build_command,
+    build_env,
+    corpus_site,
+    kill_all,
+    left_running,
+    reaches_eof,
+    tree,
+    wait_for_children,
+)
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def many_posts(root: Path, count: int) -> None:
@@ -210,3 +219,44 @@ def test_an_error_in_meanwhile_stops_the_pool_and_reaches_the_caller(monkeypatch
     with pytest.raises(ValueError, match="search index"):
         list(parallel.iter_chunks(lambda idx: list(idx), 400, minimum=1, meanwhile=meanwhile))
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_build_leaves_no_worker_behind(tmp_path, how):
+    # `chronicle build | cat` killed while its pool works: the pipe must reach EOF (no
+    # orphaned worker holds it) and no process of the build may be left
+    site = corpus_site(tmp_path / "site", 300)
+    build = subprocess.Popen(build_command(site, "--clean"), env=build_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for_children(build.pid, within=30), "the build never forked its pool"
+        build.send_signal(how)
+        build.wait(timeout=5)
+        assert reaches_eof(build.stdout, within=3)
+        assert left_running(str(site), within=2) == []
+    finally:
+        build.kill()
+        build.wait()
+        build.stdout.close()
+        kill_all(left_running(str(site), within=0))
+
+
+def test_a_worker_asks_to_die_with_its_parent_and_exits_if_it_is_gone_already():
+    import ctypes
+    import os
+
+    def child_status(parent_named: int | None) -> int:
+        child = os.fork()
+        if child == 0:  # the would-be worker: never back into pytest
+            code = 3
+            try:
+                parallel._die_with_parent(os.getppid() if parent_named is None else parent_named)
+                asked = ctypes.c_int()
+                ctypes.CDLL(None).prctl(2, ctypes.byref(asked), 0, 0, 0)  # PR_GET_PDEATHSIG
+                code = 0 if asked.value == signal.SIGKILL else 2
+            finally:
+                os._exit(code)
+        return os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+
+    assert child_status(None) == 0  # its parent is there: the kernel will kill it with it
+    assert child_status(os.getpid() + 10**6) == 1  # forked by one since gone: exits

@@ -83,6 +83,13 @@ def test_folder_url_serves_its_index_and_slashless_folder_redirects(folder):
     assert resolve_request(folder, "/", "/a")[1] == HTTPStatus.MOVED_PERMANENTLY
 
 
+def test_a_name_too_long_for_the_file_system_is_not_found(folder):
+    # a segment over 255 bytes (or a path over 4096) names no file: the file system
+    # refuses to look it up (ENAMETOOLONG) rather than saying it is not there
+    for path in ("/" + "a" * 256, "/a/" + "%C3%A9" * 200 + "/", "/a" * 2100):
+        assert resolve_request(folder, "/", path) == (None, HTTPStatus.NOT_FOUND)
+
+
 def test_path_outside_the_base_path_is_not_found(folder):
     assert resolve_request(folder, "/blog/", "/index.html") == (None, HTTPStatus.NOT_FOUND)
     assert resolve_request(folder, "/blog/", "/blog/index.html")[1] == HTTPStatus.OK
@@ -111,6 +118,12 @@ def test_traversal_over_http_is_refused(preview):
     for path in ("/blog/../../secret.txt", "/blog/%2e%2e/%2e%2e/%2e%2e/secret.txt"):
         status, body = raw_get(preview.url, path)
         assert status in (403, 404) and b"private" not in body
+
+
+def test_an_overlong_name_is_answered_and_the_server_keeps_serving(preview):
+    status, _ = raw_get(preview.url, "/blog/" + "x" * 300 + ".html")
+    assert status == 404
+    assert raw_get(preview.url, "/blog/2025/03/boot/")[0] == 200
 
 
 def test_reload_script_is_added_to_pages_but_never_written_to_disk(site, preview):

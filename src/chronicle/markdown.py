@@ -29,6 +29,10 @@ the body is handed, untouched, to an :data:`EmbedHook`::
 included). The hook raises :class:`BuildError` for a bad embed; every bad embed in a
 document is collected and raised together as :class:`BuildErrors`. Without a hook an
 embed fence is the error "embeds are not available".
+
+Nesting (quotes in lists in quotes...) is rendered up to :data:`MAX_NESTING` levels;
+markdown-it leaves out whatever lies deeper, and each place it does so is a warning
+naming the file and line.
 """
 
 from __future__ import annotations
@@ -60,6 +64,11 @@ EMBED_KINDS = ("chart", "table", "compare")
 TOC_MIN_HEADINGS = 3
 WORDS_PER_MINUTE = 220
 LIGHT_STYLE, DARK_STYLE = "default", "github-dark"
+# Block levels markdown-it parses before it drops the rest of a container. The
+# CommonMark preset's 20 cut a list at its tenth level (each level is a list and an
+# item); 100 is markdown-it's own default, and the parser recurses a few frames a level,
+# far inside Python's recursion limit.
+MAX_NESTING = 100
 
 
 @dataclass(frozen=True)
@@ -100,12 +109,35 @@ def make_parser() -> MarkdownIt:
     # Two options rules look up on every paragraph, set to markdown-it's own defaults:
     # missing, each lookup raised and caught a KeyError (~40 a post, 2.5 % of parsing).
     md = MarkdownIt("commonmark", {"typographer": True, "strikethrough_single_tilde": False,
-                                   "tasklists": False})
+                                   "tasklists": False, "maxNesting": MAX_NESTING})
     md.enable(["table", "strikethrough", "replacements", "smartquotes"])
     md.use(footnote_plugin).use(tasklists_plugin).use(deflist_plugin)
     md.use(anchors_plugin, min_level=2, max_level=4, slug_func=lambda s: slugify(s) or "section")
     md.add_render_rule("fence", _render_fence)
+    _warn_past_the_nesting_limit(md)
     return md
+
+
+def _warn_past_the_nesting_limit(md: MarkdownIt) -> None:
+    """Report content the block parser leaves out for being nested too deep.
+
+    The parser checks the depth inside its ``tokenize`` loop and silently skips to the
+    end of the container; no rule sees it. So ``tokenize`` is wrapped: a call that
+    starts at the limit with a line of the container still to parse drops that line
+    and everything after it in the container."""
+    tokenize = md.block.tokenize
+
+    def tokenize_or_warn(state: Any, start: int, end: int, *args: Any) -> None:
+        if state.level >= md.options["maxNesting"]:
+            line = state.skipEmptyLines(start)
+            env = state.env.get("chronicle")
+            if line < end and state.sCount[line] >= state.blkIndent and env is not None:
+                env.warnings.append(
+                    f"{env.path}:{line + 1 + env.line_offset}: content nested more than "
+                    f"{md.options['maxNesting']} levels deep is left out")
+        tokenize(state, start, end, *args)
+
+    md.block.tokenize = tokenize_or_warn  # type: ignore[method-assign]
 
 
 def render_markdown(text: str, path: Path, first_line: int = 1,

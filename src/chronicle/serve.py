@@ -311,8 +311,16 @@ def resolve_request(folder: Path, base_path: str, path: str) -> tuple[Path | Non
     """The file inside ``folder`` a request path names, and the status to answer with.
 
     Refuses (403) any ``..`` segment, however encoded, and anything whose real path,
-    symlinks followed, lies outside ``folder``.
+    symlinks followed, lies outside ``folder``. A name the file system cannot look up
+    (a segment over 255 bytes: ``ENAMETOOLONG``) is not found (404).
     """
+    try:
+        return _resolve(folder, base_path, path)
+    except OSError:
+        return None, HTTPStatus.NOT_FOUND
+
+
+def _resolve(folder: Path, base_path: str, path: str) -> tuple[Path | None, HTTPStatus]:
     decoded = unquote(path)
     if not decoded.startswith(base_path) or "\x00" in decoded:
         return None, HTTPStatus.NOT_FOUND
