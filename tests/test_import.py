@@ -3,7 +3,9 @@ checked — every old URL leads to its post, marked lines stay marked."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from chronicle.build import BuildOptions
 from chronicle.check import check_site
 from chronicle.cli import main
 from tests.conftest import write
-from tests.support import redirect_target
+from tests.support import hugo, redirect_target
 
 FIRST_TOML = '''\
 +++
@@ -76,7 +78,9 @@ def hugo_site(root: Path) -> Path:
     return root
 
 
-# old URL (as Hugo builds it) → the new one
+HUGO_BASE = "https://old.example.org/"
+# old URL (as Hugo builds it: test_hugo_builds_the_urls_the_import_is_checked_against)
+# → the new one
 HUGO_URLS = {
     "2019/03/first-post/": "2019/03/first/",  # :slug falls back on the title
     "old/first/": "2019/03/first/",
@@ -84,6 +88,52 @@ HUGO_URLS = {
     "notes/dated/": "2020/01/dated/",  # no pattern for notes: the path, date taken off
     "about/": "about/",
 }
+
+
+# What Hugo needs to build hugo_site into the pages the comparison reads: one layout, only
+# posts and pages (with their aliases), and no way to fetch anything from the network.
+HUGO_LAYOUT = "<html><body><h1>{{ .Title }}</h1>{{ .Content }}</body></html>\n"
+HUGO_SETTINGS = """\
+    theme = "only-pages"
+    disableKinds = ["home", "section", "taxonomy", "term", "rss", "sitemap", "robotsTXT",
+                    "404"]
+    [module]
+    proxy = "off"
+    [security.http]
+    urls = ["none"]
+    """
+
+
+def built_by_hugo(src: Path, work: Path) -> tuple[Path, dict[str, str]]:
+    """Build the Hugo site ``src`` with Hugo itself, leaving ``src`` as it was; its output
+    folder, and each URL built there → the page it serves (itself, or an alias's)."""
+    write(work / "themes" / "only-pages" / "layouts" / "single.html", HUGO_LAYOUT)
+    write(work / "settings.toml", HUGO_SETTINGS)
+    out = work / "out"
+    # --logLevel error rather than --quiet, which hides Hugo's own error message too
+    done = subprocess.run(
+        [str(hugo()), "--source", str(src), "--config", f"hugo.toml,{work / 'settings.toml'}",
+         "--themesDir", str(work / "themes"), "--noBuildLock", "--logLevel", "error",
+         "--destination", str(out)],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "HUGO_CACHEDIR": str(work / "cache")})
+    assert done.returncode == 0, done.stderr
+    urls = [page.relative_to(out).as_posix().removesuffix("index.html")
+            for page in out.rglob("*.html")]
+    return out, {url: redirect_target(out, url, HUGO_BASE) for url in sorted(urls)}
+
+
+def page_text(out: Path, site_path: str) -> tuple[str, set[str]]:
+    """The heading of the page built at ``site_path`` and its paragraphs, markup taken out."""
+    name = site_path + "index.html" if site_path.endswith("/") else site_path
+    html = (out / name).read_text("utf-8")
+
+    def text(fragment: str) -> str:
+        return " ".join(re.sub(r"<[^>]+>", "", fragment).split())
+
+    heading = re.search(r"<h1[^>]*>(.*?)</h1>", html, re.S)
+    paragraphs = re.findall(r"<p(?:\s[^>]*)?>(.*?)</p>", html, re.S)
+    return text(heading.group(1)) if heading else "", {text(p) for p in paragraphs} - {""}
 
 
 def jekyll_site(root: Path) -> Path:
@@ -145,7 +195,7 @@ def checked(root: Path) -> Path:
 
 
 @pytest.mark.parametrize(("engine", "make", "urls", "base"), [
-    ("hugo", hugo_site, HUGO_URLS, "https://old.example.org/"),
+    ("hugo", hugo_site, HUGO_URLS, HUGO_BASE),
     ("jekyll", jekyll_site, JEKYLL_URLS, "https://jk.example.org/blog/"),
 ])
 def test_every_old_url_leads_to_its_post_and_the_site_checks(tmp_path, engine, make, urls,
@@ -153,6 +203,26 @@ def test_every_old_url_leads_to_its_post_and_the_site_checks(tmp_path, engine, m
     assert import_into(engine, make(tmp_path / "old"), tmp_path / "new") == 0
     out = checked(tmp_path / "new")
     assert {old: redirect_target(out, old, base) for old in urls} == urls
+
+
+def test_hugo_builds_the_urls_the_import_is_checked_against(tmp_path):
+    _, built = built_by_hugo(hugo_site(tmp_path / "old"), tmp_path / "hugo")
+    assert sorted(built) == sorted(HUGO_URLS)
+
+
+def test_every_url_hugo_builds_shows_the_same_page_once_imported(tmp_path):
+    old = hugo_site(tmp_path / "old")
+    hugo_out, built = built_by_hugo(old, tmp_path / "hugo")
+    assert import_into("hugo", old, tmp_path / "new") == 0
+    out = checked(tmp_path / "new")
+    wrong = {}
+    for url, page in built.items():
+        title, paragraphs = page_text(hugo_out, page)
+        ours = redirect_target(out, url, HUGO_BASE)
+        shown = page_text(out, ours) if ours is not None else ("nothing built there", set())
+        if shown[0] != title or not paragraphs <= shown[1]:
+            wrong[url] = (ours, shown, "Hugo's:", title, paragraphs)
+    assert wrong == {}
 
 
 def test_hugo_front_matter_in_toml_and_yaml_becomes_chronicle_front_matter(tmp_path):
