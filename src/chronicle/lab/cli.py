@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
-from chronicle.lab import leftovers, provenance, runner, setup
+from chronicle.lab import hosts_cli, leftovers, provenance, runner, setup
 from chronicle.lab.results import BadFile, Result, ResultStore, Sample, samples_csv
 from chronicle.lab.validation import validate_store
 from chronicle.paths import SitePaths, site_root
@@ -59,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     command("validate", cmd_validate, "check every stored result file")
 
     setup.register(lab_sub)  # lab setup, teardown and doctor
+    hosts_cli.register(lab_sub)  # lab hosts, and --on for run, doctor and setup
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -211,13 +212,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise LabError("no experiments found (no file here has a `# /// chronicle` block)",
                        paths.experiments)
     store = ResultStore(paths.results)
-    options = runner.RunOptions(quick=args.quick, repeat=args.repeat, seed=args.seed)
+    options = runner.RunOptions(quick=args.quick, repeat=args.repeat, seed=args.seed,
+                                lab_host=args.as_host)
     err = _console(stderr=True)
     for line in leftovers.sweep(paths.cache):
         err.print(f"chronicle: {line}", markup=False)
     worst = 0
     for experiment in chosen:
-        good = store.shown(experiment.name)
+        good = store.shown(experiment.name, host=args.as_host)
         _warn_bad_files(err, store.bad_files(experiment.name), paths)
         if not args.force and good is not None and not good.quick:
             reasons = exp.staleness(experiment, good)

@@ -1,0 +1,132 @@
+"""``lab hosts`` and ``lab run --on`` through a real OpenSSH server on 127.0.0.1.
+
+Each "remote" host is this machine seen through its own sshd, with its own working
+folder: what crosses is exactly what would cross to another machine.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chronicle.lab.validation import validate_store
+from tests.support import LoopbackSSH, kill_all, left_running, tree
+
+from .conftest import cli_env
+
+# Prints one sample every STEP seconds: long enough to be cut mid-run.
+SLOW = """\
+i=1
+while [ $i -le {count} ]; do
+  printf '{{"subject": "sh", "metric": "t_ms", "value": %d, "unit": "ms", "run": %d}}\\n' $i $i
+  echo "sample $i" >&2
+  sleep {step}
+  i=$((i+1))
+done
+"""
+
+
+@pytest.fixture
+def servers(tmp_path):
+    started = []
+
+    def start(name: str) -> LoopbackSSH:
+        folder = tmp_path / f"sshd-{name}"
+        folder.mkdir()
+        started.append(LoopbackSSH(folder).start())
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def hosts_file(site, tables: str) -> None:
+    (site.root / "site" / "lab.toml").write_text(tables)
+
+
+def lab(site, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "chronicle", "lab", *args,
+                             "--root", str(site.root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env())
+
+
+def test_hosts_reports_the_loopback_host_and_why_another_is_unreachable(site, servers,
+                                                                      tmp_path):
+    server = servers("a")
+    hosts_file(site, server.host_table("loop", tmp_path / "work") +
+               '[hosts.gone]\nssh = "root@127.0.0.1"\nport = 1\n')
+    done = site.chronicle("lab", "hosts")
+    assert done.returncode == 1, done.stderr  # one declared host cannot be reached
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines()
+            if line.count("│") > 3}
+    assert "yes" in rows["loop"] and "KVM " in rows["loop"] and "VMMs:" in rows["loop"]
+    assert "no" in rows["gone"] and "Connection refused" in done.stdout
+    assert "yes" in rows["local"]
+
+
+def test_run_on_a_host_brings_its_result_back_byte_for_byte(site, servers, tmp_path):
+    server = servers("a")
+    work = tmp_path / "work"
+    hosts_file(site, server.host_table("loop", work))
+    site.script("tiny", SLOW.format(count=3, step=0), block="repeat = 3", suffix=".sh")
+    done = site.chronicle("lab", "run", "--on", "loop", "tiny")
+    assert done.returncode == 0, done.stderr
+    assert "[loop] tiny: ok, 3 samples" in done.stderr  # the host's own progress, relayed
+    (fetched,) = site.store().runs("tiny")
+    there = work / "site" / "experiments" / "results" / "tiny" / fetched.path.name
+    assert fetched.path.read_bytes() == there.read_bytes()
+    assert validate_store(site.results) == {}
+    assert fetched.lab_host == "loop" and fetched.status == "ok"
+    again = site.chronicle("lab", "run", "--on", "loop", "tiny")
+    assert again.returncode == 0 and "[loop] tiny: fresh" in again.stderr
+
+
+def test_a_host_dropping_mid_run_loses_nothing_and_stops_no_other(site, servers, tmp_path):
+    steady, dropping = servers("steady"), servers("dropping")
+    hosts_file(site, steady.host_table("steady", tmp_path / "work-steady") +
+               dropping.host_table("dropping", tmp_path / "work-dropping"))
+    site.script("slow", SLOW.format(count=8, step=0.4), block="repeat = 8", suffix=".sh")
+    site.script("quick", SLOW.format(count=2, step=0), block="repeat = 2", suffix=".sh")
+    first = site.chronicle("lab", "run", "--on", "steady,dropping", "quick")
+    assert first.returncode == 0, first.stderr
+    before = tree(site.results)
+    assert len(before) == 2  # one result of `quick` from each host
+
+    run = lab(site, "run", "--on", "steady,dropping", "slow")
+    time.sleep(1.5)
+    dropping.stop()
+    try:
+        out, err = run.communicate(timeout=60)
+    finally:
+        kill_all(left_running(str(tmp_path / "work-dropping"), within=10))
+    assert run.returncode == 1, err
+    assert "[dropping] connection lost" in err and "[steady] slow: ok, 8 samples" in err
+    after = tree(site.results)
+    assert {name: after[name] for name in before} == before
+    assert [r.lab_host for r in site.store().runs("slow")] == ["steady"]
+    assert validate_store(site.results) == {}
+
+
+def test_ctrl_c_stops_the_remote_run_and_keeps_what_it_measured(site, servers, tmp_path):
+    server = servers("a")
+    work = tmp_path / "work"
+    hosts_file(site, server.host_table("loop", work))
+    site.script("slow", SLOW.format(count=40, step=0.25), block="repeat = 40", suffix=".sh")
+    run = lab(site, "run", "--on", "loop", "slow")
+    deadline = time.monotonic() + 30
+    while not list(work.glob("site/experiments/slow.sh")) or \
+            not left_running(str(work), within=0):
+        assert time.monotonic() < deadline, "the remote run never started"
+        time.sleep(0.1)
+    time.sleep(1.0)  # a few samples in
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert left_running(str(work), within=5) == []
+    (kept,) = site.store().runs("slow")
+    assert kept.status == "cancelled" and 0 < len(kept.samples) < 40
