@@ -6,6 +6,7 @@ folder: what crosses is exactly what would cross to another machine.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -55,18 +56,41 @@ def lab(site, *args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=cli_env())
 
 
-def test_hosts_reports_the_loopback_host_and_why_another_is_unreachable(site, servers,
-                                                                      tmp_path):
+def test_hosts_reports_the_loopback_host_and_why_others_are_unreachable(site, servers,
+                                                                       tmp_path):
     server = servers("a")
-    hosts_file(site, server.host_table("loop", tmp_path / "work") +
+    stranger = tmp_path / "stranger_ed25519"  # a key the server does not know
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
+                   check=True)
+    wrong_key = server.host_table("wrongkey", tmp_path / "work2").replace(
+        str(server.key), str(stranger))
+    hosts_file(site, server.host_table("loop", tmp_path / "work") + wrong_key +
                '[hosts.gone]\nssh = "root@127.0.0.1"\nport = 1\n')
     done = site.chronicle("lab", "hosts")
-    assert done.returncode == 1, done.stderr  # one declared host cannot be reached
+    assert done.returncode == 1, done.stderr  # declared hosts cannot be reached
     rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines()
             if line.count("│") > 3}
     assert "yes" in rows["loop"] and "KVM " in rows["loop"] and "VMMs:" in rows["loop"]
-    assert "no" in rows["gone"] and "Connection refused" in done.stdout
     assert "yes" in rows["local"]
+    assert "no" in rows["gone"] and "no" in rows["wrongkey"]
+    assert "host 'gone' (root@127.0.0.1) unreachable: ssh: connect to host 127.0.0.1 port 1: " \
+           "Connection refused" in done.stdout
+    assert "host 'wrongkey' (root@127.0.0.1) unreachable: root@127.0.0.1: Permission " \
+           "denied (publickey)" in done.stdout
+
+
+def test_doctor_on_a_host_prints_that_host_s_report(site, servers, tmp_path):
+    server = servers("a")
+    hosts_file(site, server.host_table("loop", tmp_path / "work"))
+    done = site.chronicle("lab", "doctor", "--on", "loop", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert {"kvm", "qemu", "incus"} <= {check["name"] for check in report["checks"]}
+    refused = site.chronicle("lab", "doctor", "--on", "loop", "--require", "no-such-part")
+    assert refused.returncode == 1 and "missing required: no-such-part" in refused.stdout
+    unknown = site.chronicle("lab", "doctor", "--on", "kvmbox")
+    assert unknown.returncode == 1
+    assert "unknown lab host 'kvmbox' (known: local, loop)" in unknown.stderr
 
 
 def test_run_on_a_host_brings_its_result_back_byte_for_byte(site, servers, tmp_path):
@@ -82,8 +106,12 @@ def test_run_on_a_host_brings_its_result_back_byte_for_byte(site, servers, tmp_p
     assert fetched.path.read_bytes() == there.read_bytes()
     assert validate_store(site.results) == {}
     assert fetched.lab_host == "loop" and fetched.status == "ok"
+    kept = work / "site" / ".lab" / "guest-kernel"  # what `lab setup --on` builds there
+    kept.parent.mkdir()
+    kept.write_text("big")
     again = site.chronicle("lab", "run", "--on", "loop", "tiny")
     assert again.returncode == 0 and "[loop] tiny: fresh" in again.stderr
+    assert kept.read_text() == "big"
 
 
 def test_a_host_dropping_mid_run_loses_nothing_and_stops_no_other(site, servers, tmp_path):

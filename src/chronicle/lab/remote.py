@@ -11,8 +11,10 @@ parts, both replaced on every visit so the host runs exactly what this checkout 
 and ``site/`` — ``site/site.toml``, ``experiments/`` and the declared inputs of the
 experiments asked for, plus this host's last good result of each (so the host judges
 freshness against its own runs, and dates new ids after them). ``site/experiments/results``
-is kept across visits: a run whose connection dropped stays there and is fetched on
-the next visit. Nothing else of ours goes there: no key, no token.
+is kept across visits (a run whose connection dropped stays there and is fetched on
+the next visit), and so are ``site/.lab`` (guest kernels, built by ``lab setup --on``)
+and ``site/.chronicle`` (the records ``lab run`` keeps to end a run left behind).
+Nothing else of ours goes there: no key, no token.
 
 Result files come back whole, byte for byte, and each passes the one validation
 (:mod:`chronicle.lab.validation`) before it is written, atomically, beside the local
@@ -184,7 +186,8 @@ def ship(conn: Connection, data: bytes) -> None:
     """Replace the host's copy of Chronicle and the site, keeping its stored results."""
     script = _in_workdir(conn, (
         "rm -rf chronicle && mkdir -p site/experiments/results && "
-        "find site -mindepth 1 -maxdepth 1 ! -name experiments -exec rm -rf {} + && "
+        "find site -mindepth 1 -maxdepth 1 ! -name experiments ! -name .lab "
+        "! -name .chronicle -exec rm -rf {} + && "
         "find site/experiments -mindepth 1 -maxdepth 1 ! -name results -exec rm -rf {} + && "
         "tar -x -f -"))
     conn.check(script, "copying Chronicle and the experiments", data)
