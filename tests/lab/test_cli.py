@@ -212,3 +212,23 @@ def test_run_after_a_future_dated_result_does_not_wait_for_the_clock(site):
     validated = site.chronicle("lab", "validate")
     assert str(future.relative_to(site.root)) in validated.stderr
     assert ids[1] not in validated.stderr
+
+
+def test_freshness_is_per_lab_host(site):
+    import dataclasses
+
+    site.script("two", GOOD, block="repeat = 2")
+    assert site.chronicle("lab", "run", "two").returncode == 0
+    (here,) = site.store().runs("two")
+    # The same experiment measured on another host: newer, another environment.
+    there = dataclasses.replace(
+        here, id=here.id[:-8] + "0badcafe", key_parts={**here.key_parts, "environment": "e" * 64},
+        provenance={**here.provenance, "lab_host": "kvmbox",
+                    "started": here.started[:17] + "59.000000Z"})
+    site.store().write(there)
+    listed = site.chronicle("lab", "list")
+    rows = [line.split("│") for line in listed.stdout.splitlines() if line.count("│") > 3]
+    states = {row[2].strip(): row[5].strip() for row in rows if row[2].strip()}
+    assert states == {"local": "fresh", "kvmbox": "fresh"}, listed.stdout
+    again = site.chronicle("lab", "run", "two")
+    assert again.returncode == 0 and f"fresh ({here.id})" in again.stderr

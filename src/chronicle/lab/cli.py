@@ -183,20 +183,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     paths = _paths(args)
     store = ResultStore(paths.results)
     table = Table(title="experiments")
-    for column in ("name", "title", "tags", "status", "last run"):
+    for column in ("name", "host", "title", "tags", "status", "last run"):
         table.add_column(column)
     colours = {"fresh": "green", "stale": "yellow", "failed": "red", "never run": "dim"}
     for experiment in exp.select(exp.discover(paths.root), tags=args.tag):
-        state = exp.freshness(experiment, store)
-        status = f"[{colours[state.state]}]{state.state}[/]"
-        if state.reasons:
-            status += "\n" + "\n".join(f"  {r}" for r in state.reasons)
-        for bad in store.bad_files(experiment.name):
-            status += (f"\n  [red]bad file[/] {escape(str(_rel(bad.path, paths)))}: "
-                       f"{escape(bad.summary)}")
-        last = state.last_run
-        table.add_row(experiment.name, experiment.title, ", ".join(experiment.tags), status,
-                      f"{last.started[:19]} ({last.status})" if last else "-")
+        # One row per lab host with runs: a fresh run on one host says nothing of another.
+        for host in store.hosts(experiment.name) or ["local"]:
+            state = exp.freshness(experiment, store, host=host)
+            status = f"[{colours[state.state]}]{state.state}[/]"
+            if state.reasons:
+                status += "\n" + "\n".join(f"  {r}" for r in state.reasons)
+            if host == "local":
+                for bad in store.bad_files(experiment.name):
+                    status += (f"\n  [red]bad file[/] {escape(str(_rel(bad.path, paths)))}: "
+                               f"{escape(bad.summary)}")
+            last = state.last_run
+            table.add_row(experiment.name, host, experiment.title, ", ".join(experiment.tags),
+                          status, f"{last.started[:19]} ({last.status})" if last else "-")
     _console().print(table)
     return 0
 

@@ -301,12 +301,19 @@ class ResultStore:
             return list(bad)
         return [b for b in bad if b.id > newer_than.id]
 
-    def latest(self, experiment: str, status: str | Iterable[str] | None = "ok") -> Result | None:
+    def latest(self, experiment: str, status: str | Iterable[str] | None = "ok",
+               host: str | None = None) -> Result | None:
         wanted = {status} if isinstance(status, str) else (set(status) if status else None)
         for result in reversed(self.runs(experiment)):
-            if wanted is None or result.status in wanted:
+            if (wanted is None or result.status in wanted) and \
+                    (host is None or result.lab_host == host):
                 return result
         return None
+
+    def hosts(self, experiment: str) -> list[str]:
+        """The lab hosts with a stored run of ``experiment``, ``local`` first."""
+        found = {r.lab_host for r in self.runs(experiment)}
+        return sorted(found, key=lambda name: (name != "local", name))
 
     def shown(self, experiment: str, host: str | None = None) -> Result | None:
         """The run the blog shows: the newest good full run, else the newest good quick one.
