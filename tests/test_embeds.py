@@ -155,6 +155,15 @@ def test_chart_is_an_inline_svg_figure_with_a_data_table_and_provenance(root):
         assert part in caption, part
 
 
+def test_the_caption_names_the_lab_host_a_run_was_fetched_from(tmp_path):
+    write_script(tmp_path)
+    result = make_result(accelerator="kvm", key_parts=fresh_key_parts(tmp_path))
+    store_result(tmp_path, replace(result, provenance={**result.provenance,
+                                                       "lab_host": "kvmbox"}))
+    html = post(tmp_path, "```table boot-to-init\n```\n")
+    assert "host: kvmbox: Intel Xeon Platinum 8375C, Linux 6.1.0-28" in html
+
+
 def test_subjects_keep_the_order_the_post_gives(root):
     html = post(root, "```table boot-to-init\nsubjects: [qemu-microvm, incus-container]\n```\n")
     assert html.index(">qemu-microvm<") < html.index(">incus-container<")
