@@ -232,3 +232,29 @@ def test_freshness_is_per_lab_host(site):
     assert states == {"local": "fresh", "kvmbox": "fresh"}, listed.stdout
     again = site.chronicle("lab", "run", "two")
     assert again.returncode == 0 and f"fresh ({here.id})" in again.stderr
+
+
+def test_diff_stays_on_one_host_and_one_accelerator_unless_asked(site):
+    import dataclasses
+
+    from tests.embeds_support import store_result
+
+    for day in ("20", "21"):
+        store_result(site.root, make_result(started=f"2026-11-{day}T10:00:00.000000Z"))
+    fetched = make_result(started="2026-11-22T10:00:00.000000Z", accelerator="kvm")
+    store_result(site.root, dataclasses.replace(
+        fetched, provenance={**fetched.provenance, "lab_host": "kvmbox"}))
+    newest_only = site.chronicle("lab", "diff", "boot-to-init")
+    assert newest_only.returncode == 1
+    assert ("needs two good results to compare, has 1 from host 'kvmbox'; other hosts with "
+            "results: local") in newest_only.stderr
+    local = site.chronicle("lab", "diff", "boot-to-init", "--host", "local")
+    assert local.returncode == 0, local.stderr
+    assert "20261120T100000Z-abcdef12 → 20261121T100000Z-abcdef12 (host local)" in local.stdout
+    across = site.chronicle("lab", "diff", "boot-to-init", "--hosts", "local,kvmbox")
+    assert across.returncode == 1
+    assert "qemu-microvm ran under tcg in 20261121T100000Z-abcdef12 (local) and under kvm" \
+           in across.stderr
+    asked = site.chronicle("lab", "diff", "boot-to-init", "--hosts", "local,kvmbox",
+                           "--across-accelerators")
+    assert asked.returncode == 0 and "(local → kvmbox)" in asked.stdout
