@@ -46,6 +46,18 @@ def servers(tmp_path):
         server.stop()
 
 
+def committed(root) -> str:
+    """``root`` as a git checkout with everything committed; its commit."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c",
+                               "user.email=t@example.invalid", *args], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "site")
+    return git("rev-parse", "HEAD")
+
+
 def hosts_file(site, tables: str) -> None:
     (site.root / "site" / "lab.toml").write_text(tables)
 
@@ -98,6 +110,7 @@ def test_run_on_a_host_brings_its_result_back_byte_for_byte(site, servers, tmp_p
     work = tmp_path / "work"
     hosts_file(site, server.host_table("loop", work))
     site.script("tiny", SLOW.format(count=3, step=0), block="repeat = 3", suffix=".sh")
+    commit = committed(site.root)
     done = site.chronicle("lab", "run", "--on", "loop", "tiny")
     assert done.returncode == 0, done.stderr
     assert "[loop] tiny: ok, 3 samples" in done.stderr  # the host's own progress, relayed
@@ -106,6 +119,9 @@ def test_run_on_a_host_brings_its_result_back_byte_for_byte(site, servers, tmp_p
     assert fetched.path.read_bytes() == there.read_bytes()
     assert validate_store(site.results) == {}
     assert fetched.lab_host == "loop" and fetched.status == "ok"
+    # The host's copy is no checkout: the commit is this checkout's.
+    assert fetched.provenance["git"] == {"commit": commit, "dirty": False,
+                                         "sources_dirty": False}
     kept = work / "site" / ".lab" / "guest-kernel"  # what `lab setup --on` builds there
     kept.parent.mkdir()
     kept.write_text("big")

@@ -222,7 +222,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        paths.experiments)
     store = ResultStore(paths.results)
     options = runner.RunOptions(quick=args.quick, repeat=args.repeat, seed=args.seed,
-                                lab_host=args.as_host)
+                                lab_host=args.as_host,
+                                git=json.loads(args.git_state) if args.git_state else None)
     err = _console(stderr=True)
     for line in leftovers.sweep(paths.cache):
         err.print(f"chronicle: {line}", markup=False)

@@ -32,9 +32,11 @@ def register(lab_sub: argparse._SubParsersAction) -> None:
         if name != "run" and not any(a.dest == "root" for a in parser._actions):
             parser.add_argument("--root", type=Path, metavar="DIR", help=argparse.SUPPRESS)
         parser.set_defaults(func=_either(parser.get_default("func"), action))
-    # How the host's own `lab run` learns the name this checkout gives it.
+    # How the host's own `lab run` learns the name this checkout gives it, and the git
+    # state of this checkout (the host's copy is no checkout).
     lab_sub.choices["run"].add_argument("--as-host", default=lab_hosts.LOCAL,
                                         help=argparse.SUPPRESS)
+    lab_sub.choices["run"].add_argument("--git-state", metavar="JSON", help=argparse.SUPPRESS)
 
 
 def _either(here, there):

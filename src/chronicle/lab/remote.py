@@ -43,6 +43,7 @@ from typing import IO
 import chronicle
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
+from chronicle.lab import provenance
 from chronicle.lab.hosts import LabHost
 from chronicle.lab.results import ResultStore, atomic_write
 from chronicle.lab.validation import file_problems
@@ -355,9 +356,11 @@ class HostRun:
                      + (f" ({why})" if why else ""))
 
     def _run_one(self, experiment: exp.Experiment) -> int:
-        script = ("exec 2>&1; echo " + PID_LINE + "$$; "
-                  + chronicle_command(self.conn, ["lab", "run", "--no-progress", "--as-host",
-                                                  self.name, *self.run_args, experiment.name]))
+        git = provenance.git_state(self.root, [experiment.relpath,
+                                               *exp.input_hashes(experiment)])
+        args = ["lab", "run", "--no-progress", "--as-host", self.name,
+                "--git-state", json.dumps(git, sort_keys=True), *self.run_args, experiment.name]
+        script = "exec 2>&1; echo " + PID_LINE + "$$; " + chronicle_command(self.conn, args)
         # Its own session: a Ctrl-C here must not cut the connection before `cancel` has
         # asked the host's run to stop and clean up.
         proc = subprocess.Popen(self.conn.argv(script), stdin=subprocess.DEVNULL,

@@ -57,6 +57,9 @@ class RunOptions:
     seed: int = 0
     grace: float = 5.0
     lab_host: str = "local"  # the name in site/lab.toml of the host this runs on
+    # The checkout's git state when this run's copy is not one (a lab host's working
+    # folder): the checkout that sent it knows the commit.
+    git: dict[str, Any] | None = None
 
 
 @dataclass
@@ -163,6 +166,8 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     facts = provenance.collect(experiment.root, env_names=experiment.env,
                                sources=[experiment.relpath, *inputs])
     facts.update(environment=environment, inputs=inputs, plan=plan, lab_host=options.lab_host)
+    if options.git is not None:
+        facts["git"] = options.git
     scratch = Path(tempfile.mkdtemp(prefix=f"chronicle-{experiment.name}-"))
     state = _Run()
     run_name = leftovers.run_name(experiment.name)
