@@ -157,6 +157,7 @@ def test_a_host_dropping_mid_run_loses_nothing_and_stops_no_other(site, servers,
 
 
 def test_ctrl_c_stops_the_remote_run_and_keeps_what_it_measured(site, servers, tmp_path):
+    """…and while it runs, a second visit to the same host is refused."""
     server = servers("a")
     work = tmp_path / "work"
     hosts_file(site, server.host_table("loop", work))
@@ -168,6 +169,10 @@ def test_ctrl_c_stops_the_remote_run_and_keeps_what_it_measured(site, servers, t
         assert time.monotonic() < deadline, "the remote run never started"
         time.sleep(0.1)
     time.sleep(1.0)  # a few samples in
+    # A second visit meanwhile would replace the copy the run is using: it is refused.
+    second = site.chronicle("lab", "run", "--on", "loop", "slow")
+    assert second.returncode == 1
+    assert f"host 'loop': busy, another `lab run --on` is using {work}" in second.stderr
     run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 130, err

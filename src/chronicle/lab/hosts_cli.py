@@ -101,6 +101,8 @@ def cmd_hosts(args: argparse.Namespace) -> int:
                 conn.open()
                 remote.ship(conn, remote.bundle(root, [], conn.host.name))
                 rows[conn.host.name] = (True, remote.summary(remote.doctor_report(conn)))
+            except remote.HostBusy as exc:
+                rows[conn.host.name] = (True, str(exc))
             except (ChronicleError, OSError) as exc:
                 rows[conn.host.name] = (False, str(exc))
 

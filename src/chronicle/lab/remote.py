@@ -52,7 +52,13 @@ from chronicle.paths import CONFIG, SitePaths
 CONNECT_TIMEOUT = 10
 PERSIST = 30  # seconds the master outlives its last use (and a killed Chronicle)
 PID_LINE = "chronicle-remote-pid "
+HELD_LINE = "chronicle-visit-held"
+BUSY = 75  # flock's exit status when another visit holds the working folder
 UNREACHABLE = 255  # ssh's own exit status for "could not connect / connection lost"
+
+
+class HostBusy(LabError):
+    """Another visit (a `lab run --on` from some checkout) holds the host's working folder."""
 
 
 def default_workdir(root: Path) -> str:
@@ -67,6 +73,7 @@ class Connection:
         self.control = control
         self.socket = control / host.name
         self.workdir = host.workdir
+        self.visit: subprocess.Popen | None = None
 
     def options(self) -> list[str]:
         opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
@@ -97,6 +104,30 @@ class Connection:
             lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
             raise LabError(f"host {self.host.name!r} ({self.host.ssh}) unreachable: "
                            f"{lines[-1] if lines else f'ssh exit status {done.returncode}'}")
+        self._hold_workdir()
+
+    def _hold_workdir(self) -> None:
+        """Take the working folder for this visit: a second visit would replace the copy
+        of Chronicle a running experiment is still starting programs from.
+
+        The lock is an ``flock`` held by a session that lasts until we close its input —
+        or until the connection is gone, so a killed Chronicle never leaves it held.
+        """
+        self.visit = subprocess.Popen(
+            self.argv(_in_workdir(self, f"exec flock -n -E {BUSY} .visit.lock sh -c "
+                                        f"'echo {HELD_LINE}; exec cat >/dev/null'")),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True)
+        assert self.visit.stdout is not None
+        if self.visit.stdout.readline().decode().strip() == HELD_LINE:
+            return
+        code, err = self.visit.wait(), self.visit.stderr.read().decode(errors="replace")
+        self.visit = None
+        if code == BUSY:
+            raise HostBusy(f"host {self.host.name!r}: busy, another `lab run --on` is using "
+                           f"{self.workdir}")
+        raise LabError(f"host {self.host.name!r}: cannot take {self.workdir}: "
+                       f"{err.strip() or f'exit status {code}'}")
 
     def argv(self, script: str) -> list[str]:
         return ["ssh", *self.options(), "-o", "ControlMaster=no", "--", self.host.ssh, script]
@@ -118,6 +149,14 @@ class Connection:
         return done.stdout
 
     def close(self) -> None:
+        if self.visit is not None:
+            self.visit.stdin.close()  # its `cat` ends, and flock lets go
+            try:
+                self.visit.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.visit.kill()
+                self.visit.wait()
+            self.visit = None
         if self.socket.exists():
             subprocess.run(["ssh", *self.options(), "-O", "exit", "--", self.host.ssh],
                            capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
