@@ -179,3 +179,15 @@ def test_ctrl_c_stops_the_remote_run_and_keeps_what_it_measured(site, servers, t
     assert left_running(str(work), within=5) == []
     (kept,) = site.store().runs("slow")
     assert kept.status == "cancelled" and 0 < len(kept.samples) < 40
+
+
+def test_setup_on_a_host_prepares_its_working_folder(site, servers, tmp_path):
+    server = servers("a")
+    work = tmp_path / "work"
+    hosts_file(site, server.host_table("loop", work))
+    done = site.chronicle("lab", "setup", "--on", "loop", "--skip-incus", "--skip-qemu")
+    assert done.returncode == 0, done.stderr
+    assert "guest kernel and initramfs" in done.stdout and "lab ready" in done.stdout
+    # The guest assets are the host's own, in its copy of the site, kept across visits.
+    assert list((work / "site" / ".lab").rglob("vmlinux*"))
+    assert (work / "chronicle" / "chronicle" / "__init__.py").is_file()
