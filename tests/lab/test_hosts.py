@@ -164,3 +164,19 @@ def test_on_names_known_hosts_only(tmp_path):
     assert [h.name for h in pick(hosts, "b,a,b", tmp_path)] == ["b", "a"]
     with pytest.raises(LabError, match=r"unknown lab host 'c' \(known: local, a, b\)"):
         pick(hosts, "a,c", tmp_path)
+
+
+def test_each_checkout_has_its_own_working_folder_on_a_host(tmp_path):
+    from chronicle.lab import remote
+    from chronicle.lab.hosts import LabHost
+
+    one, two = tmp_path / "a" / "blog", tmp_path / "b" / "blog"
+    assert remote.default_workdir(one) != remote.default_workdir(two)
+    assert remote.default_workdir(one).startswith(".cache/chronicle-lab/blog-")
+    given = LabHost("box", ssh="box", workdir="~/lab")
+    with remote.Hosts([given, LabHost("other", ssh="other")], one) as hosts:
+        assert hosts.connections["box"].workdir == "lab"  # ssh starts at home
+        assert hosts.connections["other"].workdir == remote.default_workdir(one)
+        control = hosts.control
+        assert control.stat().st_mode & 0o777 == 0o700  # the sockets' folder is private
+    assert not control.exists()

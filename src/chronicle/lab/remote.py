@@ -62,7 +62,10 @@ class HostBusy(LabError):
 
 
 def default_workdir(root: Path) -> str:
-    return f".cache/chronicle-lab/{root.name or 'site'}"
+    """Relative to the host's home; the checkout's path in the name, so two checkouts of
+    one name never share a folder (nor each other's results)."""
+    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+    return f".cache/chronicle-lab/{root.name or 'site'}-{tag}"
 
 
 class Connection:
@@ -171,7 +174,8 @@ class Hosts:
         self.connections = {}
         for host in hosts:
             conn = Connection(host, self.control)
-            conn.workdir = host.workdir or default_workdir(root)
+            # ssh starts in the home folder: "~/x" is "x" (a quoted "~" would not expand)
+            conn.workdir = (host.workdir or default_workdir(root)).removeprefix("~/")
             self.connections[host.name] = conn
 
     def __enter__(self) -> Hosts:
@@ -209,9 +213,8 @@ def bundle(root: Path, experiments: list[exp.Experiment], label: str) -> bytes:
         _add_tree(tar, paths.experiments, "site/experiments", {"__pycache__", "results"})
         store = ResultStore(paths.results)
         for experiment in experiments:
-            for rel in exp.input_hashes(experiment):
-                if not rel.startswith("experiments/"):
-                    tar.add(root / rel, f"site/{rel}", recursive=False)
+            for rel in exp.input_hashes(experiment):  # again if under experiments/: harmless
+                tar.add(root / rel, f"site/{rel}", recursive=False)
             shown = store.shown(experiment.name, host=label)
             if shown is not None and shown.path is not None:
                 tar.add(shown.path, f"site/{shown.path.relative_to(root).as_posix()}")
