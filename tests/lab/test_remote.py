@@ -125,6 +125,8 @@ def test_run_on_a_host_brings_its_result_back_byte_for_byte(site, servers, tmp_p
     kept = work / "site" / ".lab" / "guest-kernel"  # what `lab setup --on` builds there
     kept.parent.mkdir()
     kept.write_text("big")
+    shown = site.chronicle("lab", "show", "tiny")
+    assert shown.returncode == 0 and "lab host  loop" in shown.stdout
     again = site.chronicle("lab", "run", "--on", "loop", "tiny")
     assert again.returncode == 0 and "[loop] tiny: fresh" in again.stderr
     assert kept.read_text() == "big"

@@ -311,6 +311,7 @@ def _print_provenance(out, result: Result) -> None:
     host = p.get("host") or {}
     git = p.get("git") or {}
     rows = [
+        ("lab host", result.lab_host),
         ("host", f"{host.get('cpu_model', '?')}, {host.get('cores', '?')} cores, "
                  f"{(host.get('memory_bytes') or 0) / 2**30:.1f} GiB"),
         ("system", f"{host.get('os', '?')}, kernel {host.get('kernel', '?')}, "
