@@ -241,3 +241,78 @@ def kill_all(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+class LoopbackSSH:
+    """A real OpenSSH server on 127.0.0.1, as a lab host: its own host key, a throw-away
+    client key in its own authorized_keys file (root's own is never touched), known
+    hosts in a file of the test's. ``stop()`` ends it by its PID, sessions included."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        from chronicle.lab.probes import free_port
+
+        self.port = free_port()
+        self.key = folder / "client_ed25519"
+        self.ssh_config = folder / "ssh_config"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> LoopbackSSH:
+        sshd = Path("/usr/sbin/sshd")
+        require(sshd.exists() and os.geteuid() == 0,
+                "OpenSSH's sshd (openssh-server, from `chronicle lab setup`) and root")
+        for name in ("host_ed25519", "client_ed25519"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "chronicle-test",
+                            "-f", str(self.folder / name)], check=True)
+        (self.folder / "authorized_keys").write_bytes((self.folder / "client_ed25519.pub")
+                                                     .read_bytes())
+        config = self.folder / "sshd_config"
+        config.write_text("\n".join([
+            f"Port {self.port}", "ListenAddress 127.0.0.1",
+            f"HostKey {self.folder / 'host_ed25519'}",
+            f"AuthorizedKeysFile {self.folder / 'authorized_keys'}",
+            f"PidFile {self.folder / 'sshd.pid'}",
+            "PermitRootLogin prohibit-password", "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
+            "MaxSessions 50", "MaxStartups 50", ""]))
+        self.ssh_config.write_text("\n".join([
+            "Host *", f"  UserKnownHostsFile {self.folder / 'known_hosts'}",
+            "  StrictHostKeyChecking accept-new", "  LogLevel ERROR", ""]))
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
+        self.proc = subprocess.Popen([str(sshd), "-D", "-e", "-f", str(config)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.folder / "sshd.log", "wb"))
+        deadline = time.monotonic() + 10
+        while not port_open(self.port):
+            assert self.proc.poll() is None, (self.folder / "sshd.log").read_text()
+            assert time.monotonic() < deadline, "sshd did not listen within 10 s"
+            time.sleep(0.02)
+        return self
+
+    def host_table(self, name: str, workdir: Path) -> str:
+        """The ``[hosts.NAME]`` table of a lab.toml reaching this server."""
+        return (f'[hosts.{name}]\nssh = "root@127.0.0.1"\nport = {self.port}\n'
+                f'identity = "{self.key}"\nssh_config = "{self.ssh_config}"\n'
+                f'workdir = "{workdir}"\npython = "{sys.executable}"\n')
+
+    def stop(self) -> None:
+        """The listener and every session it forked: the host is gone for its clients."""
+        if self.proc is None:
+            return
+        kill_all([*descendants(self.proc.pid), self.proc.pid])
+        self.proc.wait()
+        self.proc = None
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in children(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
+def port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -155,6 +155,43 @@ def test_chart_is_an_inline_svg_figure_with_a_data_table_and_provenance(root):
         assert part in caption, part
 
 
+def test_the_caption_names_the_lab_host_a_run_was_fetched_from(tmp_path):
+    write_script(tmp_path)
+    result = make_result(accelerator="kvm", key_parts=fresh_key_parts(tmp_path))
+    store_result(tmp_path, replace(result, provenance={**result.provenance,
+                                                       "lab_host": "kvmbox"}))
+    html = post(tmp_path, "```table boot-to-init\n```\n")
+    assert "host: kvmbox: Intel Xeon Platinum 8375C, Linux 6.1.0-28" in html
+
+
+def test_host_picks_that_lab_host_s_run_and_the_default_is_the_newest(tmp_path):
+    write_script(tmp_path)
+    parts = fresh_key_parts(tmp_path)
+    store_result(tmp_path, make_result(key_parts=parts))
+    later = make_result(started="2026-11-21T10:00:00.000000Z", accelerator="kvm",
+                        key_parts=parts)
+    store_result(tmp_path, replace(later, provenance={**later.provenance,
+                                                      "lab_host": "kvmbox"}))
+    newest = post(tmp_path, "```table boot-to-init\n```\n")
+    assert "host: kvmbox: " in newest and "20261121T100000Z" in newest
+    local = post(tmp_path, "```table boot-to-init\nhost: local\n```\n")
+    assert "host: kvmbox" not in local and "20261120T100000Z-abcdef12" in local
+    assert "TCG (emulated" in local
+
+
+def test_a_host_without_a_run_is_an_error_naming_the_hosts_with_runs(root):
+    error = error_of(root, "```chart boot-to-init\nmetric: boot_ms\nhost: kvmbox\n```\n")
+    assert error.line == 7
+    assert "no successful run from host 'kvmbox' (hosts with runs: local)" in error.message
+    assert "chronicle lab run --on kvmbox boot-to-init" in error.message
+
+
+def test_a_compare_whose_sides_name_hosts_is_refused(root):
+    error = error_of(root, "```compare boot-to-init\nleft: {subject: qemu-microvm, host: a}\n"
+                           "right: incus-container\n```\n")
+    assert error.line == 6 and "one figure shows one host's run" in error.message
+
+
 def test_subjects_keep_the_order_the_post_gives(root):
     html = post(root, "```table boot-to-init\nsubjects: [qemu-microvm, incus-container]\n```\n")
     assert html.index(">qemu-microvm<") < html.index(">incus-container<")

@@ -88,6 +88,16 @@ def test_experiment_page_shows_runs_statistics_provenance_and_source(root):
     assert 'href="/lab/boot-to-init/samples.csv"' in page
 
 
+def test_experiment_page_names_each_run_s_lab_host(root):
+    fetched = make_result(started="2026-11-21T10:00:00.000000Z", accelerator="kvm")
+    store_result(root, replace(fetched, provenance={**fetched.provenance, "lab_host": "kvmbox"}))
+    build(options(root))
+    page = output(root, "lab/boot-to-init/index.html")
+    rows = [row for row in page.split("<tr>") if "<th scope=\"row\"><code>2026" in row]
+    assert ["kvmbox" in row for row in rows] == [True, False, False]  # newest first
+    assert all("<td>local</td>" in row for row in rows[1:])
+
+
 def test_samples_json_equals_the_stored_samples(root):
     build(options(root))
     stored = json.loads(next((root / "experiments/results/boot-to-init").glob(

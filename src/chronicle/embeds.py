@@ -45,11 +45,12 @@ _KEY_TYPES = {
     "statistic": f"one of {', '.join(STATISTICS)}",
     "left": "a subject name",
     "right": "a subject name",
+    "host": "a lab host name",
 }
 _KEYS = {
-    "chart": ("metric", "metrics", "subjects", "kind", "title", "statistic"),
-    "table": ("metric", "metrics", "subjects", "title"),
-    "compare": ("left", "right", "metric", "metrics", "kind", "title"),
+    "chart": ("metric", "metrics", "subjects", "kind", "title", "statistic", "host"),
+    "table": ("metric", "metrics", "subjects", "title", "host"),
+    "compare": ("left", "right", "metric", "metrics", "kind", "title", "host"),
 }
 
 
@@ -67,6 +68,7 @@ class EmbedSpec:
     statistic: str = "median"
     left: str = ""
     right: str = ""
+    host: str = ""  # a lab host of site/lab.toml; empty: the newest good run's host
     key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
     def line_of(self, key: str) -> int:
@@ -105,6 +107,11 @@ def parse_fence(fence: str, experiment: str, body: str, line: int, path: Path) -
 
     def text(key: str) -> str:
         value = data.get(key, "")
+        if key in ("left", "right") and isinstance(value, dict) and "host" in value:
+            raise BuildError(f"{key!r} names a host: one figure shows one host's run, so its "
+                             "numbers are never a mix of machines; pick the run with 'host: "
+                             "NAME', and compare hosts with `chronicle lab diff EXPERIMENT "
+                             "--hosts A,B`", path, where(key))
         if not isinstance(value, str):
             raise BuildError(f"{key!r} must be {_KEY_TYPES[key]}, not {value!r}", path, where(key))
         return value
@@ -139,7 +146,7 @@ def parse_fence(fence: str, experiment: str, body: str, line: int, path: Path) -
         kind=choice("kind", CHART_KINDS, "strip" if fence == "compare" else "box"),
         title=text("title"),
         statistic=choice("statistic", STATISTICS, "median"),
-        left=text("left"), right=text("right"), key_lines=key_lines,
+        left=text("left"), right=text("right"), host=text("host"), key_lines=key_lines,
     )
     if fence == "compare":
         for side in ("left", "right"):
@@ -186,7 +193,7 @@ class Embedder:
         self.charts = charts or ChartCache(paths.cache / "charts")
         self._scripts: dict[str, lab_experiment.Experiment] | None = None
         self._stale: dict[str, tuple[str, ...]] = {}
-        self._stale_posts: dict[str, set[Path]] = {}
+        self._stale_posts: dict[tuple[str, str], set[Path]] = {}
         self._summaries: dict[tuple[str, str, str], Summary] = {}
         self._ratios: dict[tuple[str, str, str, str], Ratio] = {}
         self._colours: dict[str, str] | None = None
@@ -249,11 +256,11 @@ class Embedder:
     def stale_results(self) -> list[StaleResult]:
         """Stale results that some post embeds: the build summary lists them, --strict fails."""
         found = []
-        for experiment in sorted(self._stale_posts):
-            result = self.store.shown(experiment)
+        for experiment, host in sorted(self._stale_posts):
+            result = self.store.shown(experiment, host=host or None)
             if result is not None and self.staleness(result):
                 found.append(StaleResult(experiment, result.id, self.staleness(result),
-                                         tuple(sorted(self._stale_posts[experiment]))))
+                                         tuple(sorted(self._stale_posts[experiment, host]))))
         return found
 
     def for_post(self, path: Path) -> PostEmbeds:
@@ -262,8 +269,8 @@ class Embedder:
     def __call__(self, path: Path) -> PostEmbeds:  # so the embedder itself is the factory
         return self.for_post(path)
 
-    def _used(self, experiment: str, path: Path) -> None:
-        self._stale_posts.setdefault(experiment, set()).add(path)
+    def _used(self, experiment: str, host: str, path: Path) -> None:
+        self._stale_posts.setdefault((experiment, host), set()).add(path)
 
 
 class PostEmbeds:
@@ -305,7 +312,14 @@ class PostEmbeds:
         if spec.experiment not in known:
             raise BuildError(f"unknown experiment {spec.experiment!r} (known: "
                              f"{', '.join(known) or 'none yet'})", self.path, line)
-        result = self.embedder.store.shown(spec.experiment)
+        result = self.embedder.store.shown(spec.experiment, host=spec.host or None)
+        if result is None and spec.host and not self.embedder.allow_missing:
+            hosts = ", ".join(self.embedder.store.hosts(spec.experiment)) or "none"
+            raise BuildError(f"experiment {spec.experiment!r} has no successful run from host "
+                             f"{spec.host!r} (hosts with runs: {hosts}): run `chronicle lab "
+                             f"run {'' if spec.host == 'local' else f'--on {spec.host} '}"
+                             f"{spec.experiment}`, or build with "
+                             "--allow-missing for a placeholder", self.path, spec.line_of("host"))
         if result is None:
             bad = self.embedder.store.bad_files(spec.experiment)
             if not self.embedder.allow_missing:
@@ -318,8 +332,10 @@ class PostEmbeds:
                 self.placeholders_for_bad[spec.experiment] = bad[-1]
             return embeds_html.placeholder(spec, self.embedder.lab_url(spec.experiment))
         spec = resolve(spec, result, self.path)
-        self.results_used[spec.experiment] = result
-        self.embedder._used(spec.experiment, self.path)
+        # One post may show an experiment from two hosts: each is its own result to watch.
+        used = f"{spec.experiment} on {spec.host}" if spec.host else spec.experiment
+        self.results_used[used] = result
+        self.embedder._used(spec.experiment, spec.host, self.path)
         return embeds_html.render(spec, result, self.embedder)
 
 

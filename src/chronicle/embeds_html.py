@@ -157,7 +157,9 @@ def host_line(result: Result) -> str:
     cpu = cpu.split(" @ ")[0].strip()
     kernel = str(host.get("kernel") or "")
     kernel = "-".join(kernel.split("-")[:2]) if kernel else "unknown kernel"
-    return f"{cpu}, Linux {kernel}"
+    # A run fetched from a lab host names it: the reader should know whose machine it was.
+    label = "" if result.lab_host == "local" else f"{result.lab_host}: "
+    return f"{label}{cpu}, Linux {kernel}"
 
 
 def accelerator_line(result: Result, subjects: Sequence[str]) -> str:

@@ -212,3 +212,49 @@ def test_run_after_a_future_dated_result_does_not_wait_for_the_clock(site):
     validated = site.chronicle("lab", "validate")
     assert str(future.relative_to(site.root)) in validated.stderr
     assert ids[1] not in validated.stderr
+
+
+def test_freshness_is_per_lab_host(site):
+    import dataclasses
+
+    site.script("two", GOOD, block="repeat = 2")
+    assert site.chronicle("lab", "run", "two").returncode == 0
+    (here,) = site.store().runs("two")
+    # The same experiment measured on another host: newer, another environment.
+    there = dataclasses.replace(
+        here, id=here.id[:-8] + "0badcafe", key_parts={**here.key_parts, "environment": "e" * 64},
+        provenance={**here.provenance, "lab_host": "kvmbox",
+                    "started": here.started[:17] + "59.000000Z"})
+    site.store().write(there)
+    listed = site.chronicle("lab", "list")
+    rows = [line.split("│") for line in listed.stdout.splitlines() if line.count("│") > 3]
+    states = {row[2].strip(): row[5].strip() for row in rows if row[2].strip()}
+    assert states == {"local": "fresh", "kvmbox": "fresh"}, listed.stdout
+    again = site.chronicle("lab", "run", "two")
+    assert again.returncode == 0 and f"fresh ({here.id})" in again.stderr
+
+
+def test_diff_stays_on_one_host_and_one_accelerator_unless_asked(site):
+    import dataclasses
+
+    from tests.embeds_support import store_result
+
+    for day in ("20", "21"):
+        store_result(site.root, make_result(started=f"2026-11-{day}T10:00:00.000000Z"))
+    fetched = make_result(started="2026-11-22T10:00:00.000000Z", accelerator="kvm")
+    store_result(site.root, dataclasses.replace(
+        fetched, provenance={**fetched.provenance, "lab_host": "kvmbox"}))
+    newest_only = site.chronicle("lab", "diff", "boot-to-init")
+    assert newest_only.returncode == 1
+    assert ("needs two good results to compare, has 1 from host 'kvmbox'; other hosts with "
+            "results: local") in newest_only.stderr
+    local = site.chronicle("lab", "diff", "boot-to-init", "--host", "local")
+    assert local.returncode == 0, local.stderr
+    assert "20261120T100000Z-abcdef12 → 20261121T100000Z-abcdef12 (host local)" in local.stdout
+    across = site.chronicle("lab", "diff", "boot-to-init", "--hosts", "local,kvmbox")
+    assert across.returncode == 1
+    assert "qemu-microvm ran under tcg in 20261121T100000Z-abcdef12 (local) and under kvm" \
+           in across.stderr
+    asked = site.chronicle("lab", "diff", "boot-to-init", "--hosts", "local,kvmbox",
+                           "--across-accelerators")
+    assert asked.returncode == 0 and "(local → kvmbox)" in asked.stdout

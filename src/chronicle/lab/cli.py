@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
-from chronicle.lab import leftovers, provenance, runner, setup
+from chronicle.lab import hosts_cli, leftovers, provenance, runner, setup
 from chronicle.lab.results import BadFile, Result, ResultStore, Sample, samples_csv
 from chronicle.lab.validation import validate_store
 from chronicle.paths import SitePaths, site_root
@@ -50,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = command("diff", cmd_diff, "newest good run against the one before it")
     p.add_argument("name", metavar="NAME")
+    p.add_argument("--host", metavar="HOST",
+                   help="that lab host's two newest good runs (default: the newest run's host)")
+    p.add_argument("--hosts", metavar="OLD,NEW",
+                   help="the newest good run of one lab host against another's")
+    p.add_argument("--across-accelerators", action="store_true",
+                   help="compare even where a subject ran under another accelerator")
 
     p = command("export", cmd_export, "the latest good result's samples as CSV or JSON")
     p.add_argument("name", metavar="NAME")
@@ -59,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     command("validate", cmd_validate, "check every stored result file")
 
     setup.register(lab_sub)  # lab setup, teardown and doctor
+    hosts_cli.register(lab_sub)  # lab hosts, and --on for run, doctor and setup
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -182,20 +189,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     paths = _paths(args)
     store = ResultStore(paths.results)
     table = Table(title="experiments")
-    for column in ("name", "title", "tags", "status", "last run"):
+    for column in ("name", "host", "title", "tags", "status", "last run"):
         table.add_column(column)
     colours = {"fresh": "green", "stale": "yellow", "failed": "red", "never run": "dim"}
     for experiment in exp.select(exp.discover(paths.root), tags=args.tag):
-        state = exp.freshness(experiment, store)
-        status = f"[{colours[state.state]}]{state.state}[/]"
-        if state.reasons:
-            status += "\n" + "\n".join(f"  {r}" for r in state.reasons)
-        for bad in store.bad_files(experiment.name):
-            status += (f"\n  [red]bad file[/] {escape(str(_rel(bad.path, paths)))}: "
-                       f"{escape(bad.summary)}")
-        last = state.last_run
-        table.add_row(experiment.name, experiment.title, ", ".join(experiment.tags), status,
-                      f"{last.started[:19]} ({last.status})" if last else "-")
+        # One row per lab host with runs: a fresh run on one host says nothing of another.
+        for host in store.hosts(experiment.name) or ["local"]:
+            state = exp.freshness(experiment, store, host=host)
+            status = f"[{colours[state.state]}]{state.state}[/]"
+            if state.reasons:
+                status += "\n" + "\n".join(f"  {r}" for r in state.reasons)
+            if host == "local":
+                for bad in store.bad_files(experiment.name):
+                    status += (f"\n  [red]bad file[/] {escape(str(_rel(bad.path, paths)))}: "
+                               f"{escape(bad.summary)}")
+            last = state.last_run
+            table.add_row(experiment.name, host, experiment.title, ", ".join(experiment.tags),
+                          status, f"{last.started[:19]} ({last.status})" if last else "-")
     _console().print(table)
     return 0
 
@@ -211,13 +221,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise LabError("no experiments found (no file here has a `# /// chronicle` block)",
                        paths.experiments)
     store = ResultStore(paths.results)
-    options = runner.RunOptions(quick=args.quick, repeat=args.repeat, seed=args.seed)
+    options = runner.RunOptions(quick=args.quick, repeat=args.repeat, seed=args.seed,
+                                lab_host=args.as_host,
+                                git=json.loads(args.git_state) if args.git_state else None)
     err = _console(stderr=True)
     for line in leftovers.sweep(paths.cache):
         err.print(f"chronicle: {line}", markup=False)
     worst = 0
     for experiment in chosen:
-        good = store.shown(experiment.name)
+        good = store.shown(experiment.name, host=args.as_host)
         _warn_bad_files(err, store.bad_files(experiment.name), paths)
         if not args.force and good is not None and not good.quick:
             reasons = exp.staleness(experiment, good)
@@ -299,6 +311,7 @@ def _print_provenance(out, result: Result) -> None:
     host = p.get("host") or {}
     git = p.get("git") or {}
     rows = [
+        ("lab host", result.lab_host),
         ("host", f"{host.get('cpu_model', '?')}, {host.get('cores', '?')} cores, "
                  f"{(host.get('memory_bytes') or 0) / 2**30:.1f} GiB"),
         ("system", f"{host.get('os', '?')}, kernel {host.get('kernel', '?')}, "
@@ -323,13 +336,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     paths = _paths(args)
     store = ResultStore(paths.results)
-    good = [r for r in store.runs(args.name) if r.status == "ok"]
-    if len(good) < 2:
-        raise LabError(f"{args.name!r} needs two good results to compare, has {len(good)}")
-    old, new = good[-2], good[-1]
+    old, new = _diff_pair(store, args)
     _warn_bad_files(_console(stderr=True), store.bad_files(args.name, newer_than=old), paths)
     out = _console()
-    out.print(f"[bold]{args.name}[/]: {old.id} → {new.id}")
+    out.print(f"[bold]{args.name}[/]: {old.id} → {new.id}"
+              + (f" ({old.lab_host} → {new.lab_host})" if old.lab_host != new.lab_host
+                 else f" (host {new.lab_host})"))
     table = Table()
     for column in ("subject", "metric", "old median", "new median", "change", "p", "verdict"):
         table.add_column(column)
@@ -348,6 +360,45 @@ def cmd_diff(args: argparse.Namespace) -> int:
                           f"{c.relative:+.1%}", f"{c.p_value:.4f}", verdict)
     out.print(table)
     return 0
+
+
+def _diff_pair(store: ResultStore, args: argparse.Namespace) -> tuple[Result, Result]:
+    """The two runs to compare: one host's two newest good runs unless ``--hosts`` asks
+    for two hosts. A subject measured under two accelerators is refused unless asked:
+    the difference would be the accelerator's, not the change's."""
+    good = [r for r in store.runs(args.name) if r.status == "ok"]
+    if args.hosts:
+        names = [h.strip() for h in args.hosts.split(",")]
+        if len(names) != 2 or names[0] == names[1]:
+            raise LabError("--hosts takes two different lab hosts: OLD,NEW")
+        pair = []
+        for host in names:
+            runs = [r for r in good if r.lab_host == host]
+            if not runs:
+                raise LabError(f"{args.name!r} has no good result from host {host!r} (hosts "
+                               f"with results: {', '.join(store.hosts(args.name)) or 'none'})")
+            pair.append(runs[-1])
+        old, new = pair
+    else:
+        host = args.host or (good[-1].lab_host if good else "local")
+        runs = [r for r in good if r.lab_host == host]
+        if len(runs) < 2:
+            others = [h for h in store.hosts(args.name) if h != host]
+            across = (f"; other hosts with results: {', '.join(others)} (--hosts OLD,NEW "
+                      "compares across hosts)") if others else ""
+            raise LabError(f"{args.name!r} needs two good results to compare, has "
+                           f"{len(runs)} from host {host!r}{across}")
+        old, new = runs[-2], runs[-1]
+    if not args.across_accelerators:
+        for subject in sorted(set(old.subjects) & set(new.subjects)):
+            before, after = old.accelerator(subject), new.accelerator(subject)
+            if before != after:
+                raise LabError(
+                    f"{subject} ran under {before or 'no accelerator'} in {old.id} "
+                    f"({old.lab_host}) and under {after or 'no accelerator'} in {new.id} "
+                    f"({new.lab_host}): the difference would be the accelerator's; "
+                    "--across-accelerators to compare anyway")
+    return old, new
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -298,12 +298,15 @@ class Freshness:
     last_run: Result | None = None
 
 
-def freshness(experiment: Experiment, store: ResultStore, include_environment: bool = True
-              ) -> Freshness:
-    last_run = store.latest(experiment.name, status=None)
-    good = store.shown(experiment.name)  # the run the blog shows: a newer quick run
-    if last_run is None:                 # does not make a fresh full run stale
+def freshness(experiment: Experiment, store: ResultStore, include_environment: bool = True,
+              host: str = "local") -> Freshness:
+    """The state of ``host``'s runs. Another host's environment is only known there (its
+    own ``lab run --on`` judges it), so for it only the script, inputs and params count."""
+    last_run = store.latest(experiment.name, status=None, host=host)
+    good = store.shown(experiment.name, host=host)  # a newer quick run does not
+    if last_run is None:                             # make a fresh full run stale
         return Freshness("never run")
+    include_environment = include_environment and host == "local"
     if good is None or last_run.status != "ok":
         detail = last_run.error or last_run.status
         return Freshness("failed", (f"{last_run.status}: {detail}",), last_run)

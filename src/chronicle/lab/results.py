@@ -8,6 +8,7 @@ always serialises to the same bytes and diffs in review stay small.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -128,6 +129,12 @@ class Result:
     def emulated(self, subject: str | None = None) -> bool:
         subjects = [subject] if subject else self.subjects
         return any(self.accelerator(s) == "tcg" for s in subjects)
+
+    @property
+    def lab_host(self) -> str:
+        """The ``lab.toml`` name of the host that ran it; ``local`` for runs made before
+        hosts were recorded, which were all made on the machine that stored them."""
+        return str(self.provenance.get("lab_host") or "local")
 
     @property
     def started(self) -> str:
@@ -294,36 +301,53 @@ class ResultStore:
             return list(bad)
         return [b for b in bad if b.id > newer_than.id]
 
-    def latest(self, experiment: str, status: str | Iterable[str] | None = "ok") -> Result | None:
+    def latest(self, experiment: str, status: str | Iterable[str] | None = "ok",
+               host: str | None = None) -> Result | None:
         wanted = {status} if isinstance(status, str) else (set(status) if status else None)
         for result in reversed(self.runs(experiment)):
-            if wanted is None or result.status in wanted:
+            if (wanted is None or result.status in wanted) and \
+                    (host is None or result.lab_host == host):
                 return result
         return None
 
-    def shown(self, experiment: str) -> Result | None:
+    def hosts(self, experiment: str) -> list[str]:
+        """The lab hosts with a stored run of ``experiment``, ``local`` first."""
+        found = {r.lab_host for r in self.runs(experiment)}
+        return sorted(found, key=lambda name: (name != "local", name))
+
+    def shown(self, experiment: str, host: str | None = None) -> Result | None:
         """The run the blog shows: the newest good full run, else the newest good quick one.
 
         A quick smoke run (``lab run --quick``) must not push a full run's figures off
-        the blog; it is shown, badged as quick, only while no full run exists.
+        the blog; it is shown, badged as quick, only while no full run exists. With
+        ``host``, only that lab host's runs count.
         """
-        good = [r for r in self.runs(experiment) if r.status == "ok"]
+        good = [r for r in self.runs(experiment) if r.status == "ok"
+                and (host is None or r.lab_host == host)]
         full = [r for r in good if not r.quick]
         return (full or good)[-1] if good else None
 
     def path_for(self, result: Result) -> Path:
         return self.root / result.experiment / f"{result.id}.json"
 
-    def new_id(self, experiment: str, started_utc: str, key: str) -> str:
+    def new_id(self, experiment: str, started_utc: str, key: str, host: str = "local"
+               ) -> str:
         """A new run's id: its start time, or one second after the newest stored id when
         that is not older — a rerun within the same second, or a file dated ahead by a
-        host whose clock ran fast. Ids stay unique and in order without waiting."""
+        host whose clock ran fast. Ids stay unique and in order without waiting.
+
+        A run on a named lab host ends with a hash of the key *and* the host's name:
+        identical hosts running the same experiment in the same second (``lab run --on
+        a,b``) must not make files of one name, which would clash when fetched or merged.
+        """
+        tag = key[:8] if host == "local" else \
+            hashlib.sha256(f"{key}@{host}".encode()).hexdigest()[:8]
         stamp = result_id(started_utc, key)[:16]
         stored = [p.name[:16] for p in self.files(experiment) if _STAMP.match(p.name)]
         if stored and max(stored) >= stamp:
             after = datetime.strptime(max(stored), "%Y%m%dT%H%M%SZ") + timedelta(seconds=1)
             stamp = after.replace(tzinfo=UTC).strftime("%Y%m%dT%H%M%SZ")
-        return f"{stamp}-{key[:8]}"
+        return f"{stamp}-{tag}"
 
     def write(self, result: Result) -> Path:
         path = self.path_for(result)

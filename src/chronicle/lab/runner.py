@@ -56,6 +56,10 @@ class RunOptions:
     warmup: int | None = None
     seed: int = 0
     grace: float = 5.0
+    lab_host: str = "local"  # the name in site/lab.toml of the host this runs on
+    # The checkout's git state when this run's copy is not one (a lab host's working
+    # folder): the checkout that sent it knows the commit.
+    git: dict[str, Any] | None = None
 
 
 @dataclass
@@ -161,7 +165,9 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     plan = _plan(experiment, options)
     facts = provenance.collect(experiment.root, env_names=experiment.env,
                                sources=[experiment.relpath, *inputs])
-    facts.update(environment=environment, inputs=inputs, plan=plan)
+    facts.update(environment=environment, inputs=inputs, plan=plan, lab_host=options.lab_host)
+    if options.git is not None:
+        facts["git"] = options.git
     scratch = Path(tempfile.mkdtemp(prefix=f"chronicle-{experiment.name}-"))
     state = _Run()
     run_name = leftovers.run_name(experiment.name)
@@ -179,7 +185,7 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     facts["finished"] = provenance.utc_now()
     result = Result(
         experiment=experiment.name,
-        id=store.new_id(experiment.name, facts["started"], key),
+        id=store.new_id(experiment.name, facts["started"], key, options.lab_host),
         status=state.status,
         key=key,
         key_parts=parts,

@@ -121,7 +121,8 @@ def file_problems(path: Path) -> tuple[dict[str, Any] | None, list[str], int | N
         data = json.loads(text)
         problems = result_problems(data)
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.rstrip()):
+        # A string left open runs to the end of the text: the file was cut inside it.
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
             return None, [f"truncated: JSON ends early at line {exc.lineno}"], exc.lineno
         return None, [f"corrupt JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"], \
             exc.lineno
