@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
-from chronicle.lab import leftovers, provenance, runner, setup
+from chronicle.lab import guestcli, leftovers, provenance, runner, setup
 from chronicle.lab.results import BadFile, Result, ResultStore, Sample, samples_csv
 from chronicle.lab.validation import validate_store
 from chronicle.paths import SitePaths, site_root
@@ -59,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     command("validate", cmd_validate, "check every stored result file")
 
     setup.register(lab_sub)  # lab setup, teardown and doctor
+    guestcli.register(lab_sub)  # lab guest list, build, try
 
 
 # -- helpers --------------------------------------------------------------------------

@@ -1,0 +1,127 @@
+"""Real guests: ``static-nginx`` built by mmdebstrap, booted as an Incus container and
+as a qemu microVM until its URL answers on 127.0.0.1, and nothing left behind."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from chronicle.errors import LabError
+from chronicle.lab import guestboot, guestbuild, guestdef
+from chronicle.lab.probes import free_port
+from chronicle.paths import lab_dir
+from tests.support import incus_client, processes_mentioning, require
+
+from .conftest import SRC, cli_env
+
+ROOT = SRC.parent
+NAME = "static-nginx"
+
+
+def chronicle(*args: str, root: Path = ROOT, env: dict[str, str] | None = None,
+              timeout: float = 600):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "chronicle", "lab", "guest", *args,
+                           "--root", str(root)], capture_output=True, text=True,
+                          timeout=timeout, env=env or cli_env())
+
+
+@pytest.fixture(scope="module")
+def client():
+    return incus_client()
+
+
+@pytest.fixture(scope="module")
+def built(client):
+    """static-nginx built once (kept in the lab folder: a later run skips the build)."""
+    require(shutil.which("mmdebstrap") is not None, "mmdebstrap (`chronicle lab setup`)")
+    require(shutil.which("mkfs.ext4") is not None, "mkfs.ext4")
+    run = chronicle("build", NAME)
+    assert run.returncode == 0, run.stderr
+    definition = guestdef.find(ROOT, NAME)
+    found = guestbuild.current_build(lab_dir(ROOT), definition, client)
+    assert found is not None
+    return definition, found
+
+
+def test_the_build_records_its_packages_and_derives_both_boots(built, client):
+    definition, found = built
+    assert found.key == guestbuild.build_key(definition)
+    assert "nginx-light" in found.packages and "systemd" in found.packages
+    assert found.kernel.read_bytes()[:4] == b"\x7fELF"  # PVH: the ELF, not the bzImage
+    assert found.disk.stat().st_size > 256 * 2**20
+    assert client.images.get_by_alias(found.alias).fingerprint == found.fingerprint
+
+
+def test_a_second_build_of_the_same_definition_is_skipped(built):
+    _, found = built
+    before = (found.folder / guestbuild.MANIFEST).stat().st_mtime_ns
+    start = time.monotonic()
+    run = chronicle("build", NAME)
+    assert run.returncode == 0, run.stderr
+    assert "unchanged since its build" in run.stderr and "skipped" in run.stderr
+    assert time.monotonic() - start < 20
+    assert (found.folder / guestbuild.MANIFEST).stat().st_mtime_ns == before
+
+
+def test_a_changed_definition_is_not_the_current_build(built, client, tmp_path):
+    definition, _ = built
+    folder = tmp_path / "experiments" / "guests"
+    shutil.copytree(definition.path.parent / NAME, folder / NAME)
+    changed = folder / f"{NAME}.toml"
+    changed.write_text(definition.path.read_text().replace('"nginx-light"', '"nginx-full"'))
+    assert guestbuild.current_build(lab_dir(ROOT), guestdef.load(changed), client) is None
+
+
+def test_the_container_answers_the_url_through_a_loopback_proxy(built, client):
+    definition, found = built
+    seconds = guestboot.boot_container(client, definition, found, timeout=60)
+    assert 0 < seconds < 60
+    prefix = f"chronicle-guest-{NAME}-"
+    assert not [i.name for i in client.instances.all() if i.name.startswith(prefix)]
+
+
+def test_the_microvm_boots_the_disk_until_the_url_answers(built):
+    definition, found = built
+    require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
+    before = (found.disk.stat().st_mtime_ns, found.disk.stat().st_size)
+    seconds = guestboot.boot_microvm(definition, found, timeout=90)
+    assert 0 < seconds < 90
+    assert processes_mentioning(str(found.disk)) == []
+    assert (found.disk.stat().st_mtime_ns, found.disk.stat().st_size) == before
+
+
+def test_a_guest_that_never_answers_times_out_and_leaves_nothing(built, client, tmp_path):
+    definition, found = built
+    wrong = guestdef.GuestDefinition(**{**definition.__dict__, "app": guestdef.App(
+        "nginx.service", 8081, "/")})
+    with pytest.raises(LabError, match="as a container: GET / on 127.0.0.1:"):
+        guestboot.boot_container(client, wrong, found, timeout=4)
+    prefix = f"chronicle-guest-{NAME}-"
+    assert not [i.name for i in client.instances.all() if i.name.startswith(prefix)]
+    assert guestboot.url_answers(free_port(), "/") is False
+
+
+def test_a_package_that_does_not_exist_names_file_and_key(client, tmp_path):
+    require(shutil.which("mmdebstrap") is not None, "mmdebstrap (`chronicle lab setup`)")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "site.toml").write_text('title = "t"\nbase_url = "http://x/"\n')
+    folder = tmp_path / "experiments" / "guests"
+    folder.mkdir(parents=True)
+    (folder / "broken.toml").write_text(
+        'suite = "bookworm"\npackages = ["chronicle-no-such-package"]\n\n'
+        '[app]\nservice = "x.service"\nport = 80\nurl = "/"\n')
+    lab = tmp_path / "lab"
+    run = chronicle("build", "broken", root=tmp_path,
+                    env={**cli_env(), "CHRONICLE_LAB_DIR": str(lab)}, timeout=300)
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert f"{folder / 'broken.toml'}:2: key 'packages': 'chronicle-no-such-package'" \
+        in run.stderr
+    assert not (lab / "guests" / "broken").exists()
+    assert list((lab / "guests").iterdir()) == []  # the scratch folder is gone too
+    assert not guestbuild.has_alias(client, guestbuild.image_alias("broken"))
