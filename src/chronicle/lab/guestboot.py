@@ -17,6 +17,8 @@ import http.client
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from chronicle.errors import LabError
@@ -26,6 +28,14 @@ from chronicle.lab.probes import LOOPBACK, free_port
 
 QEMU = "qemu-system-x86_64"
 MEMORY_MIB = 512
+
+
+@dataclass(frozen=True)
+class Booted:
+    """A guest whose app has answered: after how long, and on which loopback port."""
+
+    seconds: float
+    port: int
 
 
 def url_answers(port: int, path: str, timeout: float = 1.0) -> bool:
@@ -64,9 +74,10 @@ def container_config(name: str, build: GuestBuild, app_port: int, port: int) -> 
     }
 
 
-def boot_container(client: Any, definition: GuestDefinition, build: GuestBuild,
-                   timeout: float) -> float:
-    """Seconds from the create request to the app's 200, the container deleted after."""
+@contextlib.contextmanager
+def running_container(client: Any, definition: GuestDefinition, build: GuestBuild,
+                      timeout: float) -> Iterator[Booted]:
+    """The guest as a container whose app has answered; deleted when the block ends."""
     from pylxd.exceptions import NotFound
 
     from chronicle.lab.subjects.base import unique_name
@@ -79,10 +90,12 @@ def boot_container(client: Any, definition: GuestDefinition, build: GuestBuild,
         instance = client.instances.create(
             container_config(name, build, definition.app.port, port), wait=True)
         instance.start(wait=True)
-        answered = wait_for_url(port, definition.app.url, t0 + timeout)
-        return answered - t0
-    except TimeoutError as exc:
-        raise LabError(f"{definition.name} as a container: {exc}", definition.path) from None
+        try:
+            answered = wait_for_url(port, definition.app.url, t0 + timeout)
+        except TimeoutError as exc:
+            raise LabError(f"{definition.name} as a container: {exc}",
+                           definition.path) from None
+        yield Booted(answered - t0, port)
     finally:
         with contextlib.suppress(NotFound):
             delete_instance(client.instances.get(name))
@@ -106,8 +119,11 @@ def microvm_command(definition: GuestDefinition, build: GuestBuild, port: int,
     ]
 
 
-def boot_microvm(definition: GuestDefinition, build: GuestBuild, timeout: float) -> float:
-    """Seconds from qemu's spawn to the app's 200, qemu's process group killed after."""
+@contextlib.contextmanager
+def running_microvm(definition: GuestDefinition, build: GuestBuild,
+                    timeout: float) -> Iterator[Booted]:
+    """The guest as a qemu microVM whose app has answered; its process group killed
+    when the block ends."""
     from chronicle.lab import host
     from chronicle.lab.procgroup import kill_group
     from chronicle.lab.subjects.qemu import choose_accel
@@ -120,13 +136,14 @@ def boot_microvm(definition: GuestDefinition, build: GuestBuild, timeout: float)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            answered = wait_for_url(port, definition.app.url, t0 + timeout,
-                                    alive=lambda: proc.poll() is None)
-            return answered - t0
-        except (LabError, TimeoutError) as exc:
-            console.seek(0)
-            tail = console.read().decode(errors="replace").strip().splitlines()[-8:]
-            raise LabError(f"{definition.name} as a microVM: {exc}; console: "
-                           + " | ".join(tail), definition.path) from None
+            try:
+                answered = wait_for_url(port, definition.app.url, t0 + timeout,
+                                        alive=lambda: proc.poll() is None)
+            except (LabError, TimeoutError) as exc:
+                console.seek(0)
+                tail = console.read().decode(errors="replace").strip().splitlines()[-8:]
+                raise LabError(f"{definition.name} as a microVM: {exc}; console: "
+                               + " | ".join(tail), definition.path) from None
+            yield Booted(answered - t0, port)
         finally:
             kill_group(proc, grace=2.0)

@@ -92,9 +92,10 @@ def cmd_try(args: argparse.Namespace) -> int:
                        f"`chronicle lab guest build {definition.name}`", definition.path)
     for way in args.ways or WAYS:
         if way == "container":
-            seconds = guestboot.boot_container(_client(), definition, made, args.timeout)
+            running = guestboot.running_container(_client(), definition, made, args.timeout)
         else:
-            seconds = guestboot.boot_microvm(definition, made, args.timeout)
-        print(f"{definition.name} as a {way}: GET {definition.app.url} answered 200 "
-              f"{seconds:.2f} s after start", flush=True)
+            running = guestboot.running_microvm(definition, made, args.timeout)
+        with running as booted:
+            print(f"{definition.name} as a {way}: GET {definition.app.url} answered 200 "
+                  f"{booted.seconds:.2f} s after start", flush=True)
     return 0
