@@ -46,8 +46,27 @@ from chronicle.lab.results import atomic_write
 BASE_PACKAGES = ("systemd-sysv", "linux-image-cloud-amd64")
 NETWORK_FILE = "/etc/systemd/network/80-chronicle.network"
 NETWORK = "[Match]\nName=e*\n\n[Network]\nDHCP=yes\n"
+# Once the app's unit is active, its phases go to the console, the only way out of a
+# microVM without a network probe: when init started and when the app's unit became
+# active, both on the guest's monotonic clock (the kernel's, from its start, in a VM;
+# the host's in a container, which shares it), in microseconds.
+PHASES_UNIT = "/etc/systemd/system/chronicle-phases.service"
+PHASES_SERVICE = """\
+[Unit]
+Description=Chronicle: report when init started and when the app became active
+After={app}
+
+[Service]
+Type=oneshot
+StandardOutput=journal+console
+ExecStart=/bin/sh -c 'echo "CHRONICLE-PHASES init_us=$(systemctl show -P \
+UserspaceTimestampMonotonic) app_us=$(systemctl show -P ActiveEnterTimestampMonotonic {app})"'
+
+[Install]
+WantedBy=multi-user.target
+"""
 # Bumped when what the builder adds changes, so every guest is built again.
-RECIPE = "1"
+RECIPE = "2"
 MANIFEST = "manifest.json"
 ARTEFACTS = ("vmlinux", "initrd.img", "root.ext4")
 # Free room on the root disk beyond the tree: logs, the app's database, apt's lists.
@@ -191,6 +210,7 @@ def overlay_tar(definition: GuestDefinition) -> bytes:
 
         add(NETWORK_FILE, NETWORK.encode(), 0o644)
         add("/etc/hostname", f"{definition.name}\n".encode(), 0o644)
+        add(PHASES_UNIT, PHASES_SERVICE.format(app=definition.app.service).encode(), 0o644)
         for placed in definition.files:
             if placed.content is not None:
                 add(placed.path, placed.content.encode(), placed.mode or 0o644)
@@ -211,7 +231,8 @@ def mmdebstrap_command(definition: GuestDefinition, rootfs: Path, overlay: Path,
     def in_tree(command: str) -> str:
         return f'--customize-hook=chroot "$1" sh -ec {shlex.quote(command)}'
 
-    services = " ".join([definition.app.service, "systemd-networkd.service"])
+    services = " ".join([definition.app.service, "systemd-networkd.service",
+                         "chronicle-phases.service"])
     return [
         "mmdebstrap", "--variant=apt", "--mode=root",
         "--include=" + ",".join([*BASE_PACKAGES, *definition.packages]),
