@@ -15,7 +15,13 @@ from chronicle.errors import LabError
 from chronicle.lab import guestboot, guestbuild, guestdef
 from chronicle.lab.probes import free_port
 from chronicle.paths import lab_dir
-from tests.support import incus_client, processes_mentioning, require
+from tests.support import (
+    built_guest,
+    chronicle_lab_guest,
+    incus_client,
+    processes_mentioning,
+    require,
+)
 
 from .conftest import SRC, cli_env
 
@@ -25,12 +31,7 @@ NAME = "static-nginx"
 
 def chronicle(*args: str, root: Path = ROOT, env: dict[str, str] | None = None,
               timeout: float = 600):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "chronicle", "lab", "guest", *args,
-                           "--root", str(root)], capture_output=True, text=True,
-                          timeout=timeout, env=env or cli_env())
+    return chronicle_lab_guest(root, *args, env=env or cli_env(), timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +41,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def built(client):
-    """static-nginx built once (kept in the lab folder: a later run skips the build)."""
-    require(shutil.which("mmdebstrap") is not None, "mmdebstrap (`chronicle lab setup`)")
-    require(shutil.which("mkfs.ext4") is not None, "mkfs.ext4")
-    run = chronicle("build", NAME)
-    assert run.returncode == 0, run.stderr
-    definition = guestdef.find(ROOT, NAME)
-    found = guestbuild.current_build(lab_dir(ROOT), definition, client)
-    assert found is not None
-    return definition, found
+    return built_guest(ROOT, NAME, client)
 
 
 def test_the_build_records_its_packages_and_derives_both_boots(built, client):
@@ -137,13 +130,9 @@ def test_a_package_that_does_not_exist_names_file_and_key(client, tmp_path):
 def test_the_rails_guest_builds_and_its_page_writes_and_reads_sqlite(client):
     """rails-sqlite: about 110 s to build here (cached after), 5 s to answer as a
     container, 50 s as a microVM under TCG."""
-    require(shutil.which("mmdebstrap") is not None, "mmdebstrap (`chronicle lab setup`)")
     require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
-    run = chronicle("build", "rails-sqlite")
-    assert run.returncode == 0, run.stderr
-    definition = guestdef.find(ROOT, "rails-sqlite")
-    found = guestbuild.current_build(lab_dir(ROOT), definition, client)
-    assert found is not None and "ruby-rails" in found.packages
+    definition, found = built_guest(ROOT, "rails-sqlite", client)
+    assert "ruby-rails" in found.packages
     with guestboot.running_container(client, definition, found, timeout=120) as booted:
         note = urllib.parse.urlencode({"body": "written by the test"}).encode()
         base = f"http://127.0.0.1:{booted.port}"

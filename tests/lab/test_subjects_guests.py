@@ -7,29 +7,22 @@ import shutil
 import pytest
 
 from chronicle.errors import LabError
-from chronicle.lab import guestbuild, guestdef, host
+from chronicle.lab import host
 from chronicle.lab.subjects.guests import GuestContainer, GuestMicrovm, guest_subjects
 from chronicle.lab.subjects.qemu import choose_accel
-from chronicle.paths import lab_dir
-from tests.support import incus_client, processes_mentioning, require
+from tests.support import built_guest, incus_client, processes_mentioning, require
 
 from .conftest import SRC
-from .test_guestbuild import NAME, chronicle
 
 ROOT = SRC.parent
+NAME = "static-nginx"
 
 
 @pytest.fixture(scope="module")
 def guest():
     """static-nginx, built (a no-op when test_guestbuild built it already)."""
     client = incus_client()
-    require(shutil.which("mmdebstrap") is not None, "mmdebstrap (`chronicle lab setup`)")
-    run = chronicle("build", NAME)
-    assert run.returncode == 0, run.stderr
-    definition = guestdef.find(ROOT, NAME)
-    found = guestbuild.current_build(lab_dir(ROOT), definition, client)
-    assert found is not None
-    return client, definition, found
+    return (client, *built_guest(ROOT, NAME, client))
 
 
 def test_the_microvm_reports_phases_that_add_up_to_the_wall_clock(guest):
