@@ -149,3 +149,39 @@ def test_list_says_which_guests_are_built(built):
     assert run.returncode == 0, run.stderr
     line = next(ln for ln in run.stdout.splitlines() if ln.startswith(f"{NAME}\t"))
     assert "\tnginx.service\tbuilt (" in line
+
+
+_BOOT_AND_HANG = """
+import sys
+from pathlib import Path
+from chronicle.lab import guestbuild, guestboot, guestdef
+from chronicle.paths import lab_dir
+root = Path(sys.argv[1])
+definition = guestdef.find(root, sys.argv[2])
+with guestboot.running_microvm(definition, guestbuild.read_build(lab_dir(root), sys.argv[2]),
+                               timeout=120):
+    pass
+"""
+
+
+def test_the_microvm_dies_with_a_caller_killed_by_sigkill(built):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support import kill_all, left_running
+
+    require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
+    _, found = built
+    caller = subprocess.Popen([sys.executable, "-c", _BOOT_AND_HANG, str(ROOT), NAME],
+                              env=cli_env())
+    deadline = time.monotonic() + 30
+    while not processes_mentioning(str(found.disk)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_mentioning(str(found.disk)), "qemu never started"
+    os.kill(caller.pid, signal.SIGKILL)
+    caller.wait()
+    left = left_running(str(found.disk), within=5)
+    kill_all(left)
+    assert left == []

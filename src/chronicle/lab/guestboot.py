@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import shutil
 import subprocess
 import tempfile
 import time
@@ -131,6 +132,11 @@ def running_microvm(definition: GuestDefinition, build: GuestBuild,
     port = free_port()
     argv = microvm_command(definition, build, port, choose_accel(host.kvm_kind()),
                            host.tsc_khz())
+    # Its own session, so Ctrl-C reaches us and not qemu; then nothing would end it if
+    # we were SIGKILLed, so the kernel is asked to (setpriv --pdeathsig).
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
     with tempfile.TemporaryFile() as console:
         t0 = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console,
