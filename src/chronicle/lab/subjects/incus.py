@@ -51,7 +51,8 @@ RUN_KEY = "user.chronicle.run"
 
 
 def instance_config(
-    name: str, alias: str, kind: str, http_port: int | None = None, run: str | None = None
+    name: str, alias: str, kind: str, http_port: int | None = None, run: str | None = None,
+    app_port: int = 80,
 ) -> dict[str, Any]:
     """The create request: image by alias, the default profile (root disk, no network).
 
@@ -72,7 +73,7 @@ def instance_config(
         config["devices"]["http"] = {
             "type": "proxy",
             "listen": f"tcp:127.0.0.1:{http_port}",
-            "connect": "tcp:127.0.0.1:80",
+            "connect": f"tcp:127.0.0.1:{app_port}",
         }
     return config
 
@@ -99,6 +100,7 @@ class IncusInstance(Subject):
         kind: str = "container",
         alias: str = BUSYBOX_ALIAS,
         http_port: int | None = None,
+        app_port: int = 80,
     ):
         super().__init__()
         if kind not in KINDS:
@@ -108,6 +110,7 @@ class IncusInstance(Subject):
         self.name = KINDS[kind]
         self.alias = alias
         self.http_port = http_port
+        self.app_port = app_port
         self.instance_name = unique_name(experiment)
         self.instance: Any = None
         self.requested = False  # a create request went out: clean-up must look for it
@@ -138,7 +141,7 @@ class IncusInstance(Subject):
 
     def start(self) -> None:
         config = instance_config(self.instance_name, self.alias, self.kind, self.http_port,
-                                 run=os.environ.get(RUN_ENV))
+                                 run=os.environ.get(RUN_ENV), app_port=self.app_port)
         from pylxd.exceptions import LXDAPIException
 
         self.t0 = time.monotonic()

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+# /// chronicle
+# title = "Boot to app: a real Debian guest as a microVM and as a container"
+# tags = ["app", "boot", "footprint", "microvm", "incus"]
+# inputs = [
+#     "src/chronicle/lab/subjects/*.py",
+#     "src/chronicle/lab/probes.py",
+#     "src/chronicle/lab/guestboot.py",
+#     "src/chronicle/lab/guestbuild.py",
+# ]
+# timeout = 1800
+# repeat = 5
+# warmup = 1
+# params = { guests = ["static-nginx", "rails-sqlite"], boot_timeout_s = 180, settle_s = 3 }
+# ///
+"""A deployer's question: my app, in a microVM or in an Incus container — which serves
+its first request sooner, and what does each cost the host?
+
+Each guest of ``params.guests`` (built by ``chronicle lab guest build NAME``: one Debian
+tree, one app, systemd as init) boots as a qemu microVM and as an Incus container,
+interleaved. Metrics, per subject ``<way>/<guest>``:
+
+- ``app_ms``: spawn (VM) or create request (container) → the first 200 for the guest's
+  URL on 127.0.0.1 (``hostfwd`` / a proxy device);
+- its phases, from the guest's systemd: ``kernel_to_init_ms`` (VM) or
+  ``create_to_init_ms`` (container), ``init_to_app_ms`` (systemd up to the app's unit
+  active), and ``outside_ms`` (the rest: qemu and firmware for a VM, and for both what
+  follows the unit's activation — for puma, a ``Type=simple`` unit, Rails loading);
+- footprint after ``settle_s`` idle: ``pss_mib``/``rss_mib`` of the host processes,
+  ``disk_mib`` (VM: kernel, initrd and the root disk image; container: the root
+  volume's usage), ``cgroup_mib`` for the container.
+
+The VM side is TCG on a host without hardware KVM: a real boot, not a microVM's speed,
+and qemu's PSS then includes TCG's translation cache, which a KVM guest does not have.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from chronicle import lab
+from chronicle.lab.subjects.guests import guest_subjects
+from chronicle.lab.subjects.lineup import boot_once
+from chronicle.paths import lab_dir
+
+plan = lab.plan()
+root = Path(os.environ.get("CHRONICLE_ROOT", "."))
+experiment = plan.experiment or "boot-to-app"
+factories = {}
+for guest in plan.params.get("guests", ["static-nginx"]):
+    made, unsupported = guest_subjects(experiment, root, lab_dir(root), guest)
+    factories.update({f"{way}/{guest}": make for way, make in made.items()})
+    for way, reason in unsupported.items():
+        lab.report_subject(f"{way}/{guest}", status="unsupported", reason=reason)
+if not factories:
+    raise SystemExit("no guest can boot on this host")
+timeout = float(plan.params.get("boot_timeout_s", 180))
+settle = 0.5 if plan.quick else float(plan.params.get("settle_s", 3))
+
+reported = set()
+with lab.cleanup():
+    for run, name, warmup in lab.schedule(sorted(factories), plan.repeat, plan.warmup,
+                                          plan.seed):
+        boot = boot_once(factories[name], timeout, measure=True, settle=settle)
+        if name not in reported:
+            lab.report_subject(name, **boot.facts)
+            reported.add(name)
+        for metric, value in boot.timings.phases.items():
+            lab.emit(name, metric, value, "ms", run, warmup=warmup)
+        assert boot.footprint is not None
+        for metric, value in boot.footprint.metrics().items():
+            lab.emit(name, metric, value, "MiB", run, warmup=warmup)

@@ -1,0 +1,101 @@
+"""``chronicle lab guest list | build NAME | try NAME``: the guests of ``experiments/guests``.
+
+``build`` makes the root filesystem once and derives the Incus image and the microVM
+disk from it (see ``chronicle.lab.guestbuild``); an unchanged definition is skipped.
+``try`` boots the build both ways once and prints how long each took to answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from chronicle.errors import LabError
+from chronicle.lab import guestboot, guestbuild, guestdef
+from chronicle.paths import lab_dir, site_root
+
+WAYS = ("container", "microvm")
+
+
+def register(lab_sub: argparse._SubParsersAction) -> None:
+    guest = lab_sub.add_parser("guest", help="define, build and try Debian guests")
+    sub = guest.add_subparsers(dest="guest_command", required=True, metavar="GUEST_COMMAND")
+
+    def command(name: str, func, help: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help)
+        parser.add_argument("--root", type=Path, metavar="DIR",
+                            help="site root (default: the folder above holding site/site.toml)")
+        parser.set_defaults(func=func)
+        return parser
+
+    command("list", cmd_list, "guest definitions and whether their build is current")
+    p = command("build", cmd_build, "build a guest's Incus image and microVM disk (root)")
+    p.add_argument("name", metavar="NAME")
+    p = command("try", cmd_try, "boot a built guest once each way until its app answers")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--as", dest="ways", action="append", choices=WAYS,
+                   help="only this way (default: both)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="seconds each boot may take to answer (default 120)")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _client():
+    from chronicle.lab import host
+
+    return host.incus_client()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    root = site_root(args.root)
+    lab = lab_dir(root)
+    for definition in guestdef.discover(root):
+        found = guestbuild.read_build(lab, definition.name)
+        if found is None:
+            state = "not built"
+        elif found.key != guestbuild.build_key(definition):
+            state = "built from an older definition"
+        else:
+            state = f"built ({len(found.packages)} packages, kernel {found.kernel_version})"
+        print(f"{definition.name}\t{definition.suite}\t{definition.app.service}\t{state}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from chronicle.lab.setup import mirror_for
+
+    root = site_root(args.root)
+    definition = guestdef.find(root, args.name)
+    made = guestbuild.build(definition, lab_dir(root), _client(), mirror_for(definition.suite),
+                            say=lambda line: _say(f"{definition.name}: {line}"))
+    if made.skipped:
+        _say(f"{definition.name}: unchanged since its build ({made.key[2:14]}), skipped")
+    else:
+        total = sum(made.seconds.values())
+        _say(f"{definition.name}: built in {total:.1f} s: image {made.alias} "
+             f"({made.fingerprint[:12]}), disk {made.disk} "
+             f"({made.disk.stat().st_size // 2**20} MiB), {len(made.packages)} packages")
+    return 0
+
+
+def cmd_try(args: argparse.Namespace) -> int:
+    root = site_root(args.root)
+    definition = guestdef.find(root, args.name)
+    lab = lab_dir(root)
+    made = guestbuild.read_build(lab, definition.name)
+    if made is None or made.key != guestbuild.build_key(definition):
+        raise LabError(f"{definition.name} is not built from this definition: run "
+                       f"`chronicle lab guest build {definition.name}`", definition.path)
+    for way in args.ways or WAYS:
+        if way == "container":
+            running = guestboot.running_container(_client(), definition, made, args.timeout)
+        else:
+            running = guestboot.running_microvm(definition, made, args.timeout)
+        with running as booted:
+            print(f"{definition.name} as a {way}: GET {definition.app.url} answered 200 "
+                  f"{booted.seconds:.2f} s after start", flush=True)
+    return 0

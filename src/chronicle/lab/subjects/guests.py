@@ -1,0 +1,172 @@
+"""A built guest (``chronicle lab guest build``) as a subject: qemu microVM or Incus
+container, timed to the app's first served request, phase by phase.
+
+``app_ms`` is the host's wall clock from spawn (VM) or create request (container) to the
+first 200 for the definition's URL on 127.0.0.1 — the same probe both ways, through
+``hostfwd`` or a proxy device. The guest's own systemd says when init started and when
+the app's unit became active (``chronicle-phases.service``, see
+``chronicle.lab.guestbuild``); from those:
+
+- microVM: ``kernel_to_init_ms`` (the guest's monotonic clock starts with its kernel),
+  ``init_to_app_ms``, and ``outside_ms`` = ``app_ms`` − both: qemu's start and firmware
+  before the kernel, plus everything after the unit is active until the first 200.
+- container: ``create_to_init_ms`` (the container shares the host's monotonic clock, so
+  this is exact: Incus's create and start up to systemd's start), ``init_to_app_ms``,
+  and ``outside_ms`` = after the unit is active until the first 200.
+
+"After the unit is active" is not only the request's way in: a ``Type=simple`` unit
+(puma) is active once exec'd, so the app's own start (Rails loading) falls there too;
+nginx (``Type=forking``) is active only once it listens.
+
+So the phases add up to ``app_ms`` by construction; what a test checks is that none is
+negative, i.e. that the two clocks agree.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chronicle.errors import LabError
+from chronicle.lab.guestboot import microvm_command, url_answers
+from chronicle.lab.guestbuild import GuestBuild, current_build
+from chronicle.lab.guestdef import GuestDefinition
+from chronicle.lab.probes import free_port
+from chronicle.lab.subjects.base import BootTimeout, Subject, SubjectError, Timings, Unsupported
+from chronicle.lab.subjects.incus import IncusInstance
+from chronicle.lab.subjects.qemu import QemuMicrovm, choose_accel
+from chronicle.lab.subjects.vmm import VmmProcess, boot_marker
+
+PHASES = boot_marker(re.compile(rb"CHRONICLE-PHASES init_us=(\d+) app_us=(\d+)"))
+
+
+def guest_facts(definition: GuestDefinition, build: GuestBuild) -> dict[str, Any]:
+    """What a result's provenance says about the guest: its key and the versions of the
+    packages it asked for, of systemd and of its kernel (all of them are in its
+    manifest, ``chronicle lab guest build`` prints where)."""
+    wanted = [*definition.packages, "systemd"]
+    versions = {p: build.packages[p] for p in wanted if p in build.packages}
+    return {
+        "guest": definition.name,
+        "guest_key": build.key,
+        "guest_kernel": build.kernel_version,
+        "guest_packages": ", ".join(f"{p} {v}" for p, v in versions.items()),
+        "guest_package_count": len(build.packages),
+    }
+
+
+class GuestMicrovm(VmmProcess):
+    name = "qemu-microvm"
+    marker = PHASES
+
+    def __init__(self, definition: GuestDefinition, build: GuestBuild, accel: str,
+                 tsc_khz: int | None):
+        self.definition = definition
+        self.build = build
+        self.accel = accel
+        port = free_port()
+        super().__init__(microvm_command(definition, build, port, accel, tsc_khz),
+                         disk_files=[build.kernel, build.initrd, build.disk], http_port=port)
+
+    def facts(self) -> dict[str, Any]:
+        from chronicle.lab import host
+
+        return {"accelerator": self.accel, "kvm_kind": host.kvm_kind(), "vmm": "qemu",
+                "qemu_version": host.qemu_version(), "machine": "microvm",
+                "root": "ext4 on virtio-blk", **guest_facts(self.definition, self.build)}
+
+    def wait_booted(self, timeout: float) -> Timings:
+        assert self.proc is not None and self.watch is not None, "start() first"
+        deadline = self.t0 + timeout
+        url, port = self.definition.app.url, self.http_port or 0
+        seen, answered = None, None
+        # Both at once: the phases line may come after the app already answers.
+        while seen is None or answered is None:
+            self._pump_or_fail(deadline, f"report its phases and answer GET {url} with 200")
+            seen = seen or self.watch.find("serial", self.marker)
+            if answered is None and url_answers(port, url, timeout=0.2):
+                answered = time.monotonic()
+        app_ms = (answered - self.t0) * 1000.0
+        init_ms, active_ms = (int(g) / 1000.0 for g in seen.match.groups())
+        return Timings(
+            boot_ms=(seen.at - self.t0) * 1000.0, guest_uptime_ms=active_ms, http_ms=app_ms,
+            phases={"app_ms": app_ms, "kernel_to_init_ms": init_ms,
+                    "init_to_app_ms": active_ms - init_ms, "outside_ms": app_ms - active_ms},
+        )
+
+
+class GuestContainer(IncusInstance):
+    def __init__(self, client: Any, definition: GuestDefinition, build: GuestBuild, *,
+                 experiment: str):
+        super().__init__(client, experiment=experiment, alias=build.alias,
+                         http_port=free_port(), app_port=definition.app.port)
+        self.definition = definition
+        self.build = build
+
+    def facts(self) -> dict[str, Any]:
+        return {**super().facts(), **guest_facts(self.definition, self.build)}
+
+    def wait_booted(self, timeout: float) -> Timings:
+        assert self.instance is not None and self.running_at is not None, "start() first"
+        deadline = self.t0 + timeout
+        url, port = self.definition.app.url, self.http_port or 0
+        while not url_answers(port, url, timeout=0.2):
+            if time.monotonic() >= deadline:
+                raise BootTimeout(f"{self.name}: GET {url} on 127.0.0.1:{port} never "
+                                  f"answered 200 for {self.instance_name}")
+            time.sleep(0.02)
+        answered = time.monotonic()
+        init_us = self._systemd_show("UserspaceTimestampMonotonic")
+        active_us = self._systemd_show("ActiveEnterTimestampMonotonic",
+                                       self.definition.app.service)
+        app_ms = (answered - self.t0) * 1000.0
+        t0_ms = self.t0 * 1000.0  # time.monotonic() is CLOCK_MONOTONIC, as systemd's
+        return Timings(
+            boot_ms=app_ms, running_ms=(self.running_at - self.t0) * 1000.0, http_ms=app_ms,
+            phases={"app_ms": app_ms, "create_to_init_ms": init_us / 1000.0 - t0_ms,
+                    "init_to_app_ms": (active_us - init_us) / 1000.0,
+                    "outside_ms": app_ms - (active_us / 1000.0 - t0_ms)},
+        )
+
+    def _systemd_show(self, prop: str, unit: str | None = None) -> int:
+        argv = ["systemctl", "show", "-P", prop, *([unit] if unit else [])]
+        result = self.instance.execute(argv)
+        try:
+            return int(result.stdout.strip())
+        except ValueError:
+            raise SubjectError(f"{self.name}: `{' '.join(argv)}` in {self.instance_name} "
+                               f"said {result.stdout.strip()!r} {result.stderr.strip()!r}"
+                               ) from None
+
+
+def guest_subjects(experiment: str, root: Path, lab: Path, name: str
+                   ) -> tuple[dict[str, Callable[[], Subject]], dict[str, str]]:
+    """Factories for guest ``name`` as a qemu microVM and an Incus container, and a
+    reason for each way this host cannot boot it."""
+    from chronicle.lab import guestdef, host
+
+    definition = guestdef.find(root, name)
+    factories: dict[str, Callable[[], Subject]] = {}
+    unsupported: dict[str, str] = {}
+    try:
+        if not host.incus_socket().exists():
+            raise Unsupported("Incus is not running (run `chronicle lab setup`)")
+        client = host.incus_client()
+        build = current_build(lab, definition, client)
+        if build is None:
+            raise LabError(f"guest {name} is not built from its current definition: run "
+                           f"`chronicle lab guest build {name}`", definition.path)
+    except Unsupported as exc:
+        return {}, {"qemu-microvm": exc.reason, "incus-container": exc.reason}
+    try:
+        QemuMicrovm.check()
+        accel, tsc = choose_accel(host.kvm_kind()), host.tsc_khz()
+        factories["qemu-microvm"] = lambda: GuestMicrovm(definition, build, accel, tsc)
+    except Unsupported as exc:
+        unsupported["qemu-microvm"] = exc.reason
+    factories["incus-container"] = lambda: GuestContainer(client, definition, build,
+                                                          experiment=experiment)
+    return factories, unsupported
