@@ -53,3 +53,10 @@ def redirect_target(out: Path, site_path: str, base_url: str) -> str | None:
     if canonical is None or not canonical.group(1).startswith(base_url):
         return None
     return canonical.group(1).removeprefix(base_url)
+
+
+def drawn_charts(root: Path) -> dict[str, int]:
+    """The site's cached chart files by name, with their inode: a chart drawn again is
+    written again (a new inode), whichever process drew it."""
+    folder = root / ".chronicle" / "charts"
+    return {p.name: p.stat().st_ino for p in folder.glob("*.svg")} if folder.is_dir() else {}

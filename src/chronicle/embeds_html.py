@@ -20,7 +20,9 @@ from chronicle.lab.stats import Ratio, Summary
 from chronicle.lab.validation import DURATION_UNITS
 
 if TYPE_CHECKING:
-    from chronicle.embeds import Embedder, EmbedSpec
+    from chronicle.charts import ChartCache
+    from chronicle.embed_fences import EmbedSpec
+    from chronicle.figures import Figure
 
 TIME_UNITS = set(DURATION_UNITS)
 SIZE_UNITS = {"B", "bytes", "KB", "kB", "KiB", "MB", "MiB", "GB", "GiB"}
@@ -116,14 +118,14 @@ def not_measured(reason: str) -> str:
             f'</span> <span class="unmeasured-reason">on this host: {escape(reason)}</span>')
 
 
-def swatch(subject: str, embedder: Embedder) -> str:
-    return (f'<span class="swatch" style="--swatch: {embedder.colour(subject)}" '
+def swatch(subject: str, figure: Figure) -> str:
+    return (f'<span class="swatch" style="--swatch: {figure.colour(subject)}" '
             f'aria-hidden="true"></span>')
 
 
-def badges(result: Result, subjects: Sequence[str], embedder: Embedder) -> str:
+def badges(result: Result, subjects: Sequence[str], figure: Figure) -> str:
     found = []
-    reasons = embedder.staleness(result)
+    reasons = figure.stale
     if reasons:
         found.append(f'<span class="badge badge-stale" title="{escape("; ".join(reasons))}">'
                      "stale</span>")
@@ -136,9 +138,8 @@ def badges(result: Result, subjects: Sequence[str], embedder: Embedder) -> str:
     if result.quick:
         found.append('<span class="badge badge-quick" title="a quick run: fewer repetitions '
                      'than a full run, wider intervals">quick run</span>')
-    skipped = embedder.skipped(result)
-    if skipped:
-        title = "; ".join(f"{embedder.relative(b.path)}: {b.summary}" for b in skipped)
+    if figure.skipped:
+        title = "; ".join(f"{path}: {problem}" for path, problem in figure.skipped)
         found.append(f'<span class="badge badge-invalid" title="{escape(title)}">newer result '
                      f"file invalid: showing an earlier run</span>")
     unmeasured = [s for s in subjects if result.subject_info(s).get("status") == "unsupported"]
@@ -179,7 +180,7 @@ def accelerator_line(result: Result, subjects: Sequence[str]) -> str:
     return "; ".join(parts)
 
 
-def caption(spec: EmbedSpec, result: Result, embedder: Embedder, subjects: Sequence[str],
+def caption(spec: EmbedSpec, result: Result, figure: Figure, subjects: Sequence[str],
             note: str = "") -> str:
     counts = sorted({len(result.values(s, m)) for s in subjects for m in spec.metrics
                      if result.values(s, m)})
@@ -194,7 +195,7 @@ def caption(spec: EmbedSpec, result: Result, embedder: Embedder, subjects: Seque
         f"host: {escape(host_line(result))}",
         f"accelerator: {accelerator_line(result, subjects)}",
         f"result <code>{escape(result.id)}</code>",
-        f'<a href="{escape(embedder.lab_url(result.experiment))}">'
+        f'<a href="{escape(figure.lab_url)}">'
         f"{escape(result.experiment)}: runs, statistics and raw data</a>",
     ]
     title = f'<span class="embed-title">{escape(spec.title)}</span> ' if spec.title else ""
@@ -204,7 +205,7 @@ def caption(spec: EmbedSpec, result: Result, embedder: Embedder, subjects: Seque
             + "</span></figcaption>")
 
 
-def data_table(result: Result, embedder: Embedder, metrics: Sequence[str],
+def data_table(result: Result, figure: Figure, metrics: Sequence[str],
                subjects: Sequence[str], label: str = "") -> str:
     """Per metric and subject: n, min, quartiles, median with its interval, max, unit."""
     head = ("<thead><tr><th scope=\"col\">metric</th><th scope=\"col\">subject</th>"
@@ -221,7 +222,7 @@ def data_table(result: Result, embedder: Embedder, metrics: Sequence[str],
             if reason:
                 rows.append(f"<tr>{cells}<td colspan=\"8\">{not_measured(reason)}</td></tr>")
                 continue
-            s = embedder.summary(result, subject, metric)
+            s = figure.summary(result, subject, metric)
             rows.append(
                 f"<tr>{cells}<td>{s.n}</td><td>{number(s.median)}</td>"
                 f"<td>{interval(s.median_low, s.median_high)}</td><td>{number(s.min)}</td>"
@@ -242,34 +243,36 @@ def _figure_id(spec: EmbedSpec) -> str:
 
 # -- the three fences -------------------------------------------------------------------
 
-def render(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
-    return {"chart": chart_figure, "table": table_figure,
-            "compare": compare_figure}[spec.fence](spec, result, embedder)
+def render(spec: EmbedSpec, result: Result, figure: Figure, charts: ChartCache) -> str:
+    if spec.fence == "table":
+        return table_figure(spec, result, figure)
+    draw = chart_figure if spec.fence == "chart" else compare_figure
+    return draw(spec, result, figure, charts)
 
 
 def _measured(result: Result, subjects: Sequence[str], metric: str) -> list[str]:
     return [s for s in subjects if unmeasured_reason(result, s, metric) is None]
 
 
-def panel(result: Result, embedder: Embedder, metric: str, subjects: Sequence[str],
+def panel(result: Result, figure: Figure, metric: str, subjects: Sequence[str],
           limits: tuple[float, float] | None = None) -> Panel:
     """One metric's values per subject, in the site's colours: what a chart draws."""
     return Panel(metric, result.unit(metric), tuple(
-        Series(s, tuple(result.values(s, metric)), embedder.colour(s)) for s in subjects), limits)
+        Series(s, tuple(result.values(s, metric)), figure.colour(s)) for s in subjects), limits)
 
 
-def describe(result: Result, embedder: Embedder, metric: str, subjects: Sequence[str]) -> str:
+def describe(result: Result, figure: Figure, metric: str, subjects: Sequence[str]) -> str:
     unit = result.unit(metric)
     parts = []
     for subject in subjects:
-        s: Summary = embedder.summary(result, subject, metric)
+        s: Summary = figure.summary(result, subject, metric)
         parts.append(f"{subject} median {number(s.median)} {unit} "
                      f"(95% interval {number(s.median_low)} to {number(s.median_high)}, "
                      f"n={s.n})")
     return f"{metric}: " + "; ".join(parts) + "."
 
 
-def chart_figure(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
+def chart_figure(spec: EmbedSpec, result: Result, figure: Figure, charts: ChartCache) -> str:
     panels = []
     descriptions = []
     unmeasured = {}
@@ -280,25 +283,25 @@ def chart_figure(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
                 unmeasured[subject] = unmeasured_reason(result, subject, metric) or ""
         if not shown:
             continue
-        panels.append(panel(result, embedder, metric, shown))
-        descriptions.append(describe(result, embedder, metric, shown))
+        panels.append(panel(result, figure, metric, shown))
+        descriptions.append(describe(result, figure, metric, shown))
     title = spec.title or f"{result.experiment}: {', '.join(spec.metrics)} ({spec.kind})"
     if panels:
         chart = Chart(kind=spec.kind, title=title, description=" ".join(descriptions),
                       panels=tuple(panels), statistic=spec.statistic)
-        body = f'<div class="chart">{embedder.charts.svg(chart)}</div>'
+        body = f'<div class="chart">{charts.svg(chart)}</div>'
     else:
         body = '<p class="embed-placeholder">No subject was measured for this chart.</p>'
-    notes = "".join(f'<p class="embed-unmeasured">{swatch(s, embedder)}<strong>{escape(s)}'
+    notes = "".join(f'<p class="embed-unmeasured">{swatch(s, figure)}<strong>{escape(s)}'
                     f"</strong>: {not_measured(r)}</p>" for s, r in unmeasured.items())
     return (f'<figure class="embed embed-chart" id="{_figure_id(spec)}">'
-            f"{badges(result, spec.subjects, embedder)}{body}{notes}"
-            f"{_details(data_table(result, embedder, spec.metrics, spec.subjects))}"
-            f"{caption(spec, result, embedder, spec.subjects)}</figure>\n")
+            f"{badges(result, spec.subjects, figure)}{body}{notes}"
+            f"{_details(data_table(result, figure, spec.metrics, spec.subjects))}"
+            f"{caption(spec, result, figure, spec.subjects)}</figure>\n")
 
 
-def table_figure(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
-    head = "".join(f'<th scope="col">{swatch(s, embedder)}{escape(s)}</th>' for s in spec.subjects)
+def table_figure(spec: EmbedSpec, result: Result, figure: Figure) -> str:
+    head = "".join(f'<th scope="col">{swatch(s, figure)}{escape(s)}</th>' for s in spec.subjects)
     rows = []
     for metric in spec.metrics:
         unit = result.unit(metric)
@@ -308,7 +311,7 @@ def table_figure(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
             if reason:
                 cells.append(f"<td>{not_measured(reason)}</td>")
                 continue
-            s = embedder.summary(result, subject, metric)
+            s = figure.summary(result, subject, metric)
             cells.append(f'<td><span class="value">{with_unit(s.median, unit)}</span> '
                          f'<span class="interval">{interval(s.median_low, s.median_high)}'
                          f'</span> <span class="n">n={s.n}</span></td>')
@@ -319,11 +322,11 @@ def table_figure(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
              f"<caption>{escape(label)}</caption><thead><tr><th scope=\"col\">metric</th>"
              f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
     return (f'<figure class="embed embed-table" id="{_figure_id(spec)}">'
-            f"{badges(result, spec.subjects, embedder)}{table}"
-            f"{caption(spec, result, embedder, spec.subjects)}</figure>\n")
+            f"{badges(result, spec.subjects, figure)}{table}"
+            f"{caption(spec, result, figure, spec.subjects)}</figure>\n")
 
 
-def verdict(result: Result, embedder: Embedder, left: str, right: str, metric: str) -> str:
+def verdict(result: Result, figure: Figure, left: str, right: str, metric: str) -> str:
     """``2.4× [2.1, 2.8] faster to boot``, said of the left subject."""
     unit = result.unit(metric)
     phrase = METRIC_PHRASES.get(metric, f"on {metric}")
@@ -334,10 +337,10 @@ def verdict(result: Result, embedder: Embedder, left: str, right: str, metric: s
     else:
         better, worse = "lower", "higher"
     # Lower is better for every time and size metric: say "N× better" with N ≥ 1.
-    r = embedder.ratio(result, right, left, metric)
+    r = figure.ratio(result, right, left, metric)
     word = better
     if r.ratio < 1:
-        r = embedder.ratio(result, left, right, metric)
+        r = figure.ratio(result, left, right, metric)
         word = worse
     shown = shown_ratio(r)
     if shown.clear:
@@ -352,8 +355,8 @@ def verdict(result: Result, embedder: Embedder, left: str, right: str, metric: s
             f"{judgement}</p>")
 
 
-def _compare_side(spec: EmbedSpec, result: Result, embedder: Embedder, subject: str,
-                  side: str, limits: dict[str, tuple[float, float]]) -> str:
+def _compare_side(spec: EmbedSpec, result: Result, figure: Figure, charts: ChartCache,
+                  subject: str, side: str, limits: dict[str, tuple[float, float]]) -> str:
     blocks = []
     for metric in spec.metrics:
         unit = result.unit(metric)
@@ -363,10 +366,10 @@ def _compare_side(spec: EmbedSpec, result: Result, embedder: Embedder, subject: 
                           f'<span class="compare-metric-name">{escape(metric)}</span> '
                           f"{not_measured(reason)}</p></div>")
             continue
-        s = embedder.summary(result, subject, metric)
+        s = figure.summary(result, subject, metric)
         chart = Chart(kind=spec.kind, title=f"{subject}: {metric}",
-                      description=describe(result, embedder, metric, [subject]),
-                      panels=(panel(result, embedder, metric, [subject], limits.get(metric)),),
+                      description=describe(result, figure, metric, [subject]),
+                      panels=(panel(result, figure, metric, [subject], limits.get(metric)),),
                       compact=True)
         blocks.append(
             f'<div class="compare-metric"><p class="compare-value">'
@@ -374,9 +377,9 @@ def _compare_side(spec: EmbedSpec, result: Result, embedder: Embedder, subject: 
             f'<strong class="value">{with_unit(s.median, unit)}</strong> '
             f'<span class="interval">{interval(s.median_low, s.median_high)}</span> '
             f'<span class="n">n={s.n}</span></p>'
-            f'<div class="chart chart-compact">{embedder.charts.svg(chart)}</div></div>')
+            f'<div class="chart chart-compact">{charts.svg(chart)}</div></div>')
     return (f'<section class="compare-side compare-{side}" aria-label="{escape(subject)}">'
-            f'<p class="compare-subject">{swatch(subject, embedder)}{escape(subject)}</p>'
+            f'<p class="compare-subject">{swatch(subject, figure)}{escape(subject)}</p>'
             f"{''.join(blocks)}</section>")
 
 
@@ -393,7 +396,8 @@ def _shared_limits(result: Result, subjects: Sequence[str],
     return limits
 
 
-def compare_figure(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
+def compare_figure(spec: EmbedSpec, result: Result, figure: Figure, charts: ChartCache
+                   ) -> str:
     pair = [spec.left, spec.right]
     limits = _shared_limits(result, pair, spec.metrics)
     lines = []
@@ -404,17 +408,17 @@ def compare_figure(spec: EmbedSpec, result: Result, embedder: Embedder) -> str:
                          f"{escape(metric)}</span><br>no ratio: {escape(', '.join(missing))} "
                          "not measured</p>")
         else:
-            lines.append(verdict(result, embedder, spec.left, spec.right, metric))
+            lines.append(verdict(result, figure, spec.left, spec.right, metric))
     middle = f'<div class="compare-verdict">{"".join(lines)}</div>'
     body = (f'<div class="compare">'
-            f"{_compare_side(spec, result, embedder, spec.left, 'left', limits)}{middle}"
-            f"{_compare_side(spec, result, embedder, spec.right, 'right', limits)}</div>")
+            f"{_compare_side(spec, result, figure, charts, spec.left, 'left', limits)}{middle}"
+            f"{_compare_side(spec, result, figure, charts, spec.right, 'right', limits)}</div>")
     note = ("Ratios are of medians, with 95% bootstrap intervals; the left subject is "
             "named first.")
     return (f'<figure class="embed embed-compare" id="{_figure_id(spec)}">'
-            f"{badges(result, pair, embedder)}{body}"
-            f"{_details(data_table(result, embedder, spec.metrics, pair))}"
-            f"{caption(spec, result, embedder, pair, note)}</figure>\n")
+            f"{badges(result, pair, figure)}{body}"
+            f"{_details(data_table(result, figure, spec.metrics, pair))}"
+            f"{caption(spec, result, figure, pair, note)}</figure>\n")
 
 
 def placeholder(spec: EmbedSpec, lab_url: str) -> str:

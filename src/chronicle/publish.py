@@ -145,7 +145,7 @@ def publish(options: BuildOptions, target_name: str | None = None, force: bool =
     options = replace(options, out=site, drafts=False, future=False)
     report, problems = check_site(options)
     refusals = [str(p) for p in problems]
-    refusals += [f"stale result: {line}" for line in _stale(options)]
+    refusals += [f"stale result: {line}" for line in report.stale]
     for line in refusals:
         log(f"{'warning' if force else 'error'}: {line}")
     if refusals and not force:
@@ -154,15 +154,6 @@ def publish(options: BuildOptions, target_name: str | None = None, force: bool =
     deliver = {"dir": _deliver_dir, "rsync": _deliver_rsync, "git": _deliver_git}[target.kind]
     where, detail = deliver(target, report.out, paths, options)
     return Published(target, where, _count_files(report.out), tuple(refusals), detail)
-
-
-def _stale(options: BuildOptions) -> list[str]:
-    """Stale results the build's embeds showed (the lab's Embedder keeps the list)."""
-    lines = []
-    for item in getattr(options.embed_factory, "stale_results", []):  # embeds.StaleResult
-        posts = ", ".join(str(p) for p in item.posts)
-        lines.append(str(item) + (f", shown by {posts}" if posts else ""))
-    return lines
 
 
 def _count_files(folder: Path) -> int:

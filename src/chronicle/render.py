@@ -11,7 +11,9 @@ Templates get the :class:`~chronicle.model.Site` as ``site``, the config as ``co
 the page's own site path as ``url``, and the helpers ``href(path)`` (a link that works
 under the base URL's path), ``absolute(path)`` (a full URL, for feeds),
 ``once(macro, entry)`` (the macro's HTML for that entry, made once per build and reused
-by every page that lists the entry) and the filters ``isodate`` and ``human_date``.
+by every page that lists the entry), ``body(entry)`` (a post's or page's HTML with its
+figures drawn in, see :mod:`chronicle.figures`) and the filters ``isodate`` and
+``human_date``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +30,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 import jinja2
 
+from chronicle.embed_fences import fill
 from chronicle.errors import BuildError
 from chronicle.markdown import pygments_css
 from chronicle.model import Site, Tag
@@ -125,9 +129,11 @@ class _TagView:
 class Renderer:
     """Renders templates for one site; also handed to extra page generators (the lab)."""
 
-    def __init__(self, site: Site, paths: SitePaths, theme: Path):
+    def __init__(self, site: Site, paths: SitePaths, theme: Path, lab: Any = None):
         self.site = site
+        self.paths = paths
         self.theme = theme
+        self._lab = lab
         prefix = urlsplit(site.config.base_url).path or "/"
         folders = [paths.site_templates, *(layer / "templates" for layer in theme_layers(theme))]
         self.search_path = [p for p in folders if p.is_dir()]
@@ -144,8 +150,48 @@ class Renderer:
             absolute=lambda path: site.config.base_url + str(path).lstrip("/"),
         )
         self.env.globals["once"] = self._once
+        self.env.globals["body"] = self.body
         self.env.filters.update(isodate=_isodate, human_date=_human_date)
         self._made: dict[tuple[str, str], tuple[Any, Recorder]] = {}
+        self._figures: dict[tuple[str, bool], str] = {}  # a figure's HTML, made once a process
+
+    def lab(self) -> Any:
+        """The build's view of the results store (a :class:`chronicle.figures.Lab`)."""
+        if self._lab is None:
+            from chronicle.figures import Lab
+
+            self._lab = Lab.of_site(self.paths.root,
+                                    urlsplit(self.site.config.base_url).path or "/")
+        return self._lab
+
+    @cached_property
+    def charts(self) -> Any:
+        """Drawn charts, cached by content in ``.chronicle/charts/``."""
+        from chronicle.charts import ChartCache
+
+        return ChartCache(self.paths.cache / "charts")
+
+    def body(self, document: Any, charts: bool = True) -> str:
+        """A post's or page's HTML with its figures in place of their placeholders
+        (``charts=False``: each chart an empty ``<svg>``, nothing drawn, for the text).
+
+        The page rendering it depends on each experiment a figure shows (``result:NAME``);
+        its figures' own specs are in the body's digest already."""
+        figures = document.figures
+        if not figures:
+            return document.html
+        if self.env.recorder is not None:
+            self.env.recorder.site.update(f"result:{f.experiment}" for f in figures)
+        return fill(document.html, lambda index: self._figure(figures[index], charts))
+
+    def _figure(self, figure: Any, charts: bool) -> str:
+        key = (figure.digest, charts)
+        html = self._figures.get(key)
+        if html is None:
+            from chronicle.figures import NO_CHARTS, figure_html
+
+            html = self._figures[key] = figure_html(figure, self.charts if charts else NO_CHARTS)
+        return html
 
     def _once(self, macro: Any, entry: Any) -> Any:
         """``macro(entry)``, computed once per entry and process.

@@ -1,0 +1,331 @@
+"""Figures: the documents' embed specs resolved against the results store, as values.
+
+The build parses every document first (an ``embed`` token per ``chart``/``table``/
+``compare`` fence, :mod:`chronicle.embed_fences`), then, between its two passes, calls
+:func:`resolve_figures` once with every document's specs. It returns a
+:class:`Resolution`: per document its :class:`Figure` values (the resolved spec, the
+result shown and what the page needs to draw it), its warnings (a stale result, a newer
+result file that is invalid) and ``updated`` (when the newest result it shows finished);
+the build's stale results; and every error (an unknown experiment, subject or metric,
+a result that is missing), with file and line. Nothing here writes or renders: phase 2
+turns each figure into HTML (:func:`figure_html`) when a page shows it.
+
+A figure's ``digest`` covers what it shows; ``Resolution.inputs`` gives, per experiment,
+a digest of everything a figure of it depends on beyond its spec (the result's content,
+its staleness, the invalid files skipped, the site's subject colours): the page that
+shows it records ``result:EXPERIMENT`` with that digest, so a new run re-renders exactly
+the pages showing the experiment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from chronicle.cache import bytes_digest, digest
+from chronicle.charts import ChartCache, assign_colours, subject_colour
+from chronicle.embed_fences import EmbedSpec
+from chronicle.errors import BuildError
+from chronicle.lab import experiment as lab_experiment
+from chronicle.lab.results import Result, ResultStore, canonical_json
+from chronicle.lab.stats import Ratio, Summary, ratio_ci, summarize
+
+
+@dataclass(frozen=True)
+class StaleResult:
+    experiment: str
+    result_id: str
+    reasons: tuple[str, ...]
+    posts: tuple[Path, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.experiment} ({self.result_id}): {'; '.join(self.reasons)}"
+
+
+class Stats:
+    """Bootstrap summaries and ratios, each computed once per build (they are dear)."""
+
+    def __init__(self) -> None:
+        self._summaries: dict[tuple[str, str, str, str], Summary] = {}
+        self._ratios: dict[tuple[str, str, str, str, str], Ratio] = {}
+
+    def summary(self, result: Result, subject: str, metric: str) -> Summary:
+        key = (result.experiment, result.id, subject, metric)
+        if key not in self._summaries:
+            self._summaries[key] = summarize(result.values(subject, metric))
+        return self._summaries[key]
+
+    def ratio(self, result: Result, a: str, b: str, metric: str) -> Ratio:
+        key = (result.experiment, result.id, a, b, metric)
+        if key not in self._ratios:
+            self._ratios[key] = ratio_ci(result.values(a, metric), result.values(b, metric))
+        return self._ratios[key]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One embed, resolved: what its page needs to show it.
+
+    ``result`` is None for a placeholder (``--allow-missing`` and no valid run).
+    ``stale`` says why the result is stale (empty: fresh); ``skipped`` names the newer
+    result files that are invalid, ``(path, problem)``; ``colours`` the site's colour
+    of each subject it shows."""
+
+    spec: EmbedSpec
+    lab_url: str
+    result_id: str = ""
+    result_digest: str = ""
+    stale: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+    colours: tuple[tuple[str, str], ...] = ()
+    result: Result | None = field(default=None, compare=False, metadata={"digest": False})
+    stats: Stats = field(default_factory=Stats, compare=False, repr=False,
+                         metadata={"digest": False})
+
+    @cached_property
+    def digest(self) -> str:
+        from chronicle.model import fields_digest
+
+        return fields_digest("figure", self)
+
+    @property
+    def experiment(self) -> str:
+        return self.spec.experiment
+
+    def colour(self, subject: str) -> str:
+        return dict(self.colours).get(subject) or subject_colour(subject)
+
+    def summary(self, result: Result, subject: str, metric: str) -> Summary:
+        return self.stats.summary(result, subject, metric)
+
+    def ratio(self, result: Result, a: str, b: str, metric: str) -> Ratio:
+        return self.stats.ratio(result, a, b, metric)
+
+
+class Lab:
+    """The results store as one build's figures and lab pages see it: the shown result
+    of each experiment, its staleness, the site's subject colours, the lab URLs."""
+
+    def __init__(self, root: Path, store: ResultStore,
+                 scripts: Mapping[str, lab_experiment.Experiment], base_path: str = "/"):
+        self.root = Path(root)
+        self.store = store
+        self.scripts = dict(scripts)
+        self.base_path = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
+        self.stats = Stats()
+        self._stale: dict[str, tuple[str, ...]] = {}
+
+    @classmethod
+    def of_site(cls, root: Path, base_path: str = "/") -> Lab:
+        from chronicle.paths import SitePaths
+
+        return cls(root, ResultStore(SitePaths(root).results),
+                   {e.name: e for e in lab_experiment.discover(root)}, base_path)
+
+    def experiments(self) -> list[str]:
+        """Every experiment a post may name: discovered scripts and stored results."""
+        return sorted(set(self.scripts) | set(self.store.experiments()))
+
+    @cached_property
+    def colours(self) -> dict[str, str]:
+        """Each subject's colour on every page of this site (see charts.assign_colours)."""
+        subjects: set[str] = set()
+        for name in self.store.experiments():
+            result = self.store.shown(name)
+            if result is not None:
+                subjects.update(measured_or_declared(result))
+        return assign_colours(subjects)
+
+    def colour(self, subject: str) -> str:
+        return self.colours.get(subject) or subject_colour(subject)
+
+    def lab_url(self, experiment: str) -> str:
+        return f"{self.base_path}lab/{experiment}/"
+
+    def staleness(self, result: Result) -> tuple[str, ...]:
+        """Why ``result`` is stale: its script, inputs or params changed (never the
+        environment: a site built on another machine must not call every result stale)."""
+        if result.id not in self._stale:
+            script = self.scripts.get(result.experiment)
+            self._stale[result.id] = (
+                ("its experiment script is gone",) if script is None
+                else tuple(lab_experiment.staleness(script, result, include_environment=False)))
+        return self._stale[result.id]
+
+    def skipped(self, result: Result) -> tuple[tuple[str, str], ...]:
+        """Invalid result files newer than ``result``: the run shown instead of them."""
+        return tuple((str(self.relative(b.path)), b.summary)
+                     for b in self.store.bad_files(result.experiment, newer_than=result))
+
+    def relative(self, path: Path) -> Path:
+        return path.relative_to(self.root) if path.is_relative_to(self.root) else path
+
+    def figure(self, spec: EmbedSpec, result: Result) -> Figure:
+        subjects = {*spec.subjects, *(s for s in (spec.left, spec.right) if s)}
+        return Figure(spec=spec, lab_url=self.lab_url(result.experiment), result_id=result.id,
+                      result_digest=self.result_digest(result), stale=self.staleness(result),
+                      skipped=self.skipped(result),
+                      colours=tuple((s, self.colour(s)) for s in sorted(subjects)),
+                      result=result, stats=self.stats)
+
+    def result_digest(self, result: Result) -> str:
+        return bytes_digest(canonical_json(result.to_json()))
+
+    def input_digest(self, experiment: str) -> str:
+        """What every figure of ``experiment`` shows beyond its spec, hashed."""
+        result = self.store.shown(experiment)
+        if result is None:
+            bad = self.store.bad_files(experiment)
+            return digest("missing", *(f"{b.path}:{b.summary}" for b in bad))
+        return digest(self.result_digest(result), *self.staleness(result),
+                      *(f"{p}:{s}" for p, s in self.skipped(result)),
+                      *(f"{s}={c}" for s, c in sorted(self.colours.items())), self.base_path)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What :func:`resolve_figures` found, by document source."""
+
+    figures: dict[Path, tuple[Figure, ...]]
+    warnings: dict[Path, tuple[str, ...]]
+    updated: dict[Path, datetime]
+    stale: tuple[StaleResult, ...]
+    errors: tuple[BuildError, ...]
+    inputs: dict[str, str]  # "result:EXPERIMENT" → Lab.input_digest(EXPERIMENT)
+
+
+def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
+                    allow_missing: bool = False) -> Resolution:
+    """Every document's specs checked against the store and made into figures."""
+    figures: dict[Path, tuple[Figure, ...]] = {}
+    warnings: dict[Path, tuple[str, ...]] = {}
+    updated: dict[Path, datetime] = {}
+    errors: list[BuildError] = []
+    shown_by: dict[str, set[Path]] = {}
+    known = lab.experiments()
+    for path, doc_specs in specs.items():
+        made: list[Figure] = []
+        used: dict[str, Result] = {}
+        placeholders_for_bad: dict[str, Any] = {}
+        for spec in doc_specs:
+            if spec.experiment not in known:
+                errors.append(BuildError(f"unknown experiment {spec.experiment!r} (known: "
+                                         f"{', '.join(known) or 'none yet'})", path, spec.line))
+                continue
+            result = lab.store.shown(spec.experiment)
+            if result is None:
+                bad = lab.store.bad_files(spec.experiment)
+                if not allow_missing:
+                    why = (f" ({lab.relative(bad[-1].path)} is not a valid result: "
+                           f"{bad[-1].summary})" if bad else "")
+                    errors.append(BuildError(
+                        f"experiment {spec.experiment!r} has no successful run yet{why}: run "
+                        f"`chronicle lab run {spec.experiment}`, or build with "
+                        "--allow-missing for a placeholder", path, spec.line))
+                    continue
+                if bad:
+                    placeholders_for_bad[spec.experiment] = bad[-1]
+                made.append(Figure(spec=spec, lab_url=lab.lab_url(spec.experiment)))
+                continue
+            try:
+                spec = resolve(spec, result, path)
+            except BuildError as exc:
+                errors.append(exc)
+                continue
+            used[spec.experiment] = result
+            shown_by.setdefault(spec.experiment, set()).add(path)
+            made.append(lab.figure(spec, result))
+        figures[path] = tuple(made)
+        warnings[path] = tuple(_warnings(lab, path, used, placeholders_for_bad))
+        times = [t for t in (_parse_time(r.finished or r.started) for r in used.values()) if t]
+        if times:
+            updated[path] = max(times)
+    stale = []
+    for experiment in sorted(shown_by):
+        result = lab.store.shown(experiment)
+        if result is not None and lab.staleness(result):
+            stale.append(StaleResult(experiment, result.id, lab.staleness(result),
+                                     tuple(sorted(shown_by[experiment]))))
+    experiments = sorted({f.experiment for made in figures.values() for f in made})
+    return Resolution(figures=figures, warnings=warnings, updated=updated, stale=tuple(stale),
+                      errors=tuple(errors),
+                      inputs={f"result:{e}": lab.input_digest(e) for e in experiments})
+
+
+def _warnings(lab: Lab, path: Path, used: dict[str, Result],
+              placeholders_for_bad: dict[str, Any]) -> list[str]:
+    """One per stale result the document shows, per invalid file skipped, per placeholder
+    standing for a bad file: listed by the build, fatal with --strict."""
+    found = []
+    for name, result in sorted(used.items()):
+        reasons = lab.staleness(result)
+        if reasons:
+            found.append(f"{path}: shows a stale result of {name} ({result.id}): "
+                         f"{'; '.join(reasons)}")
+        for bad_path, problem in lab.skipped(result):
+            found.append(f"{path}: {bad_path} is not a valid result ({problem}); showing the "
+                         f"run before it, {result.id}")
+    for name, bad in sorted(placeholders_for_bad.items()):
+        found.append(f"{path}: {lab.relative(bad.path)} is not a valid result ({bad.summary}); "
+                     f"{name} has no valid run: a placeholder shown")
+    return found
+
+
+def measured_or_declared(result: Result) -> list[str]:
+    """Subjects with samples, then those the script declared but could not measure."""
+    declared = sorted((result.provenance.get("subjects") or {}).keys())
+    return result.subjects + [s for s in declared if s not in result.subjects]
+
+
+def resolve(spec: EmbedSpec, result: Result, path: Path) -> EmbedSpec:
+    """Check every name against ``result`` and fill in the defaults it implies."""
+    metrics = result.metrics
+    subjects = measured_or_declared(result)
+
+    def check(name: str, valid: list[str], what: str, key: str) -> None:
+        if name not in valid:
+            raise BuildError(f"unknown {what} {name!r} in {result.experiment} (known: "
+                             f"{', '.join(valid) or 'none'})", path, spec.line_of(key))
+
+    for metric in spec.metrics:
+        check(metric, metrics, "metric", "metrics" if "metrics" in spec.key_lines else "metric")
+    for subject in spec.subjects:
+        check(subject, subjects, "subject", "subjects")
+    for side in ("left", "right"):
+        if getattr(spec, side):
+            check(getattr(spec, side), subjects, "subject", side)
+    return replace(spec, metrics=spec.metrics or tuple(metrics),
+                   subjects=spec.subjects or tuple(subjects))
+
+
+class _NoCharts:
+    """Charts as empty ``<svg>`` elements: a figure's text without drawing anything."""
+
+    def svg(self, chart: Any) -> str:
+        return "<svg></svg>"
+
+
+NO_CHARTS: Any = _NoCharts()
+
+
+def figure_html(figure: Figure, charts: ChartCache) -> str:
+    """A figure's HTML (drawing its charts through ``charts``, which caches them)."""
+    from chronicle import embeds_html
+
+    if figure.result is None:
+        return embeds_html.placeholder(figure.spec, figure.lab_url)
+    return embeds_html.render(figure.spec, figure.result, figure, charts)
+
+
+def _parse_time(text: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
