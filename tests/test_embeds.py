@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 
 from chronicle.build import BuildOptions, build
-from chronicle.charts import ChartCache
 from chronicle.embed_fences import fill, parse_fence
-from chronicle.embeds_html import shown_ratio
 from chronicle.errors import BuildError, BuildErrors
-from chronicle.figures import Lab, Resolution, figure_html, resolve_figures
+from chronicle.figure_parts import shown_ratio
+from chronicle.figures import Lab, Resolution, resolve_figures
 from chronicle.hooks import standard_hooks
 from chronicle.lab.stats import Ratio
 from chronicle.markdown import render_markdown
 from tests.embeds_support import (
+    figure_renderer,
     fresh_experiment,
     fresh_key_parts,
     make_result,
@@ -46,8 +46,8 @@ def shown(root: Path, markdown: str, path: Path | None = None, base_path: str = 
                             allow_missing)
     if found.errors:
         raise found.errors[0] if len(found.errors) == 1 else BuildErrors(list(found.errors))
-    charts = ChartCache(root / ".chronicle" / "charts")
-    return fill(rendered.html, lambda i: figure_html(found.figures[path][i], charts)), found
+    renderer = figure_renderer(root)
+    return fill(rendered.html, lambda i: renderer.figure(found.figures[path][i])), found
 
 
 def post(root: Path, markdown: str, **options) -> str:

@@ -318,3 +318,18 @@ def test_a_prose_edit_of_a_figure_post_draws_no_chart(figure_blog, tmp_path):
     assert after["2026/11/boot/index.html"] != before["2026/11/boot/index.html"]
     assert drawn_charts(figure_blog) == charts
     assert_equals_clean(figure_blog, tmp_path / "clean")
+
+
+def test_a_site_s_figure_template_restyles_exactly_the_pages_with_such_figures(figure_blog,
+                                                                               tmp_path):
+    before = tree(figure_blog / "output")
+    theme = Path(__file__).parent.parent / "themes" / "chronicle" / "templates" / "figures"
+    own = (theme / "compare.html").read_text().replace('class="compare"', 'class="compare mine"')
+    write(figure_blog / "site" / "templates" / "figures" / "compare.html", own)
+    run(figure_blog)
+    after = tree(figure_blog / "output")
+    changed = {n for n in after if after.get(n) != before.get(n)}
+    # the post with the comparison, and the feed that carries its body
+    assert changed == {"2026/11/memory/index.html", "atom.xml"}
+    assert b'<div class="compare mine">' in after["2026/11/memory/index.html"]
+    assert_equals_clean(figure_blog, tmp_path / "clean")

@@ -8,7 +8,8 @@ result shown and what the page needs to draw it), its warnings (a stale result, 
 result file that is invalid) and ``updated`` (when the newest result it shows finished);
 the build's stale results; and every error (an unknown experiment, subject or metric,
 a result that is missing), with file and line. Nothing here writes or renders: phase 2
-turns each figure into HTML (:func:`figure_html`) when a page shows it.
+turns each figure into HTML through the theme's ``figures/<kind>.html`` template
+(:meth:`chronicle.render.Renderer.figure`) when a page shows it.
 
 A figure's ``digest`` covers what it shows; ``Resolution.inputs`` gives, per experiment,
 a digest of everything a figure of it depends on beyond its spec (the result's content,
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from chronicle.cache import bytes_digest, digest
-from chronicle.charts import ChartCache, assign_colours, subject_colour
+from chronicle.charts import assign_colours, subject_colour
 from chronicle.embed_fences import EmbedSpec
 from chronicle.errors import BuildError
 from chronicle.lab import experiment as lab_experiment
@@ -118,6 +119,7 @@ class Lab:
         self.base_path = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
         self.stats = Stats()
         self._stale: dict[str, tuple[str, ...]] = {}
+        self._digests: dict[tuple[str, str], str] = {}
 
     @classmethod
     def of_site(cls, root: Path, base_path: str = "/") -> Lab:
@@ -173,7 +175,10 @@ class Lab:
                       result=result, stats=self.stats)
 
     def result_digest(self, result: Result) -> str:
-        return bytes_digest(canonical_json(result.to_json()))
+        key = (result.experiment, result.id)
+        if key not in self._digests:
+            self._digests[key] = bytes_digest(canonical_json(result.to_json()))
+        return self._digests[key]
 
     def input_digest(self, experiment: str) -> str:
         """What every figure of ``experiment`` shows beyond its spec, hashed."""
@@ -310,15 +315,6 @@ class _NoCharts:
 
 
 NO_CHARTS: Any = _NoCharts()
-
-
-def figure_html(figure: Figure, charts: ChartCache) -> str:
-    """A figure's HTML (drawing its charts through ``charts``, which caches them)."""
-    from chronicle import embeds_html
-
-    if figure.result is None:
-        return embeds_html.placeholder(figure.spec, figure.lab_url)
-    return embeds_html.render(figure.spec, figure.result, figure, charts)
 
 
 def _parse_time(text: str) -> datetime | None:

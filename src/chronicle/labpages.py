@@ -24,7 +24,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer, TextLexer, get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from chronicle import embeds_html
+from chronicle import figure_parts
 from chronicle.charts import Chart, ChartCache
 from chronicle.embed_fences import EmbedSpec
 from chronicle.figures import Figure, Lab, measured_or_declared
@@ -63,8 +63,8 @@ class LabEntry:
     source_html: Markup | None
     runs: tuple[Result, ...]  # newest first
     latest: Result | None  # latest good run
-    badges: Markup
-    caption: Markup
+    badges: tuple[figure_parts.Badge, ...]  # the latest run's, as a post's figure has them
+    caption: figure_parts.Caption | None
     charts: tuple[Markup, ...]
     stats: tuple[StatRow, ...]
     unmeasured: tuple[tuple[str, str], ...]
@@ -107,9 +107,8 @@ def lab_entry(lab: Lab, name: str, script: Any | None, charts: ChartCache) -> La
         source_html=_source(script.path) if script is not None else None,
         runs=runs,
         latest=latest,
-        badges=Markup(embeds_html.badges(latest, subjects, figure)) if figure else Markup(""),
-        caption=(Markup(embeds_html.caption(figure.spec, latest, figure, subjects)) if figure
-                 else Markup("")),
+        badges=tuple(figure_parts.badges(latest, subjects, figure)) if figure else (),
+        caption=figure_parts.caption(figure.spec, latest, figure, subjects) if figure else None,
         charts=tuple(_charts(figure, latest, charts)) if figure else (),
         stats=tuple(_stats(figure, latest)) if figure else (),
         unmeasured=tuple(unmeasured_subjects(latest)) if latest else (),
@@ -134,24 +133,24 @@ def _charts(figure: Figure, result: Result, charts: ChartCache) -> Iterable[Mark
         if not shown:
             continue
         chart = Chart(kind="box", title=f"{result.experiment}: {metric}",
-                      description=embeds_html.describe(result, figure, metric, shown),
-                      panels=(embeds_html.panel(result, figure, metric, shown),))
+                      description=figure_parts.describe(result, figure, metric, shown),
+                      panels=(figure_parts.panel(result, figure, metric, shown),))
         yield Markup(f'<div class="chart">{charts.svg(chart)}</div>')
 
 
 def _stats(figure: Figure, result: Result) -> Iterable[StatRow]:
-    number = embeds_html.number
+    number = figure_parts.number
     for metric in result.metrics:
         unit = result.unit(metric)
         for subject in result.subjects:
-            reason = embeds_html.unmeasured_reason(result, subject, metric)
-            if reason == embeds_html.NO_SAMPLES:
+            reason = figure_parts.unmeasured_reason(result, subject, metric)
+            if reason == figure_parts.NO_SAMPLES:
                 continue  # the metric does not apply to this subject
             if reason:
                 yield StatRow(metric, subject, unit, (), reason)
                 continue
             s = figure.summary(result, subject, metric)
-            cells = (str(s.n), number(s.median), embeds_html.interval(s.median_low, s.median_high),
+            cells = (str(s.n), number(s.median), figure_parts.interval(s.median_low, s.median_high),
                      number(s.mean), number(s.sd), number(s.min), number(s.p5), number(s.q1),
                      number(s.q3), number(s.p95), number(s.max), str(len(s.outliers)))
             yield StatRow(metric, subject, unit, cells, "", tuple(stats_warnings(s, unit)))
@@ -159,7 +158,7 @@ def _stats(figure: Figure, result: Result) -> Iterable[StatRow]:
 
 def unmeasured_subjects(result: Result) -> list[tuple[str, str]]:
     """Subjects the script declared but this host could not run, with the reason."""
-    return [(s, embeds_html.unmeasured_reason(result, s) or "")
+    return [(s, figure_parts.unmeasured_reason(result, s) or "")
             for s in measured_or_declared(result) if s not in result.subjects]
 
 

@@ -153,7 +153,8 @@ class Renderer:
         self.env.globals["body"] = self.body
         self.env.filters.update(isodate=_isodate, human_date=_human_date)
         self._made: dict[tuple[str, str], tuple[Any, Recorder]] = {}
-        self._figures: dict[tuple[str, bool], str] = {}  # a figure's HTML, made once a process
+        # a figure's HTML and what making it read, by digest: made once a process
+        self._figures: dict[tuple[str, bool], tuple[str, Recorder]] = {}
 
     def lab(self) -> Any:
         """The build's view of the results store (a :class:`chronicle.figures.Lab`)."""
@@ -182,16 +183,28 @@ class Renderer:
             return document.html
         if self.env.recorder is not None:
             self.env.recorder.site.update(f"result:{f.experiment}" for f in figures)
-        return fill(document.html, lambda index: self._figure(figures[index], charts))
+        return fill(document.html, lambda index: self.figure(figures[index], charts))
 
-    def _figure(self, figure: Any, charts: bool) -> str:
+    def figure(self, figure: Any, charts: bool = True) -> str:
+        """A figure's HTML from the theme's ``figures/<kind>.html``, made once a process;
+        what it read is replayed into each page that shows it (as with ``once``)."""
         key = (figure.digest, charts)
-        html = self._figures.get(key)
-        if html is None:
-            from chronicle.figures import NO_CHARTS, figure_html
+        made = self._figures.get(key)
+        outer = self.env.recorder
+        if made is None:
+            from chronicle.figure_parts import figure_context
+            from chronicle.figures import NO_CHARTS
 
-            html = self._figures[key] = figure_html(figure, self.charts if charts else NO_CHARTS)
-        return html
+            template, context = figure_context(figure, self.charts if charts else NO_CHARTS)
+            self.env.recorder = inner = Recorder()
+            try:
+                made = self._figures[key] = (self._render_text(template, context), inner)
+            finally:
+                self.env.recorder = outer
+        if outer is not None:
+            outer.templates |= made[1].templates
+            outer.site |= made[1].site
+        return made[0]
 
     def _once(self, macro: Any, entry: Any) -> Any:
         """``macro(entry)``, computed once per entry and process.
@@ -236,8 +249,11 @@ class Renderer:
 
     def render(self, template: str, url: str, **context: Any) -> bytes:
         """Render ``template`` for the page at site path ``url``."""
+        return self._render_text(template, {"url": url, **context}).encode("utf-8")
+
+    def _render_text(self, template: str, context: dict[str, Any]) -> str:
         try:
-            text = self.env.get_template(template).render(url=url, **context)
+            return self.env.get_template(template).render(**context)
         except jinja2.TemplateSyntaxError as exc:
             raise BuildError(f"template error: {exc.message}", exc.filename or template,
                              exc.lineno) from None
@@ -245,7 +261,6 @@ class Renderer:
             raise BuildError(f"template {exc.name!r} not found", self.theme) from None
         except jinja2.UndefinedError as exc:
             raise BuildError(f"template error: {exc.message}", template) from None
-        return text.encode("utf-8")
 
     def page(self, template: str, url: str, **context: Any) -> tuple[str, bytes]:
         """``(output file, bytes)`` for one page: the shape extra page generators return."""
