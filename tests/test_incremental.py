@@ -333,3 +333,20 @@ def test_a_site_s_figure_template_restyles_exactly_the_pages_with_such_figures(f
     assert changed == {"2026/11/memory/index.html", "atom.xml"}
     assert b'<div class="compare mine">' in after["2026/11/memory/index.html"]
     assert_equals_clean(figure_blog, tmp_path / "clean")
+
+
+def test_a_rebuild_neither_checks_result_files_again_nor_recomputes_numbers(figure_blog,
+                                                                           monkeypatch):
+    from chronicle import figures
+    from chronicle.lab import results
+
+    def again(*args, **kwargs):
+        raise AssertionError("done again: not taken from the build cache")
+
+    monkeypatch.setattr(results, "file_problems", again)
+    monkeypatch.setattr(figures, "summarize", again)
+    monkeypatch.setattr(figures, "ratio_ci", again)
+    for name in ("2026-11-02-boot.md", "2026-11-03-memory.md"):  # both figures re-made
+        post = figure_blog / "posts" / name
+        post.write_text(post.read_text() + "\nAn afterthought.\n")
+    assert run(figure_blog).written >= 2

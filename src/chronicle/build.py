@@ -149,7 +149,7 @@ def _build(options: BuildOptions) -> BuildReport:
         posts = select_posts([d for d in docs if isinstance(d.doc, Post)], options, now)
         pages = [d for d in docs if isinstance(d.doc, Page)]
         parsed = parse_docs([*posts, *pages], cache)
-        figures = resolve_figures(parsed, paths, config, options)
+        figures = resolve_figures(parsed, paths, config, options, cache)
         if read_errors or parsed.errors or figures.errors:
             raise BuildErrors(read_errors + parsed.errors + list(figures.errors))
         entries, page_entries, warnings = make_entries(parsed, figures)
@@ -335,8 +335,9 @@ class Figures:
 
 
 def resolve_figures(parsed: Parsed, paths: SitePaths, config: SiteConfig,
-                    options: BuildOptions) -> Figures:
-    """The documents' figures against the results store: between the two passes."""
+                    options: BuildOptions, cache: Cache) -> Figures:
+    """The documents' figures against the results store: between the two passes (with
+    their numbers computed, or taken from the cache, before the pages render)."""
     specs = {doc.doc.source: rendered.embeds for doc, _, rendered in parsed.documents
              if rendered.embeds}
     if not specs:
@@ -346,8 +347,10 @@ def resolve_figures(parsed: Parsed, paths: SitePaths, config: SiteConfig,
     from chronicle.figures import Lab
     from chronicle.figures import resolve_figures as resolve
 
-    lab = Lab.of_site(paths.root, urlsplit(config.base_url).path or "/")
+    lab = Lab.of_site(paths.root, urlsplit(config.base_url).path or "/", cache)
     found = resolve(specs, lab, options.allow_missing)
+    if not found.errors:
+        lab.prefetch((f for made in found.figures.values() for f in made), cache)
     stale = tuple(str(s) + (f", shown by {', '.join(map(str, s.posts))}" if s.posts else "")
                   for s in found.stale)
     return Figures(found.figures, found.warnings, found.updated, stale, found.errors,

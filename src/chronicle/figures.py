@@ -20,20 +20,21 @@ the pages showing the experiment.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from chronicle.cache import bytes_digest, digest
+from chronicle.cache import bytes_digest, code_version, digest
 from chronicle.charts import assign_colours, subject_colour
 from chronicle.embed_fences import EmbedSpec
 from chronicle.errors import BuildError
 from chronicle.lab import experiment as lab_experiment
-from chronicle.lab.results import Result, ResultStore, canonical_json
+from chronicle.lab.results import BadFile, Result, ResultStore, canonical_json
 from chronicle.lab.stats import Ratio, Summary, ratio_ci, summarize
+from chronicle.parallel import iter_chunks
 
 
 @dataclass(frozen=True)
@@ -48,23 +49,49 @@ class StaleResult:
 
 
 class Stats:
-    """Bootstrap summaries and ratios, each computed once per build (they are dear)."""
+    """Bootstrap summaries and ratios, each computed once per build (they are dear), by
+    the content of the result they are of."""
 
-    def __init__(self) -> None:
-        self._summaries: dict[tuple[str, str, str, str], Summary] = {}
-        self._ratios: dict[tuple[str, str, str, str, str], Ratio] = {}
+    def __init__(self, digest_of: Callable[[Result], str]):
+        self.digest_of = digest_of
+        self.known: dict[str, Any] = {}
 
     def summary(self, result: Result, subject: str, metric: str) -> Summary:
-        key = (result.experiment, result.id, subject, metric)
-        if key not in self._summaries:
-            self._summaries[key] = summarize(result.values(subject, metric))
-        return self._summaries[key]
+        key = digest("summary", self.digest_of(result), subject, metric)
+        if key not in self.known:
+            self.known[key] = summarize(result.values(subject, metric))
+        return self.known[key]
 
     def ratio(self, result: Result, a: str, b: str, metric: str) -> Ratio:
-        key = (result.experiment, result.id, a, b, metric)
-        if key not in self._ratios:
-            self._ratios[key] = ratio_ci(result.values(a, metric), result.values(b, metric))
-        return self._ratios[key]
+        key = digest("ratio", self.digest_of(result), a, b, metric)
+        if key not in self.known:
+            self.known[key] = ratio_ci(result.values(a, metric), result.values(b, metric))
+        return self.known[key]
+
+    def prefetch(self, wanted: Iterable[tuple[Any, ...]], cache: Any) -> None:
+        """Have every ``("summary", result, subject, metric)`` and ``("ratio", result,
+        a, b, metric)`` ready: from ``cache`` (by the result's content), else computed
+        here on every core and kept there. Done before the pages render, the workers
+        that render them inherit the lot instead of each computing its own."""
+        todo = {digest(kind, self.digest_of(result), *names): (kind, result, *names)
+                for kind, result, *names in wanted}
+        version = code_version()
+        stored = {digest(version, key): key for key in todo if key not in self.known}
+        for cached, value in cache.get_many("stats", stored).items():
+            self.known[stored[cached]] = value
+        missing = [key for key in todo if key not in self.known]
+
+        def work(indices: Sequence[int]) -> list[Any]:
+            found = []
+            for i in indices:
+                kind, result, *names = todo[missing[i]]
+                found.append(getattr(self, kind)(result, *names))
+            return found
+
+        for key, value in zip(missing, iter_chunks(work, len(missing), minimum=32, small=True),
+                              strict=True):
+            self.known[key] = value
+            cache.put("stats", digest(version, key), value)
 
 
 @dataclass(frozen=True)
@@ -84,8 +111,8 @@ class Figure:
     skipped: tuple[tuple[str, str], ...] = ()
     colours: tuple[tuple[str, str], ...] = ()
     result: Result | None = field(default=None, compare=False, metadata={"digest": False})
-    stats: Stats = field(default_factory=Stats, compare=False, repr=False,
-                         metadata={"digest": False})
+    stats: Stats | None = field(default=None, compare=False, repr=False,
+                                metadata={"digest": False})
 
     @cached_property
     def digest(self) -> str:
@@ -101,10 +128,30 @@ class Figure:
         return dict(self.colours).get(subject) or subject_colour(subject)
 
     def summary(self, result: Result, subject: str, metric: str) -> Summary:
+        assert self.stats is not None, "a placeholder has no numbers"
         return self.stats.summary(result, subject, metric)
 
     def ratio(self, result: Result, a: str, b: str, metric: str) -> Ratio:
+        assert self.stats is not None, "a placeholder has no numbers"
         return self.stats.ratio(result, a, b, metric)
+
+
+class CachedResultStore(ResultStore):
+    """The results store, each file's reading (and checking) kept in the build cache by
+    the file's content: a build reads the dozens of stored runs it does not show from
+    there, not through the JSON schema again."""
+
+    def __init__(self, root: Path, cache: Any):
+        super().__init__(root)
+        self.cache = cache
+
+    def _read(self, path: Path) -> Result | BadFile:
+        key = digest(code_version(), str(path), self.cache.file_hash(path))
+        found = self.cache.get("result", key)
+        if found is None:
+            found = super()._read(path)
+            self.cache.put("result", key, found)
+        return found
 
 
 class Lab:
@@ -117,16 +164,20 @@ class Lab:
         self.store = store
         self.scripts = dict(scripts)
         self.base_path = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
-        self.stats = Stats()
+        self.stats = Stats(self.result_digest)
         self._stale: dict[str, tuple[str, ...]] = {}
         self._digests: dict[tuple[str, str], str] = {}
+        self._names: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
 
     @classmethod
-    def of_site(cls, root: Path, base_path: str = "/") -> Lab:
+    def of_site(cls, root: Path, base_path: str = "/", cache: Any = None) -> Lab:
+        """The lab of the site at ``root``; with a build ``cache``, each result file is
+        read and checked once, then taken from the cache while its bytes stay the same."""
         from chronicle.paths import SitePaths
 
-        return cls(root, ResultStore(SitePaths(root).results),
-                   {e.name: e for e in lab_experiment.discover(root)}, base_path)
+        folder = SitePaths(root).results
+        store = CachedResultStore(folder, cache) if cache is not None else ResultStore(folder)
+        return cls(root, store, {e.name: e for e in lab_experiment.discover(root)}, base_path)
 
     def experiments(self) -> list[str]:
         """Every experiment a post may name: discovered scripts and stored results."""
@@ -174,11 +225,37 @@ class Lab:
                       colours=tuple((s, self.colour(s)) for s in sorted(subjects)),
                       result=result, stats=self.stats)
 
+    def names(self, result: Result) -> tuple[list[str], list[str]]:
+        """The result's metrics and subjects (measured or declared), found once."""
+        key = (result.experiment, result.id)
+        if key not in self._names:
+            self._names[key] = (result.metrics, measured_or_declared(result))
+        return self._names[key]
+
     def result_digest(self, result: Result) -> str:
         key = (result.experiment, result.id)
         if key not in self._digests:
             self._digests[key] = bytes_digest(canonical_json(result.to_json()))
         return self._digests[key]
+
+    def prefetch(self, figures: Iterable[Figure], cache: Any) -> None:
+        """Every number the figures and the lab pages show, ready before pages render:
+        each shown result's summaries, and both ratios of each comparison."""
+        wanted: list[tuple[Any, ...]] = []
+        for name in self.store.experiments():
+            result = self.store.shown(name)
+            if result is not None:
+                wanted += [("summary", result, s, m) for s in result.subjects
+                           for m in result.metrics if result.values(s, m)]
+        for figure in figures:
+            spec, result = figure.spec, figure.result
+            if result is None or spec.fence != "compare":
+                continue
+            for metric in spec.metrics:
+                if result.values(spec.left, metric) and result.values(spec.right, metric):
+                    wanted += [("ratio", result, spec.right, spec.left, metric),
+                               ("ratio", result, spec.left, spec.right, metric)]
+        self.stats.prefetch(wanted, cache)
 
     def input_digest(self, experiment: str) -> str:
         """What every figure of ``experiment`` shows beyond its spec, hashed."""
@@ -237,7 +314,7 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                 made.append(Figure(spec=spec, lab_url=lab.lab_url(spec.experiment)))
                 continue
             try:
-                spec = resolve(spec, result, path)
+                spec = resolve(spec, result, path, lab.names(result))
             except BuildError as exc:
                 errors.append(exc)
                 continue
@@ -286,10 +363,11 @@ def measured_or_declared(result: Result) -> list[str]:
     return result.subjects + [s for s in declared if s not in result.subjects]
 
 
-def resolve(spec: EmbedSpec, result: Result, path: Path) -> EmbedSpec:
-    """Check every name against ``result`` and fill in the defaults it implies."""
-    metrics = result.metrics
-    subjects = measured_or_declared(result)
+def resolve(spec: EmbedSpec, result: Result, path: Path,
+            names: tuple[list[str], list[str]] | None = None) -> EmbedSpec:
+    """Check every name against ``result`` and fill in the defaults it implies
+    (``names``: the result's metrics and subjects, when known)."""
+    metrics, subjects = names or (result.metrics, measured_or_declared(result))
 
     def check(name: str, valid: list[str], what: str, key: str) -> None:
         if name not in valid:
