@@ -32,7 +32,6 @@ import jinja2
 
 from chronicle.embed_fences import fill
 from chronicle.errors import BuildError
-from chronicle.markdown import pygments_css
 from chronicle.model import Site, Tag
 from chronicle.paths import BUNDLED_THEMES as BUNDLED_THEMES  # where the preview watches
 from chronicle.paths import SitePaths, packaged_theme
@@ -322,13 +321,6 @@ def page_jobs(site: Site) -> list[PageJob]:
         taken_by[name] = redirect.source
         page("redirect.html", redirect.url, redirect=redirect)
     return jobs
-
-
-def render_site(site: Site, renderer: Renderer) -> dict[str, bytes]:
-    """Every generated file of the site, by output path (all in memory: small sites)."""
-    files = {job.name: job.render(renderer) for job in page_jobs(site)}
-    files["static/pygments.css"] = pygments_css().encode()
-    return files
 
 
 def sitemap_xml(site: Site, extra_urls: Iterable[str] = ()) -> bytes:
