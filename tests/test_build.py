@@ -196,3 +196,17 @@ def test_long_post_gets_a_table_of_contents(site_root):
     run(site_root)
     page = (site_root / "output/2025/03/long/index.html").read_text()
     assert 'class="toc"' in page and 'href="#three"' in page
+
+
+def test_a_template_that_leaves_out_a_body_s_figures_is_an_error(site_root):
+    from tests.embeds_support import fresh_experiment
+
+    fresh_experiment(site_root)
+    write(site_root / "posts/2025-05-01-data.md",
+          post_text("Data", "2025-05-01", body="```table boot-to-init\n```\n"))
+    # an ejected post.html from before figures were drawn when a page renders
+    write(site_root / "site/templates/post.html",
+          '{% extends "base.html" %}{% block main %}{{ entry.html|safe }}{% endblock %}\n')
+    with pytest.raises(BuildError, match=r"write body\(entry\)") as caught:
+        run(site_root)
+    assert caught.value.path == site_root / "site/templates/post.html"

@@ -302,6 +302,10 @@ def test_a_new_result_renders_only_the_pages_showing_it(figure_blog, tmp_path, m
     manifest = json.loads((figure_blog / ".chronicle" / "manifest.json").read_text())
     deps = manifest["outputs"]["2026/11/memory/index.html"]["deps"]
     assert "result:footprint" in deps and "result:boot-to-init" not in deps
+    charts = [d.removeprefix("chart:") for d in deps if d.startswith("chart:")]
+    assert len(charts) == 2  # one per side of the comparison
+    assert all((figure_blog / ".chronicle" / "charts" / f"{key}.svg").is_file()
+               for key in charts)
     assert_equals_clean(figure_blog, tmp_path / "clean")
 
 

@@ -54,6 +54,7 @@ _KEYS = {
     "table": ("metric", "metrics", "subjects", "title"),
     "compare": ("left", "right", "metric", "metrics", "kind", "title"),
 }
+PLACEHOLDER_MARK = "<!--chronicle-figure:"
 _PLACEHOLDER = re.compile(r"<!--chronicle-figure:(\d+)-->\n")
 
 
@@ -97,7 +98,7 @@ def placeholder(index: int) -> str:
 
 def fill(html: str, figure_html: Callable[[int], str]) -> str:
     """``html`` with each placeholder replaced by ``figure_html(index)``."""
-    if "<!--chronicle-figure:" not in html:
+    if PLACEHOLDER_MARK not in html:
         return html
     return _PLACEHOLDER.sub(lambda m: figure_html(int(m.group(1))), html)
 

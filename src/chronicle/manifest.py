@@ -31,6 +31,8 @@ Dependency names and what their hash covers (:class:`Inputs`):
 ``site``             the whole model (an extra generator that reads the site)
 ``result:NAME``      what the figures of experiment NAME show beyond their spec: its shown
                      result, staleness and the site's colours (``figures.Lab.input_digest``)
+``chart:KEY``        a chart file a figure on the page shows (``.chronicle/charts/KEY.svg``,
+                     named by its content: a record of use, never a reason to render)
 """
 
 from __future__ import annotations
@@ -235,6 +237,8 @@ class Inputs:
             return self._extra[name]()
         if kind == "result":
             return "missing"  # no figure shows the experiment now
+        if kind == "chart":
+            return rest  # a chart file is named by its content
         if name == "site":
             return digest(*(self.get(f"site.{a}") for a in SITE_PARTS))
         if name.startswith("site."):

@@ -30,7 +30,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 import jinja2
 
-from chronicle.embed_fences import fill
+from chronicle.embed_fences import PLACEHOLDER_MARK, fill
 from chronicle.errors import BuildError
 from chronicle.model import Site, Tag
 from chronicle.paths import BUNDLED_THEMES as BUNDLED_THEMES  # where the preview watches
@@ -194,9 +194,10 @@ class Renderer:
             from chronicle.figure_parts import figure_context
             from chronicle.figures import NO_CHARTS
 
-            template, context = figure_context(figure, self.charts if charts else NO_CHARTS)
             self.env.recorder = inner = Recorder()
             try:
+                drawn = _RecordedCharts(self.charts, inner) if charts else NO_CHARTS
+                template, context = figure_context(figure, drawn)
                 made = self._figures[key] = (self._render_text(template, context), inner)
             finally:
                 self.env.recorder = outer
@@ -248,7 +249,15 @@ class Renderer:
 
     def render(self, template: str, url: str, **context: Any) -> bytes:
         """Render ``template`` for the page at site path ``url``."""
-        return self._render_text(template, {"url": url, **context}).encode("utf-8")
+        text = self._render_text(template, {"url": url, **context})
+        if PLACEHOLDER_MARK in text:
+            # a template made before figures were drawn at render time (an ejected
+            # post.html): its figures would vanish without a word
+            raise BuildError(f"template {template!r} (or one it includes) shows a body with "
+                             "its figures left out: write body(entry) or body(page) where it "
+                             "writes entry.html or page.html", self.template_file(template)
+                             or self.theme)
+        return text.encode("utf-8")
 
     def _render_text(self, template: str, context: dict[str, Any]) -> str:
         try:
@@ -264,6 +273,18 @@ class Renderer:
     def page(self, template: str, url: str, **context: Any) -> tuple[str, bytes]:
         """``(output file, bytes)`` for one page: the shape extra page generators return."""
         return output_file(url), self.render(template, url, **context)
+
+
+class _RecordedCharts:
+    """The chart cache, noting in a figure's record each chart file it shows
+    (``chart:KEY``: the file is named by its content, so the name is its hash)."""
+
+    def __init__(self, charts: Any, recorder: Recorder):
+        self.charts, self.recorder = charts, recorder
+
+    def svg(self, chart: Any) -> str:
+        self.recorder.site.add(f"chart:{chart.key()}")
+        return self.charts.svg(chart)
 
 
 @dataclass(frozen=True)
