@@ -168,6 +168,7 @@ class Lab:
         self._stale: dict[str, tuple[str, ...]] = {}
         self._digests: dict[tuple[str, str], str] = {}
         self._names: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+        self._common: dict[tuple[str, str], dict[str, Any]] = {}
 
     @classmethod
     def of_site(cls, root: Path, base_path: str = "/", cache: Any = None) -> Lab:
@@ -219,11 +220,18 @@ class Lab:
 
     def figure(self, spec: EmbedSpec, result: Result) -> Figure:
         subjects = {*spec.subjects, *(s for s in (spec.left, spec.right) if s)}
-        return Figure(spec=spec, lab_url=self.lab_url(result.experiment), result_id=result.id,
-                      result_digest=self.result_digest(result), stale=self.staleness(result),
-                      skipped=self.skipped(result),
-                      colours=tuple((s, self.colour(s)) for s in sorted(subjects)),
-                      result=result, stats=self.stats)
+        return Figure(spec=spec, colours=tuple((s, self.colour(s)) for s in sorted(subjects)),
+                      result=result, stats=self.stats, **self._shown(result))
+
+    def _shown(self, result: Result) -> dict[str, Any]:
+        """What every figure of ``result`` has in common, found once per result."""
+        key = (result.experiment, result.id)
+        if key not in self._common:
+            self._common[key] = dict(
+                lab_url=self.lab_url(result.experiment), result_id=result.id,
+                result_digest=self.result_digest(result), stale=self.staleness(result),
+                skipped=self.skipped(result))
+        return self._common[key]
 
     def names(self, result: Result) -> tuple[list[str], list[str]]:
         """The result's metrics and subjects (measured or declared), found once."""
