@@ -1,7 +1,8 @@
 """``chronicle build``: the whole pipeline on one page.
 
     load config → nothing changed? stop → gather posts and pages → parse every post
-    → build the site model → render what changed → stage it → move it into output/
+    → resolve their figures → build the site model → render what changed → stage it
+    → move it into output/
 
 Phase 1 (up to the model) reads everything and collects *every* bad post before
 giving up, so one run reports them all (:class:`BuildErrors`). Phase 2 renders from
@@ -13,13 +14,18 @@ Incremental builds (``.chronicle/``, see :mod:`chronicle.manifest` and
 * **Nothing changed**: the hash of every input file (posts, pages, ``site/``, the
   theme, ``experiments/``, Chronicle's own code, the options) equals the manifest's
   fingerprint and every output file is as the last build left it: the build stops
-  there, writes nothing and repeats the last build's warnings. Not taken when the last
-  build rendered embeds (their hooks must run for stale-result reports), when an extra
-  page generator does not declare its inputs (:class:`Generator`), or when "now" matters.
+  there, writes nothing and repeats the last build's warnings and stale results. Not
+  taken when an extra page generator does not declare its inputs (:class:`Generator`),
+  or when "now" matters.
 * **Parsing**: front matter is cached by file hash; rendered markdown by file hash and
-  code version, so only edited posts are parsed. Posts with embed fences are always
-  rendered again (their output depends on the results store, and the hook collects the
-  build's stale results); everything else is cached.
+  code version, so only edited posts are parsed. A ``chart``/``table``/``compare`` fence
+  is a placeholder in the cached body (:mod:`chronicle.embed_fences`), so a post with
+  figures is cached like any other.
+* **Figures** are resolved between the two passes (:mod:`chronicle.figures`): every
+  document's specs against the results store give figures, warnings, the stale results
+  and each post's ``updated`` as values, their numbers taken from the cache when the
+  results are unchanged. A page showing a figure records the experiment it shows
+  (``result:NAME``), so a new result re-renders exactly those pages.
 * **Rendering**: an output whose recorded dependencies all hash the same is not
   rendered. One that is rendered is written only if its bytes differ from the last
   build's. Big sites render in forked workers (:mod:`chronicle.parallel`).
@@ -323,7 +329,9 @@ def parse_docs(docs: list[Doc], cache: Cache) -> Parsed:
 
 @dataclass(frozen=True)
 class Figures:
-    """What the build learnt from resolving the documents' figures (see figures.py)."""
+    """What the build learnt from resolving the documents' figures: the parts of a
+    :class:`chronicle.figures.Resolution` it uses, held here so a blog without figures
+    never imports that module (nor numpy)."""
 
     by_source: dict[Path, Any] = field(default_factory=dict)
     warnings: dict[Path, tuple[str, ...]] = field(default_factory=dict)
