@@ -73,8 +73,11 @@ class Stats:
         a, b, metric)`` ready: from ``cache`` (by the result's content), else computed
         here on every core and kept there. Done before the pages render, the workers
         that render them inherit the lot instead of each computing its own."""
+        # a thousand comparisons ask for a few dozen ratios: one hash for each of those
+        unique = {(kind, result.experiment, result.id, *names): (kind, result, *names)
+                  for kind, result, *names in wanted}
         todo = {digest(kind, self.digest_of(result), *names): (kind, result, *names)
-                for kind, result, *names in wanted}
+                for kind, result, *names in unique.values()}
         version = code_version()
         stored = {digest(version, key): key for key in todo if key not in self.known}
         for cached, value in cache.get_many("stats", stored).items():
@@ -105,8 +108,8 @@ class Figure:
 
     spec: EmbedSpec
     lab_url: str
+    shows: str  # Lab.input_digest of its experiment: all it shows beyond its spec
     result_id: str = ""
-    result_digest: str = ""
     stale: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
     colours: tuple[tuple[str, str], ...] = ()
@@ -169,6 +172,7 @@ class Lab:
         self._digests: dict[tuple[str, str], str] = {}
         self._names: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
         self._common: dict[tuple[str, str], dict[str, Any]] = {}
+        self._inputs: dict[str, str] = {}
 
     @classmethod
     def of_site(cls, root: Path, base_path: str = "/", cache: Any = None) -> Lab:
@@ -229,7 +233,7 @@ class Lab:
         if key not in self._common:
             self._common[key] = dict(
                 lab_url=self.lab_url(result.experiment), result_id=result.id,
-                result_digest=self.result_digest(result), stale=self.staleness(result),
+                shows=self.input_digest(result.experiment), stale=self.staleness(result),
                 skipped=self.skipped(result))
         return self._common[key]
 
@@ -267,13 +271,18 @@ class Lab:
 
     def input_digest(self, experiment: str) -> str:
         """What every figure of ``experiment`` shows beyond its spec, hashed."""
-        result = self.store.shown(experiment)
-        if result is None:
-            bad = self.store.bad_files(experiment)
-            return digest("missing", *(f"{b.path}:{b.summary}" for b in bad))
-        return digest(self.result_digest(result), *self.staleness(result),
-                      *(f"{p}:{s}" for p, s in self.skipped(result)),
-                      *(f"{s}={c}" for s, c in sorted(self.colours.items())), self.base_path)
+        if experiment not in self._inputs:
+            result = self.store.shown(experiment)
+            if result is None:
+                bad = self.store.bad_files(experiment)
+                found = digest("missing", *(f"{b.path}:{b.summary}" for b in bad))
+            else:
+                found = digest(self.result_digest(result), *self.staleness(result),
+                               *(f"{p}:{s}" for p, s in self.skipped(result)),
+                               *(f"{s}={c}" for s, c in sorted(self.colours.items())),
+                               self.base_path)
+            self._inputs[experiment] = found
+        return self._inputs[experiment]
 
 
 @dataclass(frozen=True)
@@ -319,7 +328,8 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                     continue
                 if bad:
                     placeholders_for_bad[spec.experiment] = bad[-1]
-                made.append(Figure(spec=spec, lab_url=lab.lab_url(spec.experiment)))
+                made.append(Figure(spec=spec, lab_url=lab.lab_url(spec.experiment),
+                                   shows=lab.input_digest(spec.experiment)))
                 continue
             try:
                 spec = resolve(spec, result, path, lab.names(result))
@@ -389,6 +399,8 @@ def resolve(spec: EmbedSpec, result: Result, path: Path,
     for side in ("left", "right"):
         if getattr(spec, side):
             check(getattr(spec, side), subjects, "subject", side)
+    if spec.metrics and spec.subjects:
+        return spec
     return replace(spec, metrics=spec.metrics or tuple(metrics),
                    subjects=spec.subjects or tuple(subjects))
 

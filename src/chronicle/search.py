@@ -93,11 +93,11 @@ def search_index(site: Site, cache: Any = None,
 
 def record_key(entry: Entry) -> str:
     """A post record's cache key: the code version (a new record format must not reuse
-    old records), the post's fields, its body's and its figures' digests: all the record
-    shows. Not the entry's digest, which also covers what the index does not show (the
-    date of the results its figures show)."""
+    old records), the post's fields, its body's digest (its figures' specs included) and
+    what its figures show besides: all the record shows. Not the entry's digest, which
+    also covers what the index does not show (the date of the results its figures show)."""
     return digest(code_version(), fields_digest("post", entry.post), entry.body.digest,
-                  *(figure.digest for figure in entry.figures))
+                  *(figure.shows for figure in entry.figures))
 
 
 def post_record(entry: Entry, text: str | None = None, terms: Iterable[str] | None = None,
