@@ -354,3 +354,21 @@ def test_a_rebuild_neither_checks_result_files_again_nor_recomputes_numbers(figu
         post = figure_blog / "posts" / name
         post.write_text(post.read_text() + "\nAn afterthought.\n")
     assert run(figure_blog).written >= 2
+
+
+def test_an_experiment_input_outside_experiments_makes_its_result_stale(tmp_path):
+    from tests.embeds_support import SCRIPT, fresh_key_parts
+
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    write(root / "lib" / "helper.py", "SPEED = 1\n")
+    write_script(root, text=SCRIPT.replace('# tags = ["boot"]\n',
+                                           '# tags = ["boot"]\n# inputs = ["lib/*.py"]\n'))
+    store_result(root, make_result(key_parts=fresh_key_parts(root)))
+    write(root / "posts" / "2026-11-02-chart.md",
+          post_text("Chart", "2026-11-02", body="```table boot-to-init\n```\n"))
+    assert run(root).warnings == ()
+    write(root / "lib" / "helper.py", "SPEED = 2\n")  # not under experiments/
+    (warning,) = run(root).warnings
+    assert "shows a stale result of boot-to-init" in warning
+    assert "stale" in (root / "output" / "2026" / "11" / "chart" / "index.html").read_text()

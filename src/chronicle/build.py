@@ -145,7 +145,8 @@ def _build(options: BuildOptions) -> BuildReport:
         fingerprint = None
         if previous is not None:
             fingerprint = input_fingerprint(paths, config, options, cache)
-            if nothing_changed(previous, fingerprint, now, options, out, cache):
+            if nothing_changed(previous, digest(fingerprint, watched_digest(
+                    paths.root, previous.watch, cache)), now, options, out, cache):
                 return unchanged_report(previous, out, options, started)
         docs, read_errors = gather_docs(paths, config, cache)
         if fingerprint is None:
@@ -172,8 +173,9 @@ def _build(options: BuildOptions) -> BuildReport:
             raise BuildErrors([BuildError(f"warning (fatal with --strict): {w}")
                                for w in warnings])
         manifest = outputs.commit(Manifest(
-            fingerprint=fingerprint, next_change=next_change(posts, docs, now),
-            warnings=warnings, stale=list(figures.stale)),
+            fingerprint=digest(fingerprint, watched_digest(paths.root, figures.watch, cache)),
+            next_change=next_change(posts, docs, now), warnings=warnings,
+            stale=list(figures.stale), watch=list(figures.watch)),
             manifest_path(paths.cache, out, paths.output))
         cache.flush()
     finally:
@@ -216,6 +218,15 @@ def input_fingerprint(paths: SitePaths, config: SiteConfig, options: BuildOption
     return digest(code_version(), str(paths.root), f"drafts={options.drafts}",
                   f"future={options.future}", f"allow_missing={options.allow_missing}",
                   tree_digest(cache, [t for t in trees if t.exists()]), *declared)
+
+
+def watched_digest(root: Path, patterns: Iterable[str], cache: Cache) -> str:
+    """The files the experiment scripts declare as inputs (globs under the site root),
+    hashed: they decide which results are stale, and may lie outside every folder the
+    fingerprint hashes. The last build's manifest names the globs (``watch``)."""
+    files = sorted({path for pattern in patterns for path in root.glob(pattern)
+                    if path.is_file()})
+    return tree_digest(cache, files) if files else ""
 
 
 def nothing_changed(previous: Manifest | None, fingerprint: str, now: datetime,
@@ -339,6 +350,7 @@ class Figures:
     stale: tuple[str, ...] = ()
     errors: tuple[BuildError, ...] = ()
     inputs: dict[str, str] = field(default_factory=dict)
+    watch: tuple[str, ...] = ()  # the scripts' input globs (see watched_digest)
     lab: Any = None  # the figures.Lab they were resolved with, for the lab pages
 
 
@@ -362,7 +374,7 @@ def resolve_figures(parsed: Parsed, paths: SitePaths, config: SiteConfig,
     stale = tuple(str(s) + (f", shown by {', '.join(map(str, s.posts))}" if s.posts else "")
                   for s in found.stale)
     return Figures(found.figures, found.warnings, found.updated, stale, found.errors,
-                   found.inputs, lab)
+                   found.inputs, lab.input_patterns(), lab)
 
 
 def make_entries(parsed: Parsed, figures: Figures) -> tuple[list, list, list[str]]:

@@ -184,6 +184,11 @@ class Lab:
         store = CachedResultStore(folder, cache) if cache is not None else ResultStore(folder)
         return cls(root, store, {e.name: e for e in lab_experiment.discover(root)}, base_path)
 
+    def input_patterns(self) -> tuple[str, ...]:
+        """The files the scripts declare as inputs (globs under the site root): their
+        content decides what is stale, and they may lie outside ``experiments/``."""
+        return tuple(sorted({p for script in self.scripts.values() for p in script.inputs}))
+
     def experiments(self) -> list[str]:
         """Every experiment a post may name: discovered scripts and stored results."""
         return sorted(set(self.scripts) | set(self.store.experiments()))

@@ -3,8 +3,8 @@
 ``.chronicle/manifest.json`` (one per output folder; another ``--out`` gets
 ``manifest-<hash>.json``) is canonical JSON::
 
-    {"version": 1, "fingerprint": "...", "next_change": "2026-01-01T00:00:00+00:00",
-     "uses_now": false, "warnings": [...], "stale": [...],
+    {"version": 2, "fingerprint": "...", "next_change": "2026-01-01T00:00:00+00:00",
+     "uses_now": false, "warnings": [...], "stale": [...], "watch": ["lib/*.py"],
      "outputs": {"2025/03/boot-time/index.html":
                    {"hash": "<sha1 of the bytes>", "producer": "page",
                     "deps": {"code": "...", "config": "...", "context": "...",
@@ -64,13 +64,14 @@ class Manifest:
     uses_now: bool = False
     warnings: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)  # the stale results figures showed
+    watch: list[str] = field(default_factory=list)  # input globs of experiment scripts
     outputs: dict[str, Record] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         data = {
             "version": VERSION, "fingerprint": self.fingerprint,
             "next_change": self.next_change, "uses_now": self.uses_now,
-            "warnings": self.warnings, "stale": self.stale,
+            "warnings": self.warnings, "stale": self.stale, "watch": self.watch,
             "outputs": {name: {"hash": r.hash, "producer": r.producer, "deps": r.deps}
                         for name, r in self.outputs.items()},
         }
@@ -95,7 +96,7 @@ def load_manifest(path: Path) -> Manifest | None:
     return Manifest(
         fingerprint=data["fingerprint"], next_change=data["next_change"],
         uses_now=data["uses_now"], warnings=list(data["warnings"]),
-        stale=list(data["stale"]),
+        stale=list(data["stale"]), watch=list(data["watch"]),
         outputs={name: Record(r["hash"], r["producer"], dict(r["deps"]))
                  for name, r in data["outputs"].items()})
 
