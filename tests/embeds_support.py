@@ -132,3 +132,18 @@ def in_the_future(days: int = 1) -> str:
     from datetime import UTC, datetime, timedelta
 
     return (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def figure_renderer(root: Path):  # noqa: ANN201 - a chronicle.render.Renderer
+    """The renderer a build of the site at ``root`` draws its figures with (no posts)."""
+    from datetime import UTC, datetime
+
+    from chronicle.config import SiteConfig
+    from chronicle.model import build_site
+    from chronicle.paths import SitePaths
+    from chronicle.render import Renderer, find_theme
+
+    config = SiteConfig(title="T", description="", base_url="https://b.example/", author="")
+    paths = SitePaths(root)
+    site = build_site(config, [], [], datetime(2026, 12, 1, tzinfo=UTC))
+    return Renderer(site, paths, find_theme(paths, config.theme))

@@ -342,3 +342,10 @@ def port_open(port: int) -> bool:
 
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def drawn_charts(root: Path) -> dict[str, int]:
+    """The site's cached chart files by name, with their inode: a chart drawn again is
+    written again (a new inode), whichever process drew it."""
+    folder = root / ".chronicle" / "charts"
+    return {p.name: p.stat().st_ino for p in folder.glob("*.svg")} if folder.is_dir() else {}

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from chronicle import embeds, labpages
 from chronicle.build import BuildOptions, build
+from chronicle.hooks import standard_hooks
 from tests.browser_support import chromium, serve_folder
 
 pytestmark = pytest.mark.browser
@@ -41,10 +40,7 @@ def site(tmp_path_factory) -> Iterator[str]:
     for folder in ("site", "posts", "experiments", "src"):
         shutil.copytree(REPO / folder, root / folder,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    options = BuildOptions(root=root)
-    options = replace(options, embed_factory=embeds.make_factory(options),
-                      extra_pages=(labpages.make_pages(options),))
-    build(options)
+    build(standard_hooks(BuildOptions(root=root)))
     date, slug = showcase_source().stem[:10], showcase_source().stem[11:]
     with serve_folder(root / "output") as url:
         yield f"{url}{date[:4]}/{date[5:7]}/{slug}/"

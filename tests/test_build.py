@@ -111,11 +111,8 @@ def test_same_inputs_give_byte_identical_output(site_root, tmp_path):
 
 
 def test_repository_site_builds_deterministically(tmp_path):
-    from chronicle.embeds import make_factory  # the showcase post embeds committed results
-
-    for out in ("one", "two"):
-        run(REPO, out=tmp_path / out, now=datetime(2030, 1, 1, tzinfo=UTC),
-            embed_factory=make_factory(BuildOptions(root=REPO)))
+    for out in ("one", "two"):  # the showcase post embeds committed results
+        run(REPO, out=tmp_path / out, now=datetime(2030, 1, 1, tzinfo=UTC))
     one = tree(tmp_path / "one")
     assert one == tree(tmp_path / "two")
     assert any(name.startswith("20") and name.endswith("/index.html") for name in one)
@@ -153,23 +150,25 @@ def test_404_page_links_home(site_root):
     assert "← Chronicle" in (site_root / "output/404.html").read_text()
 
 
-def test_embed_factory_renders_fences_and_moves_the_feed_date(site_root):
+def test_figures_are_drawn_in_and_move_the_feed_date(site_root):
+    from tests.embeds_support import fresh_experiment, write_script
+
+    fresh_experiment(site_root)
     write(site_root / "posts/2025-05-01-data.md",
           post_text("Data", "2025-05-01", body="```chart boot-to-init\nmetric: boot_ms\n```\n"))
-
-    class Hook:
-        updated = datetime(2025, 5, 20, tzinfo=UTC)
-        warnings = ["boot-to-init: result is stale"]
-
-        def __call__(self, kind, experiment, body, line):
-            return f'<figure class="embed">{kind} {experiment} line {line}</figure>'
-
-    report = run(site_root, embed_factory=lambda path: Hook())
+    assert run(site_root).warnings == ()
     page = (site_root / "output/2025/05/data/index.html").read_text()
-    assert '<figure class="embed">chart boot-to-init line 6</figure>' in page
+    assert '<figure class="embed embed-chart" id="chart-boot-to-init-6">' in page
+    assert "<!--chronicle-figure" not in page
     feed = ET.parse(site_root / "output/atom.xml").getroot()
-    assert feed.find(f"{ATOM}entry").findtext(f"{ATOM}updated") == "2025-05-20T00:00:00+00:00"
-    assert "boot-to-init: result is stale" in report.warnings
+    assert feed.find(f"{ATOM}entry").findtext(f"{ATOM}updated") == "2026-11-20T10:05:00+00:00"
+    script = site_root / "experiments" / "boot-to-init.py"
+    write_script(site_root, text=script.read_text() + "# edited\n")
+    report = run(site_root)
+    assert [w.split(": ", 1)[1] for w in report.warnings] == [
+        "shows a stale result of boot-to-init (20261120T100000Z-abcdef12): script changed"]
+    assert report.stale == ("boot-to-init (20261120T100000Z-abcdef12): script changed, shown "
+                            f"by {site_root / 'posts/2025-05-01-data.md'}",)
 
 
 def test_strict_turns_warnings_into_failure(site_root):
@@ -307,3 +306,33 @@ def test_a_second_build_waits_for_the_first_and_says_who_holds_the_lock(site_roo
     assert second.returncode == 0, err
     assert out.startswith("built ")
     assert (site_root / "output" / "index.html").is_file()
+
+
+def test_an_old_template_writing_entry_html_still_shows_the_post_s_figures(site_root):
+    from tests.embeds_support import fresh_experiment
+
+    fresh_experiment(site_root)
+    write(site_root / "posts/2025-05-01-data.md",
+          post_text("Data", "2025-05-01", body="```table boot-to-init\n```\n"))
+    # an ejected post.html (or an older init's theme copy) from before figures were drawn
+    # when a page renders: it writes entry.html, not body(entry)
+    write(site_root / "site/templates/post.html",
+          '{% extends "base.html" %}{% block main %}{{ entry.html|safe }}{% endblock %}\n')
+    run(site_root)
+    page = (site_root / "output/2025/05/data/index.html").read_text()
+    assert "<figure" in page and "chronicle-figure:" not in page
+
+
+def test_a_page_of_several_bodies_without_their_figures_is_an_error(site_root):
+    from tests.embeds_support import fresh_experiment
+
+    fresh_experiment(site_root)
+    write(site_root / "posts/2025-05-01-data.md",
+          post_text("Data", "2025-05-01", body="```table boot-to-init\n```\n"))
+    # a home page that writes every post's body: whose figure is whose cannot be told
+    write(site_root / "site/templates/index.html",
+          '{% extends "base.html" %}{% block main %}{% for e in index.entries %}'
+          '{{ e.html|safe }}{% endfor %}{% endblock %}\n')
+    with pytest.raises(BuildError, match=r"write body\(entry\)") as caught:
+        run(site_root)
+    assert caught.value.path == site_root / "site/templates/index.html"

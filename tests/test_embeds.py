@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 
 from chronicle.build import BuildOptions, build
-from chronicle.embeds import Embedder, parse_fence
-from chronicle.embeds_html import shown_ratio
+from chronicle.embed_fences import fill, parse_fence
 from chronicle.errors import BuildError, BuildErrors
+from chronicle.figure_parts import shown_ratio
+from chronicle.figures import Lab, Resolution, resolve_figures
 from chronicle.hooks import standard_hooks
 from chronicle.lab.stats import Ratio
 from chronicle.markdown import render_markdown
 from tests.embeds_support import (
+    figure_renderer,
     fresh_experiment,
     fresh_key_parts,
     make_result,
@@ -34,11 +36,22 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def post(root: Path, markdown: str, **options) -> str:
-    path = root / "posts" / "2026-11-01-p.md"
-    hook = Embedder(root, **options).for_post(path)
+def shown(root: Path, markdown: str, path: Path | None = None, base_path: str = "/",
+          allow_missing: bool = False) -> tuple[str, Resolution]:
+    """What the build does with one post's figures: parse, resolve, draw into the body."""
+    path = path or root / "posts" / "2026-11-01-p.md"
     # The body starts on line 5 of the file, after four lines of front matter.
-    return render_markdown(markdown, path, first_line=5, hook=hook).html
+    rendered = render_markdown(markdown, path, first_line=5)
+    found = resolve_figures({path: rendered.embeds}, Lab.of_site(root, base_path),
+                            allow_missing)
+    if found.errors:
+        raise found.errors[0] if len(found.errors) == 1 else BuildErrors(list(found.errors))
+    renderer = figure_renderer(root)
+    return fill(rendered.html, lambda i: renderer.figure(found.figures[path][i])), found
+
+
+def post(root: Path, markdown: str, **options) -> str:
+    return shown(root, markdown, **options)[0]
 
 
 def error_of(root: Path, markdown: str, **options) -> BuildError:
@@ -307,29 +320,27 @@ def test_unsupported_subject_shows_not_measured_with_its_reason(tmp_path):
 
 def test_stale_results_list_what_posts_show_and_warn_per_post(root):
     write_script(root, text=(root / "experiments" / "boot-to-init.py").read_text() + "# edit\n")
-    embedder = Embedder(root)
-    hook = embedder.for_post(root / "posts" / "a.md")
-    hook("table", "boot-to-init", "", 3)
-    [stale] = embedder.stale_results
+    path = root / "posts" / "a.md"
+    _, found = shown(root, "```table boot-to-init\n```\n", path)
+    [stale] = found.stale
     assert (stale.experiment, stale.reasons, stale.posts) == (
-        "boot-to-init", ("script changed",), (root / "posts" / "a.md",))
-    assert hook.warnings == [f"{root / 'posts' / 'a.md'}: shows a stale result of boot-to-init "
-                             "(20261120T100000Z-abcdef12): script changed"]
+        "boot-to-init", ("script changed",), (path,))
+    assert found.warnings[path] == (f"{path}: shows a stale result of boot-to-init "
+                                    "(20261120T100000Z-abcdef12): script changed",)
 
 
 def test_a_fresh_result_gives_no_warning(root):
-    embedder = Embedder(root)
-    hook = embedder.for_post(root / "posts" / "a.md")
-    hook("table", "boot-to-init", "", 3)
-    assert hook.warnings == [] and embedder.stale_results == []
+    path = root / "posts" / "a.md"
+    _, found = shown(root, "```table boot-to-init\n```\n", path)
+    assert found.warnings[path] == () and found.stale == ()
 
 
 def test_updated_is_when_the_newest_embedded_result_finished(root):
-    hook = Embedder(root).for_post(root / "posts" / "a.md")
-    assert hook.updated is None
-    hook("table", "boot-to-init", "", 3)
-    assert hook.updated == datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
-    assert list(hook.results_used) == ["boot-to-init"]
+    path = root / "posts" / "a.md"
+    assert shown(root, "No figure.\n", path)[1].updated == {}
+    _, found = shown(root, "```table boot-to-init\n```\n", path)
+    assert found.updated == {path: datetime(2026, 11, 20, 10, 5, tzinfo=UTC)}
+    assert found.inputs.keys() == {"result:boot-to-init"}
 
 
 def test_links_follow_the_base_path(root):
@@ -348,19 +359,17 @@ NEWER = "2026-11-21T10:00:00.000000Z"
     ('"host": {', '"host": "laptop", "x": {', "provenance/host: 'laptop' is not of type"),
 ])
 def test_a_bad_newest_result_falls_back_to_the_run_before_with_a_note(root, old, new, problem):
-    shown = make_result(key_parts=fresh_key_parts(root))
+    good = make_result(key_parts=fresh_key_parts(root))
     bad = store_edited(root, make_result(started=NEWER, key_parts=fresh_key_parts(root)),
                        old, new)
     path = root / "posts" / "2026-11-01-p.md"
-    hook = Embedder(root).for_post(path)
-    html = render_markdown("```chart boot-to-init\nmetric: boot_ms\n```\n", path, 5,
-                           hook=hook).html
-    assert f"result <code>{shown.id}</code>" in html
+    html, found = shown(root, "```chart boot-to-init\nmetric: boot_ms\n```\n", path)
+    assert f"result <code>{good.id}</code>" in html
     assert "newer result file invalid: showing an earlier run" in html
     relative = bad.relative_to(root)
-    (warning,) = hook.warnings
+    (warning,) = found.warnings[path]
     assert warning.startswith(f"{path}: {relative} is not a valid result ({problem}")
-    assert warning.endswith(f"showing the run before it, {shown.id}")
+    assert warning.endswith(f"showing the run before it, {good.id}")
 
 
 def test_a_bad_file_with_no_good_run_left_is_the_missing_result_error(tmp_path):
@@ -390,9 +399,8 @@ def test_a_placeholder_for_a_bad_file_is_still_a_warning(tmp_path):
     write_script(tmp_path)
     bad = store_edited(tmp_path, make_result(), '"value": 2510.0', '"value": Infinity')
     path = tmp_path / "posts" / "2026-11-01-p.md"
-    hook = Embedder(tmp_path, allow_missing=True).for_post(path)
-    html = render_markdown("```table boot-to-init\n```\n", path, 5, hook=hook).html
+    html, found = shown(tmp_path, "```table boot-to-init\n```\n", path, allow_missing=True)
     assert "no result yet" in html
-    assert hook.warnings == [f"{path}: {bad.relative_to(tmp_path)} is not a valid result "
-                             "(samples/1/value: inf is not a finite number); boot-to-init has "
-                             "no valid run: a placeholder shown"]
+    assert found.warnings[path] == (f"{path}: {bad.relative_to(tmp_path)} is not a valid result "
+                                    "(samples/1/value: inf is not a finite number); boot-to-init "
+                                    "has no valid run: a placeholder shown",)

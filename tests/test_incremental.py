@@ -249,3 +249,142 @@ def test_a_cold_build_reads_each_source_once_before_rendering_it(site_root, monk
     assert run(site_root).written == 0
     assert stats(site_root / "output") == before
     assert not any(reads[str(p)] for p in sources)
+
+
+@pytest.fixture
+def figure_blog(tmp_path: Path) -> Path:
+    """Two experiments, a post showing each and a plain post, built once."""
+    root = tmp_path / "figures"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    for name in ("boot-to-init", "footprint"):
+        write_script(root, name)
+        store_result(root, make_result(name))
+    write(root / "posts" / "2026-11-01-plain.md", post_text("Plain", "2026-11-01"))
+    write(root / "posts" / "2026-11-02-boot.md",
+          post_text("Boot", "2026-11-02", body="Prose.\n\n```chart boot-to-init\n"
+                    "metric: boot_ms\n```\n"))
+    write(root / "posts" / "2026-11-03-memory.md",
+          post_text("Memory", "2026-11-03", body="```compare footprint\nleft: qemu-microvm\n"
+                    "right: incus-container\nmetrics: [pss_mib]\n```\n"))
+    run(root)
+    return root
+
+
+def test_a_blog_with_figures_takes_the_no_change_shortcut(figure_blog, monkeypatch):
+    from chronicle import build as build_module
+
+    def parse_docs(*args, **kwargs):
+        raise AssertionError("parsed: the no-change shortcut was not taken")
+
+    monkeypatch.setattr(build_module, "parse_docs", parse_docs)
+    report = run(figure_blog)
+    assert (report.written, report.unchanged) == (0, report.files)
+
+
+def test_an_edit_parses_only_the_edited_post_not_the_figure_posts(figure_blog, monkeypatch):
+    from chronicle import markdown
+
+    parsed: list[Path] = []
+    real = markdown.render_markdown
+    monkeypatch.setattr(markdown, "render_markdown",
+                        lambda text, path, *a: (parsed.append(path), real(text, path, *a))[1])
+    monkeypatch.setenv("CHRONICLE_JOBS", "1")  # parsed in this process
+    post = figure_blog / "posts" / "2026-11-01-plain.md"
+    post.write_text(post.read_text() + "\nMore.\n")
+    run(figure_blog)
+    assert parsed == [post]
+
+
+def test_a_new_result_renders_only_the_pages_showing_it(figure_blog, tmp_path, monkeypatch):
+    import json
+
+    from chronicle.render import PageJob
+
+    before = tree(figure_blog / "output")
+    rendered: list[str] = []
+    render = PageJob.render
+    monkeypatch.setattr(PageJob, "render",
+                        lambda job, renderer: (rendered.append(job.name), render(job, renderer))[1])
+    # a newer run, finished when the old one did: no post's date moves
+    store_result(figure_blog, make_result("footprint", started="2026-11-20T10:01:00.000000Z",
+                                          shift=100.0))
+    report = run(figure_blog)
+    after = tree(figure_blog / "output")
+    changed = {n for n in after if after.get(n) != before.get(n)}
+    pages = {n for n in changed if not n.startswith("lab/")}
+    assert pages == {"2026/11/memory/index.html", "atom.xml", "search.json"}
+    assert [n for n in rendered if n.startswith("2026/")] == ["2026/11/memory/index.html"]
+    assert report.written == len(changed)
+    manifest = json.loads((figure_blog / ".chronicle" / "manifest.json").read_text())
+    deps = manifest["outputs"]["2026/11/memory/index.html"]["deps"]
+    assert "result:footprint" in deps and "result:boot-to-init" not in deps
+    charts = [d.removeprefix("chart:") for d in deps if d.startswith("chart:")]
+    assert len(charts) == 2  # one per side of the comparison
+    assert all((figure_blog / ".chronicle" / "charts" / f"{key}.svg").is_file()
+               for key in charts)
+    assert_equals_clean(figure_blog, tmp_path / "clean")
+
+
+def test_a_prose_edit_of_a_figure_post_draws_no_chart(figure_blog, tmp_path):
+    from tests.support import drawn_charts
+
+    charts = drawn_charts(figure_blog)
+    assert charts  # the posts' and the lab pages'
+    before = tree(figure_blog / "output")
+    post = figure_blog / "posts" / "2026-11-02-boot.md"
+    post.write_text(post.read_text().replace("Prose.", "Prose, edited."))
+    run(figure_blog)
+    after = tree(figure_blog / "output")
+    assert after["2026/11/boot/index.html"] != before["2026/11/boot/index.html"]
+    assert drawn_charts(figure_blog) == charts
+    assert_equals_clean(figure_blog, tmp_path / "clean")
+
+
+def test_a_site_s_figure_template_restyles_exactly_the_pages_with_such_figures(figure_blog,
+                                                                               tmp_path):
+    before = tree(figure_blog / "output")
+    theme = Path(__file__).parent.parent / "themes" / "chronicle" / "templates" / "figures"
+    own = (theme / "compare.html").read_text().replace('class="compare"', 'class="compare mine"')
+    write(figure_blog / "site" / "templates" / "figures" / "compare.html", own)
+    run(figure_blog)
+    after = tree(figure_blog / "output")
+    changed = {n for n in after if after.get(n) != before.get(n)}
+    # the post with the comparison, and the feed that carries its body
+    assert changed == {"2026/11/memory/index.html", "atom.xml"}
+    assert b'<div class="compare mine">' in after["2026/11/memory/index.html"]
+    assert_equals_clean(figure_blog, tmp_path / "clean")
+
+
+def test_a_rebuild_neither_checks_result_files_again_nor_recomputes_numbers(figure_blog,
+                                                                           monkeypatch):
+    from chronicle import figures
+    from chronicle.lab import results
+
+    def again(*args, **kwargs):
+        raise AssertionError("done again: not taken from the build cache")
+
+    monkeypatch.setattr(results, "file_problems", again)
+    monkeypatch.setattr(figures, "summarize", again)
+    monkeypatch.setattr(figures, "ratio_ci", again)
+    for name in ("2026-11-02-boot.md", "2026-11-03-memory.md"):  # both figures re-made
+        post = figure_blog / "posts" / name
+        post.write_text(post.read_text() + "\nAn afterthought.\n")
+    assert run(figure_blog).written >= 2
+
+
+def test_an_experiment_input_outside_experiments_makes_its_result_stale(tmp_path):
+    from tests.embeds_support import SCRIPT, fresh_key_parts
+
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    write(root / "lib" / "helper.py", "SPEED = 1\n")
+    write_script(root, text=SCRIPT.replace('# tags = ["boot"]\n',
+                                           '# tags = ["boot"]\n# inputs = ["lib/*.py"]\n'))
+    store_result(root, make_result(key_parts=fresh_key_parts(root)))
+    write(root / "posts" / "2026-11-02-chart.md",
+          post_text("Chart", "2026-11-02", body="```table boot-to-init\n```\n"))
+    assert run(root).warnings == ()
+    write(root / "lib" / "helper.py", "SPEED = 2\n")  # not under experiments/
+    (warning,) = run(root).warnings
+    assert "shows a stale result of boot-to-init" in warning
+    assert "stale" in (root / "output" / "2026" / "11" / "chart" / "index.html").read_text()

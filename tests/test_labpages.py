@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from chronicle import embeds, labpages
+from chronicle import labpages
 from chronicle.build import BuildOptions, build
 from chronicle.errors import BuildErrors
+from chronicle.hooks import standard_hooks
 from tests.embeds_support import (
     fresh_key_parts,
     make_result,
@@ -23,6 +24,7 @@ from tests.embeds_support import (
     write_post,
     write_script,
 )
+from tests.support import drawn_charts
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 SHOWCASE = """\
@@ -51,9 +53,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def options(root: Path, **kwargs) -> BuildOptions:
-    base = BuildOptions(root=root, now=NOW, **kwargs)
-    return replace(base, embed_factory=embeds.make_factory(base),
-                   extra_pages=(labpages.make_pages(base),))
+    return standard_hooks(BuildOptions(root=root, now=NOW, **kwargs))
 
 
 def output(root: Path, name: str) -> str:
@@ -131,12 +131,11 @@ def test_the_same_results_build_byte_identical_output(root, tmp_path_factory):
 
 
 def test_second_build_draws_no_chart(root):
-    first = options(root)
-    build(first)
-    assert first.embed_factory.charts.draws > 0
-    second = options(root)
-    build(second)
-    assert second.embed_factory.charts.draws == 0
+    build(options(root))
+    first = drawn_charts(root)
+    assert first
+    build(options(root, clean=True))
+    assert drawn_charts(root) == first
 
 
 def test_showcase_post_carries_the_chart_and_comparison(root):

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from chronicle.embed_fences import fill
 from chronicle.errors import BuildError, BuildErrors
 from chronicle.markdown import pygments_css, render_markdown
 
@@ -145,32 +146,35 @@ def test_unknown_fence_option_is_an_error_with_the_source_line():
     assert caught.value.line == 12
 
 
-def test_embed_fence_calls_the_hook_with_kind_experiment_body_and_file_line():
-    calls = []
+def test_embed_fences_become_placeholders_and_specs_with_file_lines():
+    rendered = render_markdown("Intro\n\n```chart boot-to-init\nmetric: boot_ms\n```\n\n"
+                               "- ```table footprint\n  ```\n", SOURCE, first_line=6)
+    chart, table = rendered.embeds
+    assert (chart.fence, chart.experiment, chart.metrics, chart.line) == (
+        "chart", "boot-to-init", ("boot_ms",), 8)
+    assert (table.fence, table.experiment, table.line) == ("table", "footprint", 12)
+    assert "<!--chronicle-figure:0-->\n" in rendered.html
+    assert "<li>\n<!--chronicle-figure:1-->\n</li>" in rendered.html
+    assert "boot_ms" not in rendered.html and "boot_ms" not in rendered.text
 
-    def hook(kind, experiment, body, line):
-        calls.append((kind, experiment, body, line))
-        return '<figure class="embed">chart</figure>'
 
-    out = html("Intro\n\n```chart boot-to-init\nmetric: boot_ms\n```\n\n```table\n```\n",
-               first_line=6, hook=hook)
-    assert calls == [("chart", "boot-to-init", "metric: boot_ms\n", 8), ("table", "", "", 12)]
-    assert '<figure class="embed">chart</figure>' in out
+def test_a_figure_fills_its_placeholder():
+    rendered = render_markdown("A\n\n```table x\n```\n\nB\n", SOURCE)
+    assert fill(rendered.html, lambda i: f"<figure>{i}</figure>\n") == (
+        "<p>A</p>\n<figure>0</figure>\n<p>B</p>\n")
 
 
-def test_embed_without_hook_is_an_error_naming_file_and_line():
-    with pytest.raises(BuildError, match="embeds are not available") as caught:
-        render_markdown("```compare x\n```\n", SOURCE, first_line=4)
-    assert (caught.value.path, caught.value.line) == (SOURCE, 4)
+def test_an_embed_fence_counts_like_code_in_reading_time():
+    fence = "```chart x\nmetric: m\n" + "title: t\n" * 600 + "```\n"
+    assert render_markdown(fence, SOURCE).words == 601  # 1,202 words, halved
 
 
 def test_every_bad_embed_in_a_document_is_reported():
-    def hook(kind, experiment, body, line):
-        raise BuildError(f"unknown experiment {experiment!r}", SOURCE, line)
-
     with pytest.raises(BuildErrors) as caught:
-        render_markdown("```chart a\n```\n\n```chart b\n```\n", SOURCE, hook=hook)
+        render_markdown("```chart a\n```\n\n```chart\nmetric: m\n```\n", SOURCE)
     assert [e.line for e in caught.value.errors] == [1, 4]
+    assert "needs 'metric: NAME'" in caught.value.errors[0].message
+    assert "needs an experiment name" in caught.value.errors[1].message
 
 
 def test_reading_time_is_at_least_a_minute_and_grows_with_words():

@@ -195,7 +195,7 @@ def test_the_index_of_a_build_uses_the_records_made_while_parsing(site_root, tmp
                             lambda ns, *rest: (made.append(ns), put(ns, *rest)))
         return search_files(s, renderer)
 
-    fresh = Generator("fresh", lambda s, r: [("fresh.json", search_index(s))])
+    fresh = Generator("fresh", lambda s, r: [("fresh.json", search_index(s, body=r.body))])
     out = tmp_path / "out"
     build(BuildOptions(root=site_root, out=out, extra_pages=(
         Generator("search", indexed), fresh)))
@@ -209,7 +209,7 @@ def test_the_index_of_a_build_uses_the_records_made_while_parsing(site_root, tmp
 
 def test_a_post_with_embeds_is_indexed_from_what_its_embeds_show(tmp_path):
     # its tokens hold the fence's YAML, not the table the reader sees: its record comes
-    # from the rendered HTML, as an index made without any cache makes it
+    # from the HTML with its figures drawn in, as an index made without any cache makes it
     from chronicle.build import BuildOptions, Generator, build
     from chronicle.hooks import standard_hooks
     from tests.embeds_support import fresh_experiment, make_site, write_post
@@ -217,7 +217,7 @@ def test_a_post_with_embeds_is_indexed_from_what_its_embeds_show(tmp_path):
     root = make_site(tmp_path / "blog")
     fresh_experiment(root)
     write_post(root, "numbers", "Numbers:\n\n```table boot-to-init\nmetric: boot_ms\n```\n")
-    fresh = Generator("fresh", lambda s, r: [("fresh.json", search_index(s))])
+    fresh = Generator("fresh", lambda s, r: [("fresh.json", search_index(s, body=r.body))])
     out = tmp_path / "out"
     build(standard_hooks(BuildOptions(root=root, out=out, extra_pages=(fresh,))))
     (stored,) = records((out / INDEX_PATH).read_bytes())

@@ -1,8 +1,8 @@
 """``chronicle build``: the whole pipeline on one page.
 
     load config → guard the output folder → take the site's lock → nothing changed? stop
-    → gather posts and pages → parse every post → build the site model
-    → render what changed → stage the new site → swap it in
+    → gather posts and pages → parse every post → resolve their figures
+    → build the site model → render what changed → stage the new site → swap it in
 
 Phase 1 (up to the model) reads everything and collects *every* bad post before
 giving up, so one run reports them all (:class:`BuildErrors`). Phase 2 renders from
@@ -14,13 +14,18 @@ Incremental builds (``.chronicle/``, see :mod:`chronicle.manifest` and
 * **Nothing changed**: the hash of every input file (posts, pages, ``site/``, the
   theme, ``experiments/``, Chronicle's own code, the options) equals the manifest's
   fingerprint and every output file is as the last build left it: the build stops
-  there, writes nothing and repeats the last build's warnings. Not taken when the last
-  build rendered embeds (their hooks must run for stale-result reports), when an extra
-  page generator does not declare its inputs (:class:`Generator`), or when "now" matters.
+  there, writes nothing and repeats the last build's warnings and stale results. Not
+  taken when an extra page generator does not declare its inputs (:class:`Generator`),
+  or when "now" matters.
 * **Parsing**: front matter is cached by file hash; rendered markdown by file hash and
-  code version, so only edited posts are parsed. Posts with embed fences are always
-  rendered again (their output depends on the results store, and the hook collects the
-  build's stale results); everything else is cached.
+  code version, so only edited posts are parsed. A ``chart``/``table``/``compare`` fence
+  is a placeholder in the cached body (:mod:`chronicle.embed_fences`), so a post with
+  figures is cached like any other.
+* **Figures** are resolved between the two passes (:mod:`chronicle.figures`): every
+  document's specs against the results store give figures, warnings, the stale results
+  and each post's ``updated`` as values, their numbers taken from the cache when the
+  results are unchanged. A page showing a figure records the experiment it shows
+  (``result:NAME``), so a new result re-renders exactly those pages.
 * **Rendering**: an output whose recorded dependencies all hash the same is not
   rendered. One that is rendered is written only if its bytes differ from the last
   build's. Big sites render in forked workers (:mod:`chronicle.parallel`).
@@ -37,17 +42,7 @@ Incremental builds (``.chronicle/``, see :mod:`chronicle.manifest` and
 The output is byte-identical to a clean build's; ``tests/test_incremental.py`` checks it
 over a series of edits.
 
-Hooks for the other half of Chronicle, both on :class:`BuildOptions`:
-
-``embed_factory(source: Path) -> hook``
-    Called once per post or page with embed fences; ``hook(kind, experiment, body,
-    line) -> html`` renders its ``chart``/``table``/``compare`` fences (see
-    :mod:`chronicle.markdown`). After the document is rendered the build reads two
-    optional attributes of the hook: ``updated`` (a datetime: the newest result the
-    document shows; a post whose data is newer than its text gets that date as its
-    Atom ``<updated>`` and sitemap ``<lastmod>``) and ``warnings`` (strings, counted
-    like the build's own warnings and fatal under ``--strict``). Without a factory an
-    embed fence is a build error.
+Hook for the other half of Chronicle, on :class:`BuildOptions`:
 
 ``extra_pages``: callables ``(site: Site, renderer: Renderer) -> iterable of
 (output path, bytes)``
@@ -83,7 +78,6 @@ from chronicle.parallel import build_collector, iter_chunks
 from chronicle.paths import SitePaths, packaged_theme
 from chronicle.swap import remove_leftovers
 
-EmbedFactory = Callable[[Path], Any]
 ExtraPages = Callable[[Any, Any], Iterable[tuple[str, bytes]]]
 
 
@@ -113,8 +107,7 @@ class BuildOptions:
     future: bool = False
     now: datetime | None = None  # naive means the site's time zone
     strict: bool = False  # warnings fail the build
-    allow_missing: bool = False  # for the embed factory: a missing result is not an error
-    embed_factory: EmbedFactory | None = None
+    allow_missing: bool = False  # a figure of an experiment never run is a placeholder
     extra_pages: tuple[ExtraPages, ...] = field(default=())
     clean: bool = False  # ignore the manifest and caches: a full, cold build
 
@@ -129,6 +122,7 @@ class BuildReport:
     written: int = 0
     unchanged: int = 0
     removed: int = 0
+    stale: tuple[str, ...] = ()  # stale results the figures show, with the posts showing them
 
     def summary(self) -> str:
         noun = "page" if self.pages == 1 else "pages"
@@ -161,7 +155,8 @@ def _build(options: BuildOptions, paths: SitePaths, config: SiteConfig, out: Pat
         fingerprint = None
         if previous is not None:
             fingerprint = input_fingerprint(paths, config, options, cache)
-            if nothing_changed(previous, fingerprint, now, options, out, cache):
+            if nothing_changed(previous, digest(fingerprint, watched_digest(
+                    paths.root, previous.watch, cache)), now, options, out, cache):
                 return unchanged_report(previous, out, options, started)
         docs, read_errors = gather_docs(paths, config, cache)
         if fingerprint is None:
@@ -170,23 +165,27 @@ def _build(options: BuildOptions, paths: SitePaths, config: SiteConfig, out: Pat
             fingerprint = input_fingerprint(paths, config, options, cache)
         posts = select_posts([d for d in docs if isinstance(d.doc, Post)], options, now)
         pages = [d for d in docs if isinstance(d.doc, Page)]
-        parsed = parse_docs([*posts, *pages], options.embed_factory, cache, config.tz)
-        if read_errors or parsed.errors:
-            raise BuildErrors(read_errors + parsed.errors)
+        parsed = parse_docs([*posts, *pages], cache)
+        figures = resolve_figures(parsed, paths, config, options, cache)
+        if read_errors or parsed.errors or figures.errors:
+            raise BuildErrors(read_errors + parsed.errors + list(figures.errors))
+        entries, page_entries, warnings = make_entries(parsed, figures)
         # imported late: a no-change build stops before needing them
         from chronicle.model import build_site
         from chronicle.output import Outputs
 
-        site = build_site(config, parsed.entries, parsed.pages, now)
-        outputs = Outputs(site, paths, out, cache, previous, options.extra_pages)
+        site = build_site(config, entries, page_entries, now)
+        outputs = Outputs(site, paths, out, cache, previous, options.extra_pages,
+                          lab=figures.lab, named=figures.inputs)
         outputs.render()
-        if options.strict and parsed.warnings:
+        if options.strict and warnings:
             outputs.discard()
             raise BuildErrors([BuildError(f"warning (fatal with --strict): {w}")
-                               for w in parsed.warnings])
+                               for w in warnings])
         manifest = outputs.commit(Manifest(
-            fingerprint=fingerprint, next_change=next_change(posts, docs, now),
-            has_embeds=parsed.has_embeds, warnings=parsed.warnings),
+            fingerprint=digest(fingerprint, watched_digest(paths.root, figures.watch, cache)),
+            next_change=next_change(posts, docs, now), warnings=warnings,
+            stale=list(figures.stale), watch=list(figures.watch)),
             manifest_path(paths.cache, out, paths.output))
         cache.flush()
     finally:
@@ -194,8 +193,9 @@ def _build(options: BuildOptions, paths: SitePaths, config: SiteConfig, out: Pat
     files = manifest.outputs
     return BuildReport(out=out, pages=sum(1 for n in files if n.endswith(".html")),
                        files=len(files), seconds=time.perf_counter() - started,
-                       warnings=tuple(parsed.warnings), written=outputs.written,
-                       unchanged=len(files) - outputs.written, removed=outputs.removed)
+                       warnings=tuple(warnings), written=outputs.written,
+                       unchanged=len(files) - outputs.written, removed=outputs.removed,
+                       stale=figures.stale)
 
 
 def resolve_now(now: datetime | None, tz: tzinfo) -> datetime:
@@ -230,11 +230,20 @@ def input_fingerprint(paths: SitePaths, config: SiteConfig, options: BuildOption
                   tree_digest(cache, [t for t in trees if t.exists()]), *declared)
 
 
+def watched_digest(root: Path, patterns: Iterable[str], cache: Cache) -> str:
+    """The files the experiment scripts declare as inputs (globs under the site root),
+    hashed: they decide which results are stale, and may lie outside every folder the
+    fingerprint hashes. The last build's manifest names the globs (``watch``)."""
+    files = sorted({path for pattern in patterns for path in root.glob(pattern)
+                    if path.is_file()})
+    return tree_digest(cache, files) if files else ""
+
+
 def nothing_changed(previous: Manifest | None, fingerprint: str, now: datetime,
                     options: BuildOptions, out: Path, cache: Cache) -> bool:
     if previous is None or previous.fingerprint != fingerprint:
         return False
-    if previous.has_embeds or previous.uses_now:
+    if previous.uses_now:
         return False
     if previous.next_change and now >= datetime.fromisoformat(previous.next_change):
         return False  # a scheduled post is due
@@ -252,7 +261,8 @@ def unchanged_report(previous: Manifest, out: Path, options: BuildOptions,
     files = previous.outputs
     return BuildReport(out=out, pages=sum(1 for n in files if n.endswith(".html")),
                        files=len(files), seconds=time.perf_counter() - started,
-                       warnings=tuple(previous.warnings), unchanged=len(files))
+                       warnings=tuple(previous.warnings), unchanged=len(files),
+                       stale=tuple(previous.stale))
 
 
 def select_posts(posts: list, options: BuildOptions, now: datetime) -> list:
@@ -274,26 +284,23 @@ def next_change(selected: list, docs: list, now: datetime) -> str:
 
 @dataclass
 class Parsed:
-    entries: list = field(default_factory=list)
-    pages: list = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    """Every document rendered to HTML (figures as placeholders), with what was learnt."""
+
+    documents: list[tuple[Doc, Any, Any]] = field(default_factory=list)  # doc, Body, Rendered
     errors: list[BuildError] = field(default_factory=list)
-    has_embeds: bool = False
 
 
-def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache,
-               tz: tzinfo) -> Parsed:
-    """Render every document's markdown: cached, in parallel, embeds in this process."""
+def parse_docs(docs: list[Doc], cache: Cache) -> Parsed:
+    """Render every document's markdown: cached by file hash, the rest in parallel."""
     from chronicle.markdown import Rendered, render_markdown
     from chronicle.model import Body
     from chronicle.search import RECORD_NAMESPACE, post_record
 
     version = code_version()
     keys = [digest("body", d.hash, str(d.doc.source), version) for d in docs]
-    plain = [i for i, d in enumerate(docs) if not d.has_embeds]
-    known = cache.get_many("body", [keys[i] for i in plain])
-    missing = [i for i in plain if keys[i] not in known]
-    parsed = Parsed(has_embeds=len(plain) < len(docs))
+    known = cache.get_many("body", keys)
+    missing = [i for i, key in enumerate(keys) if key not in known]
+    parsed = Parsed()
 
     def work(indices: Iterable[int]) -> list[tuple[Any, ...]]:
         results: list[tuple[Any, ...]] = []
@@ -310,10 +317,11 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
                 # a post's search record, made while its text is in hand: the index
                 # then never reads the bodies back (see chronicle.search)
                 record = None
-                if isinstance(doc.doc, Post):
-                    record = post_record(_entry(doc, Body(keys[missing[j]]), r, None), r.text,
+                if isinstance(doc.doc, Post) and not r.embeds:  # else: made with its figures
+                    record = post_record(_entry(doc, Body(keys[missing[j]]), r), r.text,
                                          r.terms)
-                results.append((r.html, (r.headings, r.words, r.warnings), [], record))
+                results.append((r.html, (r.headings, r.words, r.warnings, r.embeds), [],
+                                record))
         return results
 
     for j, (html, meta, errors, record) in enumerate(iter_chunks(work, len(missing))):
@@ -333,61 +341,78 @@ def parse_docs(docs: list[Doc], embed_factory: EmbedFactory | None, cache: Cache
         return cache.get("html", key)
 
     for doc, key in zip(docs, keys, strict=True):
-        hook = None
-        if doc.has_embeds:
-            hook = embed_factory(doc.doc.source) if embed_factory else None
-            full = doc.read(tz)
-            try:
-                rendered = render_markdown(full.body, full.source, full.body_line, hook)
-            except BuildErrors as exc:
-                parsed.errors += exc.errors
-                continue
-            except BuildError as exc:
-                parsed.errors.append(exc)
-                continue
-            body = Body.of(rendered.html)
-        elif key in known:
-            headings, words, warnings = known[key]
-            rendered = Rendered("", headings, words, warnings)
-            body = Body(key, None, load_html)
-        else:
-            continue  # its error is already in parsed.errors
-        parsed.warnings += rendered.warnings
-        parsed.warnings += [str(w) for w in getattr(hook, "warnings", None) or ()]
-        entry = _entry(doc, body, rendered, hook)
-        if isinstance(doc.doc, Post):
-            if doc.has_embeds:  # the others' records were made with their bodies
-                # from the HTML: the tokens hold an embed's fence, not what it shows
-                cache.put(RECORD_NAMESPACE, *post_record(entry))
-            parsed.entries.append(entry)
-        else:
-            parsed.pages.append(entry)
+        if key in known:  # else its error is already in parsed.errors
+            headings, words, warnings, embeds = known[key]
+            parsed.documents.append((doc, Body(key, None, load_html),
+                                     Rendered("", headings, words, warnings, embeds=embeds)))
     return parsed
 
 
-def _entry(doc: Doc, body: Any, rendered: Any, hook: Any) -> Any:
-    """The model's :class:`Entry` (a post) or :class:`PageEntry` for a rendered document.
+@dataclass(frozen=True)
+class Figures:
+    """What the build learnt from resolving the documents' figures: the parts of a
+    :class:`chronicle.figures.Resolution` it uses, held here so a blog without figures
+    never imports that module (nor numpy)."""
 
-    Made the same way in the workers (for the search record, keyed by the entry's
-    digest) and here, so both see one digest."""
+    by_source: dict[Path, Any] = field(default_factory=dict)
+    warnings: dict[Path, tuple[str, ...]] = field(default_factory=dict)
+    updated: dict[Path, datetime] = field(default_factory=dict)
+    stale: tuple[str, ...] = ()
+    errors: tuple[BuildError, ...] = ()
+    inputs: dict[str, str] = field(default_factory=dict)
+    watch: tuple[str, ...] = ()  # the scripts' input globs (see watched_digest)
+    lab: Any = None  # the figures.Lab they were resolved with, for the lab pages
+
+
+def resolve_figures(parsed: Parsed, paths: SitePaths, config: SiteConfig,
+                    options: BuildOptions, cache: Cache) -> Figures:
+    """The documents' figures against the results store: between the two passes (with
+    their numbers computed, or taken from the cache, before the pages render)."""
+    specs = {doc.doc.source: rendered.embeds for doc, _, rendered in parsed.documents
+             if rendered.embeds}
+    if not specs:
+        return Figures()  # and numpy stays unloaded
+    from urllib.parse import urlsplit
+
+    from chronicle.figures import Lab
+    from chronicle.figures import resolve_figures as resolve
+
+    lab = Lab.of_site(paths.root, urlsplit(config.base_url).path or "/", cache)
+    found = resolve(specs, lab, options.allow_missing)
+    if not found.errors:
+        lab.prefetch((f for made in found.figures.values() for f in made), cache)
+    stale = tuple(str(s) + (f", shown by {', '.join(map(str, s.posts))}" if s.posts else "")
+                  for s in found.stale)
+    return Figures(found.figures, found.warnings, found.updated, stale, found.errors,
+                   found.inputs, lab.input_patterns(), lab)
+
+
+def make_entries(parsed: Parsed, figures: Figures) -> tuple[list, list, list[str]]:
+    """The model's entries (posts) and page entries, and the documents' warnings."""
+    entries, pages, warnings = [], [], []
+    for doc, body, rendered in parsed.documents:
+        source = doc.doc.source
+        warnings += rendered.warnings
+        warnings += figures.warnings.get(source, ())
+        entry = _entry(doc, body, rendered, figures.by_source.get(source, ()),
+                       figures.updated.get(source))
+        (entries if isinstance(doc.doc, Post) else pages).append(entry)
+    return entries, pages, warnings
+
+
+def _entry(doc: Doc, body: Any, rendered: Any, figures: tuple = (),
+           updated: datetime | None = None) -> Any:
+    """The model's :class:`Entry` (a post) or :class:`PageEntry` for a rendered document."""
     from chronicle.model import Entry, PageEntry
 
     show_toc = rendered.wants_toc(doc.doc.toc)
     if isinstance(doc.doc, Post):
         return Entry(post=doc.doc, body=body, headings=rendered.headings, show_toc=show_toc,
-                     reading_minutes=rendered.reading_minutes,
-                     embeds_updated=getattr(hook, "updated", None))
-    return PageEntry(page=doc.doc, body=body, headings=rendered.headings, show_toc=show_toc)
-
-
-def gather_content(paths: SitePaths, config: SiteConfig
-                   ) -> tuple[list[Post], list[Page], list[BuildError]]:
-    """Read every post and page without caches (for tools that want the raw models)."""
-    docs, errors = gather_docs(paths, config, Cache(paths.cache, enabled=False))
-    posts = [d.doc for d in docs if isinstance(d.doc, Post)]
-    pages = [d.doc for d in docs if isinstance(d.doc, Page)]
-    return posts, pages, errors
+                     reading_minutes=rendered.reading_minutes, embeds_updated=updated,
+                     figures=figures)
+    return PageEntry(page=doc.doc, body=body, headings=rendered.headings, show_toc=show_toc,
+                     figures=figures)
 
 
 __all__ = ["BuildOptions", "BuildReport", "Generator", "build", "find_sources",
-           "gather_content", "resolve_now", "select_posts"]
+           "resolve_now", "select_posts"]

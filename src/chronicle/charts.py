@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from chronicle.embed_fences import CHART_KINDS as CHART_KINDS  # the one list of kinds
 from chronicle.lab.results import atomic_write
 from chronicle.lab.stats import summarize
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-CHART_KINDS = ("box", "strip", "bar", "cdf")
 
 # Subject colours, the same on every page of the site. Known subjects get a fixed slot
 # so the site's two main contenders keep their colours whatever else a chart shows;

@@ -343,33 +343,17 @@ def _slug(meta: dict[str, Any], path: Path, lines: dict[str, int], default: str)
 
 # -- reading with the build cache -----------------------------------------------------------
 
-EMBED_FENCE = re.compile(r"^ {0,3}(?:`{3,}|~{3,})\s*(?:chart|table|compare)\b", re.MULTILINE)
-
-
-def has_embed_fence(body: str) -> bool:
-    # the plain substring tests first: most bodies have none of the words, and they cost
-    # a tenth of the multi-line regular expression's scan
-    return (("chart" in body or "table" in body or "compare" in body)
-            and EMBED_FENCE.search(body) is not None)
-
-
 @dataclass(frozen=True)
 class Doc:
-    """A post or page as the build tracks it: the model without its body, the source's
-    hash, and whether it has embed fences."""
+    """A post or page as the build tracks it: the model without its body and the source's
+    hash."""
 
     doc: Post | Page
     hash: str
-    has_embeds: bool
 
     def read_body(self) -> tuple[str, int]:
         """The markdown body and its first line, without parsing the front matter again."""
         return read_body(self.doc.source)
-
-    def read(self, tz: tzinfo) -> Post | Page:
-        """The model with its body, read again from disk."""
-        return read_post(self.doc.source, tz) if isinstance(self.doc, Post) \
-            else read_page(self.doc.source)
 
 
 def gather_docs(paths: Any, config: Any, cache: Any) -> tuple[list[Doc], list[BuildError]]:
@@ -411,7 +395,7 @@ def gather_docs(paths: Any, config: Any, cache: Any) -> tuple[list[Doc], list[Bu
             except BuildError as exc:
                 done.append((exc, file_hash, signature))
             else:  # what the cache keeps: Path objects are dear to pickle back
-                value = (_cached_fields(replace(full, body="")), has_embed_fence(full.body))
+                value = _cached_fields(replace(full, body=""))
                 done.append((value, file_hash, signature))
         return done
 
@@ -431,7 +415,7 @@ def gather_docs(paths: Any, config: Any, cache: Any) -> tuple[list[Doc], list[Bu
             value, file_hash = known[keys[i]], hashes[i]
         # the key names the source: the cache keeps the other fields only, sparing
         # 10,000 Path objects parsed back out of pickles on every build
-        docs.append(Doc((Post if is_post else Page)(source, *value[0]), file_hash, value[1]))
+        docs.append(Doc((Post if is_post else Page)(source, *value), file_hash))
     errors += _duplicates([d.doc for d in docs if isinstance(d.doc, Post)], "slug")
     errors += _duplicates([d.doc for d in docs if isinstance(d.doc, Page)], "page slug")
     return docs, errors

@@ -6,14 +6,14 @@ provenance of the latest good run, the script's source, and the raw samples as
 ``samples.csv`` and ``samples.json`` — the JSON is the stored ``samples`` list itself, so
 a reader can check any figure against what the script printed.
 
-Hooked into the build as an extra page generator (:func:`make_pages`); the pages are
+Hooked into the build as an extra page generator (:func:`lab_files`); the pages are
 rendered with the theme's ``lab_index.html`` and ``lab_experiment.html``. Nothing here
 depends on the clock, so the same results give the same bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,10 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer, TextLexer, get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from chronicle import embeds_html
-from chronicle.charts import Chart
-from chronicle.embeds import Embedder, EmbedSpec, make_factory, measured_or_declared
+from chronicle import figure_parts
+from chronicle.charts import Chart, ChartCache
+from chronicle.embed_fences import EmbedSpec
+from chronicle.figures import Figure, Lab, measured_or_declared
 from chronicle.lab.provenance import describe_git
 from chronicle.lab.results import SAMPLE_COLUMNS, Result, canonical_json, samples_csv
 from chronicle.lab.stats import warnings as stats_warnings
@@ -62,37 +63,39 @@ class LabEntry:
     source_html: Markup | None
     runs: tuple[Result, ...]  # newest first
     latest: Result | None  # latest good run
-    badges: Markup
-    caption: Markup
+    badges: tuple[figure_parts.Badge, ...]  # the latest run's, as a post's figure has them
+    caption: figure_parts.Caption | None
     charts: tuple[Markup, ...]
     stats: tuple[StatRow, ...]
     unmeasured: tuple[tuple[str, str], ...]
     provenance: tuple[tuple[str, str], ...]
 
 
-def lab_entries(embedder: Embedder) -> list[LabEntry]:
-    scripts = embedder.scripts()
-    names = sorted(set(scripts) | set(embedder.store.experiments()))
-    return [lab_entry(embedder, name, scripts.get(name)) for name in names]
+def lab_entries(lab: Lab, charts: ChartCache) -> list[LabEntry]:
+    return [lab_entry(lab, name, lab.scripts.get(name), charts) for name in lab.experiments()]
 
 
-def lab_entry(embedder: Embedder, name: str, script: Any | None) -> LabEntry:
-    runs = tuple(reversed(embedder.store.runs(name)))
-    latest = embedder.store.shown(name)
-    bad = embedder.store.bad_files(name)
+def lab_entry(lab: Lab, name: str, script: Any | None, charts: ChartCache) -> LabEntry:
+    runs = tuple(reversed(lab.store.runs(name)))
+    latest = lab.store.shown(name)
+    bad = lab.store.bad_files(name)
     reasons: tuple[str, ...] = ()
     if latest is None:
         status = "failed" if runs or bad else "never run"
         if runs:
             reasons = (f"{runs[0].status}: {runs[0].error or 'no detail'}",)
     else:
-        reasons = embedder.staleness(latest)
+        reasons = lab.staleness(latest)
         status = "stale" if reasons else "fresh"
         if runs[0].id != latest.id:
             reasons += (f"the newest run {runs[0].id} {runs[0].status}; showing the last good one",)
-    reasons += tuple(f"{embedder.relative(b.path)} is not a valid result, left out: {b.summary}"
+    reasons += tuple(f"{lab.relative(b.path)} is not a valid result, left out: {b.summary}"
                      for b in bad)
     subjects = measured_or_declared(latest) if latest else []
+    # the latest run as a figure of all it measured: the badges and caption posts show
+    figure = lab.figure(EmbedSpec(fence="chart", experiment=name, line=0,
+                                  metrics=tuple(latest.metrics), subjects=tuple(subjects)),
+                        latest) if latest else None
     return LabEntry(
         name=name,
         title=getattr(script, "title", None) or name,
@@ -104,10 +107,10 @@ def lab_entry(embedder: Embedder, name: str, script: Any | None) -> LabEntry:
         source_html=_source(script.path) if script is not None else None,
         runs=runs,
         latest=latest,
-        badges=Markup(embeds_html.badges(latest, subjects, embedder)) if latest else Markup(""),
-        caption=Markup(_caption(embedder, latest, subjects)) if latest else Markup(""),
-        charts=tuple(_charts(embedder, latest)) if latest else (),
-        stats=tuple(_stats(embedder, latest)) if latest else (),
+        badges=tuple(figure_parts.badges(latest, subjects, figure)) if figure else (),
+        caption=figure_parts.caption(figure.spec, latest, figure, subjects) if figure else None,
+        charts=tuple(_charts(figure, latest, charts)) if figure else (),
+        stats=tuple(_stats(figure, latest)) if figure else (),
         unmeasured=tuple(unmeasured_subjects(latest)) if latest else (),
         provenance=tuple(provenance_items(latest)) if latest else (),
     )
@@ -124,36 +127,30 @@ def _source(path: Path) -> Markup:
     return Markup(f'<div class="code">{html}</div>')
 
 
-def _caption(embedder: Embedder, result: Result, subjects: list[str]) -> str:
-    spec = EmbedSpec(fence="chart", experiment=result.experiment, line=0,
-                     metrics=tuple(result.metrics), subjects=tuple(subjects))
-    return embeds_html.caption(spec, result, embedder, subjects)
-
-
-def _charts(embedder: Embedder, result: Result) -> Iterable[Markup]:
+def _charts(figure: Figure, result: Result, charts: ChartCache) -> Iterable[Markup]:
     for metric in result.metrics:
         shown = [s for s in result.subjects if result.values(s, metric)]
         if not shown:
             continue
         chart = Chart(kind="box", title=f"{result.experiment}: {metric}",
-                      description=embeds_html.describe(result, embedder, metric, shown),
-                      panels=(embeds_html.panel(result, embedder, metric, shown),))
-        yield Markup(f'<div class="chart">{embedder.charts.svg(chart)}</div>')
+                      description=figure_parts.describe(result, figure, metric, shown),
+                      panels=(figure_parts.panel(result, figure, metric, shown),))
+        yield Markup(f'<div class="chart">{charts.svg(chart)}</div>')
 
 
-def _stats(embedder: Embedder, result: Result) -> Iterable[StatRow]:
-    number = embeds_html.number
+def _stats(figure: Figure, result: Result) -> Iterable[StatRow]:
+    number = figure_parts.number
     for metric in result.metrics:
         unit = result.unit(metric)
         for subject in result.subjects:
-            reason = embeds_html.unmeasured_reason(result, subject, metric)
-            if reason == embeds_html.NO_SAMPLES:
+            reason = figure_parts.unmeasured_reason(result, subject, metric)
+            if reason == figure_parts.NO_SAMPLES:
                 continue  # the metric does not apply to this subject
             if reason:
                 yield StatRow(metric, subject, unit, (), reason)
                 continue
-            s = embedder.summary(result, subject, metric)
-            cells = (str(s.n), number(s.median), embeds_html.interval(s.median_low, s.median_high),
+            s = figure.summary(result, subject, metric)
+            cells = (str(s.n), number(s.median), figure_parts.interval(s.median_low, s.median_high),
                      number(s.mean), number(s.sd), number(s.min), number(s.p5), number(s.q1),
                      number(s.q3), number(s.p95), number(s.max), str(len(s.outliers)))
             yield StatRow(metric, subject, unit, cells, "", tuple(stats_warnings(s, unit)))
@@ -161,7 +158,7 @@ def _stats(embedder: Embedder, result: Result) -> Iterable[StatRow]:
 
 def unmeasured_subjects(result: Result) -> list[tuple[str, str]]:
     """Subjects the script declared but this host could not run, with the reason."""
-    return [(s, embeds_html.unmeasured_reason(result, s) or "")
+    return [(s, figure_parts.unmeasured_reason(result, s) or "")
             for s in measured_or_declared(result) if s not in result.subjects]
 
 
@@ -197,9 +194,9 @@ def samples_json(result: Result) -> bytes:
     return canonical_json([s.to_json() for s in result.samples])
 
 
-def lab_files(embedder: Embedder, renderer: Any) -> Iterable[tuple[str, bytes]]:
+def lab_files(lab: Lab, charts: ChartCache, renderer: Any) -> Iterable[tuple[str, bytes]]:
     """Every lab page and download, as ``(output path, bytes)``."""
-    entries = lab_entries(embedder)
+    entries = lab_entries(lab, charts)
     yield renderer.page("lab_index.html", "lab/", experiments=entries,
                         stat_columns=STAT_COLUMNS)
     for entry in entries:
@@ -208,13 +205,3 @@ def lab_files(embedder: Embedder, renderer: Any) -> Iterable[tuple[str, bytes]]:
         if entry.latest is not None:
             yield f"{entry.url}samples.csv", samples_csv(entry.latest).encode("utf-8")
             yield f"{entry.url}samples.json", samples_json(entry.latest)
-
-
-def make_pages(options: Any) -> Callable[[Any, Any], Iterable[tuple[str, bytes]]]:
-    """The build's extra page generator for the lab (``BuildOptions`` in)."""
-    embedder = make_factory(options)
-
-    def generate(site: Any, renderer: Any) -> Iterable[tuple[str, bytes]]:
-        return list(lab_files(embedder, renderer))
-
-    return generate

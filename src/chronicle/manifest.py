@@ -3,8 +3,8 @@
 ``.chronicle/manifest.json`` (one per output folder; another ``--out`` gets
 ``manifest-<hash>.json``) is canonical JSON::
 
-    {"version": 1, "fingerprint": "...", "next_change": "2026-01-01T00:00:00+00:00",
-     "uses_now": false, "has_embeds": false, "warnings": [...],
+    {"version": 2, "fingerprint": "...", "next_change": "2026-01-01T00:00:00+00:00",
+     "uses_now": false, "warnings": [...], "stale": [...], "watch": ["lib/*.py"],
      "outputs": {"2025/03/boot-time/index.html":
                    {"hash": "<sha1 of the bytes>", "producer": "page",
                     "deps": {"code": "...", "config": "...", "context": "...",
@@ -29,6 +29,10 @@ Dependency names and what their hash covers (:class:`Inputs`):
 ``tag:SLUG``         a tag's name and slug (what ``site.tag(name).url`` needs)
 ``inputs:NAME``      the files an extra page generator declared it reads
 ``site``             the whole model (an extra generator that reads the site)
+``result:NAME``      what the figures of experiment NAME show beyond their spec: its shown
+                     result, staleness and the site's colours (``figures.Lab.input_digest``)
+``chart:KEY``        a chart file a figure on the page shows (``.chronicle/charts/KEY.svg``,
+                     named by its content: a record of use, never a reason to render)
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from typing import Any
 
 from chronicle.cache import Cache, digest
 
-VERSION = 1
+VERSION = 2
 
 
 @dataclass
@@ -58,15 +62,16 @@ class Manifest:
     fingerprint: str = ""
     next_change: str = ""  # ISO time when a scheduled post becomes due ("" if none)
     uses_now: bool = False
-    has_embeds: bool = False
     warnings: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # the stale results figures showed
+    watch: list[str] = field(default_factory=list)  # input globs of experiment scripts
     outputs: dict[str, Record] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         data = {
             "version": VERSION, "fingerprint": self.fingerprint,
             "next_change": self.next_change, "uses_now": self.uses_now,
-            "has_embeds": self.has_embeds, "warnings": self.warnings,
+            "warnings": self.warnings, "stale": self.stale, "watch": self.watch,
             "outputs": {name: {"hash": r.hash, "producer": r.producer, "deps": r.deps}
                         for name, r in self.outputs.items()},
         }
@@ -90,8 +95,8 @@ def load_manifest(path: Path) -> Manifest | None:
         return None
     return Manifest(
         fingerprint=data["fingerprint"], next_change=data["next_change"],
-        uses_now=data["uses_now"], has_embeds=data["has_embeds"],
-        warnings=list(data["warnings"]),
+        uses_now=data["uses_now"], warnings=list(data["warnings"]),
+        stale=list(data["stale"]), watch=list(data["watch"]),
         outputs={name: Record(r["hash"], r["producer"], dict(r["deps"]))
                  for name, r in data["outputs"].items()})
 
@@ -231,6 +236,10 @@ class Inputs:
             return digest(tag.name, tag.slug) if tag else "missing"
         if name in self._extra:
             return self._extra[name]()
+        if kind == "result":
+            return "missing"  # no figure shows the experiment now
+        if kind == "chart":
+            return rest  # a chart file is named by its content
         if name == "site":
             return digest(*(self.get(f"site.{a}") for a in SITE_PARTS))
         if name.startswith("site."):

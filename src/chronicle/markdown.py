@@ -19,16 +19,12 @@ block above it. Options of theirs that change only their own output are ignored 
 warning; an option nobody knows is an error. An unknown language is shown as plain text
 and reported as a warning, never an error.
 
-Embed fences: a fence whose info string starts with ``chart``, ``table`` or ``compare``
-is an embed, not code. The second word names the experiment (``""`` if missing) and
-the body is handed, untouched, to an :data:`EmbedHook`::
-
-    hook(kind: str, experiment: str, body: str, line: int) -> str   # HTML
-
-``line`` is the 1-based line of the opening fence in the *source file* (front matter
-included). The hook raises :class:`BuildError` for a bad embed; every bad embed in a
-document is collected and raised together as :class:`BuildErrors`. Without a hook an
-embed fence is the error "embeds are not available".
+Embed fences (``chart``, ``table``, ``compare``) are not code: the
+:mod:`chronicle.embed_fences` plugin turns them into ``embed`` tokens and the body holds a
+placeholder for each; their specs are :attr:`Rendered.embeds`, and the build resolves
+them against the results store (:mod:`chronicle.figures`). A bad embed, like a bad code
+fence, is a :class:`BuildError` at its line (the file's, front matter included); every
+one in a document is collected and raised together as :class:`BuildErrors`.
 
 Nesting (quotes in lists in quotes...) is rendered up to :data:`MAX_NESTING` levels;
 markdown-it leaves out whatever lies deeper, and each place it does so is a warning
@@ -39,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -57,10 +52,9 @@ from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from chronicle.content import slugify
+from chronicle.embed_fences import EmbedSpec, embed_plugin
 from chronicle.errors import BuildError, BuildErrors
 
-EmbedHook = Callable[[str, str, str, int], str]
-EMBED_KINDS = ("chart", "table", "compare")
 TOC_MIN_HEADINGS = 3
 WORDS_PER_MINUTE = 220
 LIGHT_STYLE, DARK_STYLE = "default", "github-dark"
@@ -86,6 +80,7 @@ class Rendered:
     warnings: tuple[str, ...] = ()
     text: str = ""  # the readable text (see _reading)
     terms: frozenset[str] = frozenset()  # its distinct words, case-folded (for search)
+    embeds: tuple[EmbedSpec, ...] = ()  # the figures its placeholders stand for, in order
 
     @property
     def reading_minutes(self) -> int:
@@ -100,8 +95,8 @@ class Rendered:
 class _Env:
     path: Path
     line_offset: int
-    hook: EmbedHook | None
     errors: list[BuildError] = field(default_factory=list)
+    embeds: list[EmbedSpec] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -113,6 +108,7 @@ def make_parser() -> MarkdownIt:
     md.enable(["table", "strikethrough", "replacements", "smartquotes"])
     md.use(footnote_plugin).use(tasklists_plugin).use(deflist_plugin)
     md.use(anchors_plugin, min_level=2, max_level=4, slug_func=lambda s: slugify(s) or "section")
+    md.use(embed_plugin)
     md.add_render_rule("fence", _render_fence)
     _warn_past_the_nesting_limit(md)
     return md
@@ -140,10 +136,9 @@ def _warn_past_the_nesting_limit(md: MarkdownIt) -> None:
     md.block.tokenize = tokenize_or_warn  # type: ignore[method-assign]
 
 
-def render_markdown(text: str, path: Path, first_line: int = 1,
-                    hook: EmbedHook | None = None) -> Rendered:
+def render_markdown(text: str, path: Path, first_line: int = 1) -> Rendered:
     """Render ``text``, whose first line is line ``first_line`` of ``path``."""
-    env = _Env(path=path, line_offset=first_line - 1, hook=hook)
+    env = _Env(path=path, line_offset=first_line - 1)
     parser = _parser()
     md_env: dict[str, Any] = {"chronicle": env}  # footnotes keep state here between passes
     tokens = parser.parse(text, md_env)
@@ -152,7 +147,8 @@ def render_markdown(text: str, path: Path, first_line: int = 1,
         raise env.errors[0] if len(env.errors) == 1 else BuildErrors(env.errors)
     text, terms, words = _reading(tokens)
     return Rendered(html=html, headings=_headings(tokens), words=words,
-                    warnings=tuple(env.warnings), text=text, terms=terms)
+                    warnings=tuple(env.warnings), text=text, terms=terms,
+                    embeds=tuple(env.embeds))
 
 
 @functools.cache
@@ -174,32 +170,12 @@ def _render_fence(renderer: Any, tokens: list[Token], idx: int, options: Any,
                   env: dict[str, Any]) -> str:
     token = tokens[idx]
     state: _Env = env["chronicle"]
-    words = token.info.split()
     line = (token.map[0] + 1 if token.map else 1) + state.line_offset
-    if words and words[0] in EMBED_KINDS:
-        return _render_embed(words[0], words[1] if len(words) > 1 else "", token.content,
-                             line, state)
     try:
         return _highlight(token.content, token.info, line, state)
     except BuildError as exc:
         state.errors.append(exc)
         return ""
-
-
-def _render_embed(kind: str, experiment: str, body: str, line: int, state: _Env) -> str:
-    if state.hook is None:
-        state.errors.append(BuildError(f"embeds are not available (```{kind} fence)",
-                                       state.path, line))
-        return ""
-    try:
-        return state.hook(kind, experiment, body, line)
-    except BuildErrors as exc:
-        state.errors.extend(exc.errors)
-    except BuildError as exc:
-        if exc.path is None:
-            exc = BuildError(exc.message, state.path, exc.line or line)
-        state.errors.append(exc)
-    return ""
 
 
 @dataclass(frozen=True)
@@ -373,7 +349,7 @@ def _reading(tokens: list[Token]) -> tuple[str, frozenset[str], int]:
     the parts had it. The words are split once, case-folded, for both the count and the
     search index (a post's text is ~900 words, and splitting it is most of the cost)."""
     parts: list[str] = []
-    code = 0
+    code = embedded = 0
     for token in tokens:
         kind = token.type
         if kind == "inline":
@@ -386,6 +362,10 @@ def _reading(tokens: list[Token]) -> tuple[str, frozenset[str], int]:
         elif kind == "fence" or kind == "code_block":
             code += len(token.content.split())
             parts += (" ", token.content, " ")
+        elif kind == "embed":
+            # counted like code (a figure is looked at, not read), but not text: the
+            # fence's YAML is nothing a reader sees or searches for
+            embedded += len(token.content.split())
     text = "".join(parts)
     words = text.casefold().split()  # case-folding never makes or removes a space
-    return text, frozenset(words), len(words) - code + code // 2
+    return text, frozenset(words), len(words) - code + (code + embedded) // 2

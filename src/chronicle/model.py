@@ -81,14 +81,19 @@ class Entry(_Rendered):
     headings: tuple[Heading, ...]
     show_toc: bool
     reading_minutes: int
-    embeds_updated: datetime | None  # newest result shown by the post's embeds
+    embeds_updated: datetime | None  # newest result shown by the post's figures
+    # what the body's placeholders stand for (chronicle.figures.Figure): not in the
+    # digest, for a page showing them records the results they show (result:NAME), and
+    # their specs are in the body's digest, the source's hash
+    figures: tuple[Any, ...] = field(metadata={"digest": False})
 
     def __init__(self, post: Post, html: str = "", headings: tuple[Heading, ...] = (),
                  show_toc: bool = False, reading_minutes: int = 1,
-                 embeds_updated: datetime | None = None, body: Body | None = None):
+                 embeds_updated: datetime | None = None, body: Body | None = None,
+                 figures: tuple[Any, ...] = ()):
         _assign(self, post=post, body=body or Body.of(html), headings=tuple(headings),
                 show_toc=show_toc, reading_minutes=reading_minutes,
-                embeds_updated=embeds_updated)
+                embeds_updated=embeds_updated, figures=tuple(figures))
 
     @cached_property
     def digest(self) -> str:
@@ -134,11 +139,13 @@ class PageEntry(_Rendered):
     body: Body
     headings: tuple[Heading, ...]
     show_toc: bool
+    figures: tuple[Any, ...] = field(metadata={"digest": False})  # as Entry.figures
 
     def __init__(self, page: Page, html: str = "", headings: tuple[Heading, ...] = (),
-                 show_toc: bool = False, body: Body | None = None):
+                 show_toc: bool = False, body: Body | None = None,
+                 figures: tuple[Any, ...] = ()):
         _assign(self, page=page, body=body or Body.of(html), headings=tuple(headings),
-                show_toc=show_toc)
+                show_toc=show_toc, figures=tuple(figures))
 
     @cached_property
     def digest(self) -> str:

@@ -227,12 +227,15 @@ class Outputs:
     renders it (in parallel when big), stages the new site, then exchanges it in."""
 
     def __init__(self, site: Site, paths: SitePaths, out: Path, cache: Cache,
-                 previous: Manifest | None, extra_pages: Iterable[Any]):
+                 previous: Manifest | None, extra_pages: Iterable[Any], lab: Any = None,
+                 named: dict[str, str] | None = None):
+        """``lab``: the build's view of the results (figures.Lab), if it made one;
+        ``named``: current hashes of named dependencies (``result:NAME``)."""
         from chronicle.render import Renderer, find_theme
 
         self.site, self.paths, self.out, self.cache = site, paths, out.absolute(), cache
         self.theme = find_theme(paths, site.config.theme)
-        self.renderer = Renderer(site, paths, self.theme)
+        self.renderer = Renderer(site, paths, self.theme, lab)
         # extra generators may keep their own content-hash entries here (e.g. per-post
         # search records keyed by Entry.digest): renderer.cache.get_many / put
         self.renderer.cache = cache  # type: ignore[attr-defined]
@@ -240,8 +243,8 @@ class Outputs:
         self.full = previous is None
         self.previous = previous.outputs if previous else {}
         self.intact = {n for n, r in self.previous.items() if cache.matches(self.out / n, r.hash)}
-        self.inputs = Inputs(site, {"code": code_version(), "config": value_digest(site.config)},
-                             self._template_hash)
+        self.inputs = Inputs(site, {"code": code_version(), "config": value_digest(site.config),
+                                    **(named or {})}, self._template_hash)
         self.records: dict[str, Record] = {}
         self._page_names: set[str] = set()  # the theme's pages, taken before they render
         self.staging = Staging(self.out)

@@ -151,24 +151,15 @@ def publish(options: BuildOptions, target_name: str | None = None, force: bool =
     with site_lock(paths.cache):  # no build may replace the site while it is copied
         report, problems = check_site(options)
         refusals = [str(p) for p in problems]
-        refusals += [f"stale result: {line}" for line in _stale(options)]
+        refusals += [f"stale result: {line}" for line in report.stale]
         for line in refusals:
             log(f"{'warning' if force else 'error'}: {line}")
         if refusals and not force:
             raise BuildError(f"not publishing: {len(refusals)} problem(s) found "
                              "(fix them, or publish anyway with --force)", paths.config)
-        deliver = {"dir": _deliver_dir, "rsync": _deliver_rsync, "git": _deliver_git}
-        where, detail = deliver[target.kind](target, report.out, paths, options)
+        deliver = {"dir": _deliver_dir, "rsync": _deliver_rsync, "git": _deliver_git}[target.kind]
+        where, detail = deliver(target, report.out, paths, options)
         return Published(target, where, _count_files(report.out), tuple(refusals), detail)
-
-
-def _stale(options: BuildOptions) -> list[str]:
-    """Stale results the build's embeds showed (the lab's Embedder keeps the list)."""
-    lines = []
-    for item in getattr(options.embed_factory, "stale_results", []):  # embeds.StaleResult
-        posts = ", ".join(str(p) for p in item.posts)
-        lines.append(str(item) + (f", shown by {posts}" if posts else ""))
-    return lines
 
 
 def _count_files(folder: Path) -> int:

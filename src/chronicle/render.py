@@ -11,7 +11,9 @@ Templates get the :class:`~chronicle.model.Site` as ``site``, the config as ``co
 the page's own site path as ``url``, and the helpers ``href(path)`` (a link that works
 under the base URL's path), ``absolute(path)`` (a full URL, for feeds),
 ``once(macro, entry)`` (the macro's HTML for that entry, made once per build and reused
-by every page that lists the entry) and the filters ``isodate`` and ``human_date``.
+by every page that lists the entry), ``body(entry)`` (a post's or page's HTML with its
+figures drawn in, see :mod:`chronicle.figures`) and the filters ``isodate`` and
+``human_date``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,8 +30,8 @@ from xml.sax.saxutils import escape as xml_escape
 
 import jinja2
 
+from chronicle.embed_fences import PLACEHOLDER_MARK, fill
 from chronicle.errors import BuildError
-from chronicle.markdown import pygments_css
 from chronicle.model import Site, Tag
 from chronicle.paths import BUNDLED_THEMES as BUNDLED_THEMES  # where the preview watches
 from chronicle.paths import SitePaths, packaged_theme
@@ -125,9 +128,11 @@ class _TagView:
 class Renderer:
     """Renders templates for one site; also handed to extra page generators (the lab)."""
 
-    def __init__(self, site: Site, paths: SitePaths, theme: Path):
+    def __init__(self, site: Site, paths: SitePaths, theme: Path, lab: Any = None):
         self.site = site
+        self.paths = paths
         self.theme = theme
+        self._lab = lab
         prefix = urlsplit(site.config.base_url).path or "/"
         folders = [paths.site_templates, *(layer / "templates" for layer in theme_layers(theme))]
         self.search_path = [p for p in folders if p.is_dir()]
@@ -144,8 +149,62 @@ class Renderer:
             absolute=lambda path: site.config.base_url + str(path).lstrip("/"),
         )
         self.env.globals["once"] = self._once
+        self.env.globals["body"] = self.body
         self.env.filters.update(isodate=_isodate, human_date=_human_date)
         self._made: dict[tuple[str, str], tuple[Any, Recorder]] = {}
+        # a figure's HTML and what making it read, by digest: made once a process
+        self._figures: dict[tuple[str, bool], tuple[str, Recorder]] = {}
+
+    def lab(self) -> Any:
+        """The build's view of the results store (a :class:`chronicle.figures.Lab`)."""
+        if self._lab is None:
+            from chronicle.figures import Lab
+
+            self._lab = Lab.of_site(self.paths.root,
+                                    urlsplit(self.site.config.base_url).path or "/")
+        return self._lab
+
+    @cached_property
+    def charts(self) -> Any:
+        """Drawn charts, cached by content in ``.chronicle/charts/``."""
+        from chronicle.charts import ChartCache
+
+        return ChartCache(self.paths.cache / "charts")
+
+    def body(self, document: Any, charts: bool = True) -> str:
+        """A post's or page's HTML with its figures in place of their placeholders
+        (``charts=False``: each chart an empty ``<svg>``, nothing drawn, for the text).
+
+        The page rendering it depends on each experiment a figure shows (``result:NAME``);
+        its figures' own specs are in the body's digest already."""
+        figures = document.figures
+        if not figures:
+            return document.html
+        if self.env.recorder is not None:
+            self.env.recorder.site.update(f"result:{f.source}" for f in figures)
+        return fill(document.html, lambda index: self.figure(figures[index], charts))
+
+    def figure(self, figure: Any, charts: bool = True) -> str:
+        """A figure's HTML from the theme's ``figures/<kind>.html``, made once a process;
+        what it read is replayed into each page that shows it (as with ``once``)."""
+        key = (figure.digest, charts)
+        made = self._figures.get(key)
+        outer = self.env.recorder
+        if made is None:
+            from chronicle.figure_parts import figure_context
+            from chronicle.figures import NO_CHARTS
+
+            self.env.recorder = inner = Recorder()
+            try:
+                drawn = _RecordedCharts(self.charts, inner) if charts else NO_CHARTS
+                template, context = figure_context(figure, drawn)
+                made = self._figures[key] = (self._render_text(template, context), inner)
+            finally:
+                self.env.recorder = outer
+        if outer is not None:
+            outer.templates |= made[1].templates
+            outer.site |= made[1].site
+        return made[0]
 
     def _once(self, macro: Any, entry: Any) -> Any:
         """``macro(entry)``, computed once per entry and process.
@@ -190,8 +249,28 @@ class Renderer:
 
     def render(self, template: str, url: str, **context: Any) -> bytes:
         """Render ``template`` for the page at site path ``url``."""
+        text = self._render_text(template, {"url": url, **context})
+        if PLACEHOLDER_MARK in text:
+            # A template made before figures were drawn at render time (an older init's
+            # full theme copy, an ejected post.html) writes entry.html: the one document
+            # of its page still shows its figures. Where a page shows several bodies,
+            # whose figure is whose cannot be told: an error, never a silent gap.
+            document = context.get("entry") or context.get("page")
+            if getattr(document, "figures", None):
+                if self.env.recorder is not None:
+                    self.env.recorder.site.update(f"result:{f.source}"
+                                                  for f in document.figures)
+                text = fill(text, lambda index: self.figure(document.figures[index]))
+        if PLACEHOLDER_MARK in text:
+            raise BuildError(f"template {template!r} (or one it includes) shows a body with "
+                             "its figures left out: write body(entry) or body(page) where it "
+                             "writes entry.html or page.html", self.template_file(template)
+                             or self.theme)
+        return text.encode("utf-8")
+
+    def _render_text(self, template: str, context: dict[str, Any]) -> str:
         try:
-            text = self.env.get_template(template).render(url=url, **context)
+            return self.env.get_template(template).render(**context)
         except jinja2.TemplateSyntaxError as exc:
             raise BuildError(f"template error: {exc.message}", exc.filename or template,
                              exc.lineno) from None
@@ -199,11 +278,22 @@ class Renderer:
             raise BuildError(f"template {exc.name!r} not found", self.theme) from None
         except jinja2.UndefinedError as exc:
             raise BuildError(f"template error: {exc.message}", template) from None
-        return text.encode("utf-8")
 
     def page(self, template: str, url: str, **context: Any) -> tuple[str, bytes]:
         """``(output file, bytes)`` for one page: the shape extra page generators return."""
         return output_file(url), self.render(template, url, **context)
+
+
+class _RecordedCharts:
+    """The chart cache, noting in a figure's record each chart file it shows
+    (``chart:KEY``: the file is named by its content, so the name is its hash)."""
+
+    def __init__(self, charts: Any, recorder: Recorder):
+        self.charts, self.recorder = charts, recorder
+
+    def svg(self, chart: Any) -> str:
+        self.recorder.site.add(f"chart:{chart.key()}")
+        return self.charts.svg(chart)
 
 
 @dataclass(frozen=True)
@@ -261,13 +351,6 @@ def page_jobs(site: Site) -> list[PageJob]:
         taken_by[name] = redirect.source
         page("redirect.html", redirect.url, redirect=redirect)
     return jobs
-
-
-def render_site(site: Site, renderer: Renderer) -> dict[str, bytes]:
-    """Every generated file of the site, by output path (all in memory: small sites)."""
-    files = {job.name: job.render(renderer) for job in page_jobs(site)}
-    files["static/pygments.css"] = pygments_css().encode()
-    return files
 
 
 def sitemap_xml(site: Site, extra_urls: Iterable[str] = ()) -> bytes:

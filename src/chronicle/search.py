@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from html import unescape
 from typing import Any
 
 from chronicle.cache import code_version, digest
-from chronicle.model import Entry, PageEntry, Site
+from chronicle.model import Entry, PageEntry, Site, fields_digest
 
 INDEX_PATH = "search.json"
 EXCERPT_WORDS = 30
@@ -57,7 +57,8 @@ too up us was we were what when which who why will with would you your
 """.split())
 
 
-def search_index(site: Site, cache: Any = None) -> bytes:
+def search_index(site: Site, cache: Any = None,
+                 body: Callable[[Entry], str] | None = None) -> bytes:
     """The bytes of ``search.json`` for ``site``.
 
     With a build cache (``renderer.cache``), each post's record is the one the build
@@ -66,13 +67,18 @@ def search_index(site: Site, cache: Any = None) -> bytes:
     missing from the cache (a model made outside a build, or no cache) are made here from
     the rendered HTML, a thousand at a time so no step holds every body: the same words,
     but the excerpt keeps footnote marks that the text of the parsed tokens leaves out.
+    A post with figures is indexed from what its figures show (their tables, captions
+    and badges): ``body(entry)`` gives its HTML with them drawn in (the parser knows only
+    their placeholders, so these records are always made here).
     """
     keys = [record_key(entry) for entry in site.entries]
     known: dict[str, bytes] = cache.get_many(RECORD_NAMESPACE, keys) if cache else {}
     missing = [i for i, key in enumerate(keys) if key not in known]
     for start in range(0, len(missing), RECORDS_PER_CHUNK):
         for i in missing[start:start + RECORDS_PER_CHUNK]:
-            key, record = post_record(site.entries[i])
+            entry = site.entries[i]
+            html = body(entry) if body is not None and entry.figures else None
+            key, record = post_record(entry, html=html)
             known[key] = record
             if cache is not None:
                 cache.put(RECORD_NAMESPACE, key, record)
@@ -87,17 +93,20 @@ def search_index(site: Site, cache: Any = None) -> bytes:
 
 def record_key(entry: Entry) -> str:
     """A post record's cache key: the code version (a new record format must not reuse
-    old records) and the entry's digest, which covers all the record shows."""
-    return digest(code_version(), entry.digest)
+    old records), the post's fields, its body's digest (its figures' specs included) and
+    what its figures show besides: all the record shows. Not the entry's digest, which
+    also covers what the index does not show (the date of the results its figures show)."""
+    return digest(code_version(), fields_digest("post", entry.post), entry.body.digest,
+                  *(figure.shows for figure in entry.figures))
 
 
-def post_record(entry: Entry, text: str | None = None,
-                terms: Iterable[str] | None = None) -> tuple[str, bytes]:
+def post_record(entry: Entry, text: str | None = None, terms: Iterable[str] | None = None,
+                html: str | None = None) -> tuple[str, bytes]:
     """``(record_key(entry), record bytes)`` for a post; ``text`` is its body's readable
     text and ``terms`` its distinct case-folded words when known (``Rendered.text`` and
     ``Rendered.terms``), else they are taken from the rendered HTML."""
     if text is None:
-        text = html_text(entry.html)
+        text = html_text(entry.html if html is None else html)
     body_words = term_words(terms) if terms is not None else index_words([text])
     # index_words works word by word, so the words of the parts are the parts' words
     words = index_words([entry.title, entry.summary, " ".join(entry.tags)])
@@ -115,7 +124,11 @@ def post_record(entry: Entry, text: str | None = None,
 
 def search_files(site: Site, renderer: Any = None) -> list[tuple[str, bytes]]:
     """An ``extra_pages`` generator for :class:`chronicle.build.BuildOptions`."""
-    return [(INDEX_PATH, search_index(site, getattr(renderer, "cache", None)))]
+    if renderer is None:
+        return [(INDEX_PATH, search_index(site))]
+    # the figures' text without drawing their charts: an index never shows an SVG
+    return [(INDEX_PATH, search_index(site, getattr(renderer, "cache", None),
+                                      lambda entry: renderer.body(entry, charts=False)))]
 
 
 def html_text(html: str) -> str:

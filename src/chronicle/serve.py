@@ -65,7 +65,7 @@ class PreviewServer:
     """Builds, serves and watches one site. ``start()``, then ``close()``.
 
     ``prepare`` turns the base options into those of one build (the CLI plugs in the
-    lab's embed hooks there: they hold per-build state, so each build gets fresh ones).
+    lab pages and the search index there, see :func:`chronicle.hooks.standard_hooks`).
     """
 
     def __init__(self, options: BuildOptions, port: int = 8000,
