@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chronicle.cli import main
-from tests.browser_support import chromium, serve_folder
+from tests.support import chromium, serve_folder
 
 pytestmark = pytest.mark.browser
 

@@ -4,7 +4,7 @@ import pytest
 
 from chronicle.build import BuildOptions
 from chronicle.serve import PreviewServer
-from tests.browser_support import chromium
+from tests.support import chromium
 from tests.test_check import make_site, post
 
 pytestmark = pytest.mark.browser

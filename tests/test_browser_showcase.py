@@ -16,7 +16,7 @@ import pytest
 
 from chronicle.build import BuildOptions, build
 from chronicle.hooks import standard_hooks
-from tests.browser_support import chromium, serve_folder
+from tests.support import chromium, serve_folder
 
 pytestmark = pytest.mark.browser
 

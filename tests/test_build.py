@@ -151,7 +151,7 @@ def test_404_page_links_home(site_root):
 
 
 def test_figures_are_drawn_in_and_move_the_feed_date(site_root):
-    from tests.embeds_support import fresh_experiment, write_script
+    from tests.support import fresh_experiment, write_script
 
     fresh_experiment(site_root)
     write(site_root / "posts/2025-05-01-data.md",
@@ -309,7 +309,7 @@ def test_a_second_build_waits_for_the_first_and_says_who_holds_the_lock(site_roo
 
 
 def test_an_old_template_writing_entry_html_still_shows_the_post_s_figures(site_root):
-    from tests.embeds_support import fresh_experiment
+    from tests.support import fresh_experiment
 
     fresh_experiment(site_root)
     write(site_root / "posts/2025-05-01-data.md",
@@ -324,7 +324,7 @@ def test_an_old_template_writing_entry_html_still_shows_the_post_s_figures(site_
 
 
 def test_a_page_of_several_bodies_without_their_figures_is_an_error(site_root):
-    from tests.embeds_support import fresh_experiment
+    from tests.support import fresh_experiment
 
     fresh_experiment(site_root)
     write(site_root / "posts/2025-05-01-data.md",

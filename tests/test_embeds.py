@@ -16,7 +16,7 @@ from chronicle.figures import Lab, Resolution, resolve_figures
 from chronicle.hooks import standard_hooks
 from chronicle.lab.stats import Ratio
 from chronicle.markdown import render_markdown
-from tests.embeds_support import (
+from tests.support import (
     figure_renderer,
     fresh_experiment,
     fresh_key_parts,

@@ -13,7 +13,7 @@ from chronicle.errors import BuildError
 from chronicle.guard import MARKER
 from chronicle.hooks import standard_hooks
 from tests.conftest import post_text, write
-from tests.embeds_support import make_result, store_result, write_script
+from tests.support import make_result, store_result, write_script
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -373,7 +373,7 @@ def test_a_rebuild_neither_checks_result_files_again_nor_recomputes_numbers(figu
 
 
 def test_an_experiment_input_outside_experiments_makes_its_result_stale(tmp_path):
-    from tests.embeds_support import SCRIPT, fresh_key_parts
+    from tests.support import SCRIPT, fresh_key_parts
 
     root = tmp_path / "blog"
     write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')

@@ -15,7 +15,8 @@ from chronicle import labpages
 from chronicle.build import BuildOptions, build
 from chronicle.errors import BuildErrors
 from chronicle.hooks import standard_hooks
-from tests.embeds_support import (
+from tests.support import (
+    drawn_charts,
     fresh_key_parts,
     make_result,
     make_site,
@@ -24,7 +25,6 @@ from tests.embeds_support import (
     write_post,
     write_script,
 )
-from tests.support import drawn_charts
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 SHOWCASE = """\

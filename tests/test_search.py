@@ -212,7 +212,7 @@ def test_a_post_with_embeds_is_indexed_from_what_its_embeds_show(tmp_path):
     # from the HTML with its figures drawn in, as an index made without any cache makes it
     from chronicle.build import BuildOptions, Generator, build
     from chronicle.hooks import standard_hooks
-    from tests.embeds_support import fresh_experiment, make_site, write_post
+    from tests.support import fresh_experiment, make_site, write_post
 
     root = make_site(tmp_path / "blog")
     fresh_experiment(root)

@@ -10,7 +10,7 @@ import time
 
 from chronicle.lab.procgroup import alive
 from chronicle.lab.results import ResultStore
-from tests.embeds_support import in_the_future, make_result, store_edited
+from tests.support import in_the_future, make_result, store_edited
 
 from .conftest import cli_env
 
@@ -237,7 +237,7 @@ def test_freshness_is_per_lab_host(site):
 def test_diff_stays_on_one_host_and_one_accelerator_unless_asked(site):
     import dataclasses
 
-    from tests.embeds_support import store_result
+    from tests.support import store_result
 
     for day in ("20", "21"):
         store_result(site.root, make_result(started=f"2026-11-{day}T10:00:00.000000Z"))

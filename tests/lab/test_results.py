@@ -13,7 +13,7 @@ from chronicle.lab import experiment as exp
 from chronicle.lab import provenance, runner
 from chronicle.lab.results import SAMPLE_COLUMNS, Result, ResultStore, Sample, canonical_json
 from chronicle.lab.validation import load_schema
-from tests.embeds_support import in_the_future, make_result, store_edited
+from tests.support import in_the_future, make_result, store_edited
 
 OPTIONS = runner.RunOptions(grace=1.0)
 EMIT = "from chronicle import lab\nlab.emit('a', 'm', 0.1 + 0.2, 'ms', 0)\n"

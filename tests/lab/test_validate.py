@@ -12,7 +12,7 @@ from chronicle.lab.validation import (
     validate_file,
     validate_store,
 )
-from tests.embeds_support import in_the_future, make_result, store_edited
+from tests.support import in_the_future, make_result, store_edited
 
 EMIT = "from chronicle import lab\nlab.emit('a', 'm', 1.5, 'ms', 0)\n"
 
