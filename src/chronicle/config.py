@@ -7,13 +7,12 @@ key, a wrong type or a bad value is a :class:`BuildError` naming the key and the
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from chronicle.errors import BuildError, toml_error_line, toml_key_line
+from chronicle.errors import BuildError, read_toml, toml_key_line
 
 
 @dataclass(frozen=True)
@@ -58,16 +57,7 @@ OTHER_TABLES = {"publish"}
 
 
 def load_config(path: Path) -> SiteConfig:
-    try:
-        raw = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise BuildError("site config not found", path) from None
-    except UnicodeDecodeError:
-        raise BuildError("not valid UTF-8", path) from None
-    try:
-        data = tomllib.loads(raw)
-    except tomllib.TOMLDecodeError as exc:
-        raise BuildError(f"TOML error: {exc}", path, toml_error_line(exc)) from None
+    data, raw = read_toml(path, BuildError, "site config")
     return parse_config(data, path, raw)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
+from typing import Any
 
 
 class ChronicleError(Exception):
@@ -39,6 +41,24 @@ class BuildErrors(BuildError):
 
 class LabError(ChronicleError):
     """The lab half: experiment blocks, runs, results, subjects."""
+
+
+def read_toml(path: Path, error: type[ChronicleError], what: str = "file"
+              ) -> tuple[dict[str, Any], str]:
+    """A TOML file's table and its text (for messages naming a key's line); any problem
+    reading it is ``error`` naming the file, and the line where tomllib gives one."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} not found", path) from None
+    except UnicodeDecodeError:
+        raise error("not valid UTF-8", path) from None
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror}", path) from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"TOML error: {exc}", path, toml_error_line(exc)) from None
 
 
 def toml_error_line(exc: Exception) -> int | None:

@@ -201,10 +201,7 @@ class Renderer:
                 made = self._figures[key] = (self._render_text(template, context), inner)
             finally:
                 self.env.recorder = outer
-        if outer is not None:
-            outer.templates |= made[1].templates
-            outer.site |= made[1].site
-        return made[0]
+        return self._replayed(made, outer)
 
     def _once(self, macro: Any, entry: Any) -> Any:
         """``macro(entry)``, computed once per entry and process.
@@ -222,10 +219,16 @@ class Renderer:
                 made = self._made[key] = (macro(entry), inner)
             finally:
                 self.env.recorder = outer
+        return self._replayed(made, outer)
+
+    @staticmethod
+    def _replayed(made: tuple[Any, Recorder], outer: Recorder | None) -> Any:
+        """A value made once, with what making it read added to the page being recorded."""
+        value, reads = made
         if outer is not None:
-            outer.templates |= made[1].templates
-            outer.site |= made[1].site
-        return made[0]
+            outer.templates |= reads.templates
+            outer.site |= reads.site
+        return value
 
     def template_file(self, name: str) -> Path | None:
         """The file the loader uses for template ``name`` (a site override first)."""

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from chronicle.errors import LabError, toml_error_line
+from chronicle.errors import LabError, read_toml
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 SUITE = re.compile(r"^[a-z]+$")
@@ -143,16 +142,7 @@ def find(root: Path, name: str) -> GuestDefinition:
 
 
 def load(path: Path) -> GuestDefinition:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise LabError("guest definition not found", path) from None
-    except UnicodeDecodeError:
-        raise LabError("not valid UTF-8", path) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise LabError(f"TOML error: {exc}", path, toml_error_line(exc)) from None
+    data, text = read_toml(path, LabError, "guest definition")
     return parse(data, path, text)
 
 

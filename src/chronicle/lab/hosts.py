@@ -22,12 +22,11 @@ host ``local``. Every mistake is a LabError naming the file, the key and its lin
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chronicle.errors import LabError, toml_error_line, toml_key_line
+from chronicle.errors import LabError, read_toml, toml_key_line
 from chronicle.lab.inventory import load_inventory
 
 LOCAL = "local"
@@ -83,15 +82,7 @@ def load_hosts(root: Path) -> dict[str, LabHost]:
     hosts = {LOCAL: LabHost(LOCAL, source="implicit")}
     if not path.exists():
         return hosts
-    try:
-        text = path.read_bytes().decode("utf-8")
-        data = tomllib.loads(text)
-    except UnicodeDecodeError:
-        raise LabError("not valid UTF-8", path) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise LabError(f"TOML error: {exc}", path, toml_error_line(exc)) from None
-    except OSError as exc:
-        raise LabError(f"cannot read: {exc.strerror}", path) from None
+    data, text = read_toml(path, LabError)
     hosts.update(parse_hosts(data, path, text))
     return hosts
 
