@@ -122,3 +122,11 @@ def test_an_unknown_guest_lists_the_defined_ones(tmp_path):
     write(folder, GOOD)
     with pytest.raises(LabError, match=r"no guest definition 'nope' \(defined: web\)"):
         guestdef.find(tmp_path, "nope")
+
+
+def test_teardown_knows_a_guest_image_as_ours():
+    from chronicle.lab import guestbuild, image
+
+    # lab teardown deletes images by this prefix: a guest image it missed kept the
+    # storage pool in use and the teardown failed
+    assert guestbuild.image_alias("static-nginx").startswith(image.GUEST_PREFIX)

@@ -30,6 +30,8 @@ from chronicle.lab.initramfs import INDEX_HTML
 BUSYBOX_ALIAS = "chronicle-busybox"
 DEBIAN_ALIAS = "chronicle-debian"
 ALIASES = (BUSYBOX_ALIAS, DEBIAN_ALIAS)
+# Debian guests of experiments/guests/ (lab.guestbuild.image_alias), ours to delete too
+GUEST_PREFIX = "chronicle-guest-"
 
 CONTAINER_INIT = r"""#!/bin/sh
 # Chronicle container init: stay up quietly, stop at once when asked (see chronicle.lab.image).

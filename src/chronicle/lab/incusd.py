@@ -23,6 +23,7 @@ from typing import Any
 
 from chronicle.errors import LabError
 from chronicle.lab import host
+from chronicle.lab.image import GUEST_PREFIX
 from chronicle.lab.procgroup import alive
 
 PIDFILE = Path("/run/chronicle-incusd.pid")
@@ -176,8 +177,10 @@ def pool_file() -> Path:
     return host.INCUS_DIR / "disks" / f"{POOL}.img"
 
 
-def remove_through_api(client: Any, aliases: tuple[str, ...]) -> list[str]:
-    """Delete our instances, images, the profile's root disk and the pool; what was done."""
+def remove_through_api(client: Any, aliases: tuple[str, ...],
+                       prefix: str = GUEST_PREFIX) -> list[str]:
+    """Delete our instances, images (``aliases``, and any alias starting with ``prefix``),
+    the profile's root disk and the pool; what was done."""
     done = []
     for inst in client.instances.all():
         if not inst.name.startswith(INSTANCE_PREFIX):
@@ -188,7 +191,7 @@ def remove_through_api(client: Any, aliases: tuple[str, ...]) -> list[str]:
         done.append(f"deleted instance {inst.name}")
     for image in client.images.all():
         names = {a["name"] for a in image.aliases}
-        if names & set(aliases):
+        if names & set(aliases) or any(n.startswith(prefix) for n in names):
             image.delete(wait=True)
             done.append(f"deleted image {', '.join(sorted(names))}")
     profile = client.profiles.get("default")
