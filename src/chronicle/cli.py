@@ -12,6 +12,7 @@ from pathlib import Path
 
 from chronicle import __version__
 from chronicle.errors import BuildError, BuildErrors, ChronicleError
+from chronicle.paths import add_root_argument
 
 SKELETON = Path(__file__).parent / "skeleton"
 
@@ -29,8 +30,7 @@ def build_parser(only_build: bool = False) -> argparse.ArgumentParser:
     build.add_argument("--now", type=_iso_datetime, metavar="DATE",
                        help="the build's 'now' (ISO date or date-time), for reproducible builds")
     build.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: output/)")
-    build.add_argument("--root", type=Path, metavar="DIR",
-                       help="site root (default: the folder above holding site/site.toml)")
+    add_root_argument(build)
     build.add_argument("--strict", action="store_true", help="treat warnings as errors")
     build.add_argument("--allow-missing", action="store_true",
                        help="render embeds whose results are missing as placeholders")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,22 @@ def packaged_theme(name: str) -> Path:
 def site_root(given: Path | None) -> Path:
     """A command's ``--root DIR`` when given, else the root found above the working folder."""
     return given.resolve() if given else find_root()
+
+
+def add_root_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``--root DIR`` option every command that works on a site takes (read it with
+    :func:`site_root`)."""
+    parser.add_argument("--root", type=Path, metavar="DIR",
+                        help="site root (default: the folder above holding site/site.toml)")
+    return parser
+
+
+def site_command(sub: argparse._SubParsersAction, name: str, func: Callable[..., int],
+                 help: str) -> argparse.ArgumentParser:
+    """A subcommand ``name`` of ``sub`` that works on a site: ``--root`` and ``func``."""
+    parser = add_root_argument(sub.add_parser(name, help=help))
+    parser.set_defaults(func=func)
+    return parser
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from chronicle.lab import experiment as exp
 from chronicle.lab import guest_cli, hosts_cli, leftovers, provenance, runner, setup
 from chronicle.lab.results import BadFile, Result, ResultStore, Sample, samples_csv
 from chronicle.lab.validation import validate_store
-from chronicle.paths import SitePaths, site_root
+from chronicle.paths import SitePaths, site_command, site_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,11 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
 
     def command(name: str, func, help: str) -> argparse.ArgumentParser:
-        parser = lab_sub.add_parser(name, help=help)
-        parser.add_argument("--root", type=Path, metavar="DIR",
-                            help="site root (default: the folder above holding site/site.toml)")
-        parser.set_defaults(func=func)
-        return parser
+        return site_command(lab_sub, name, func, help)
 
     p = command("list", cmd_list, "experiments and whether their results are fresh")
     p.add_argument("--tag", action="append", default=[], metavar="T")

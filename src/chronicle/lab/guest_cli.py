@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab import guestboot, guestbuild, guestdef
-from chronicle.paths import lab_dir, site_root
+from chronicle.paths import lab_dir, site_command, site_root
 
 WAYS = ("container", "microvm")
 
@@ -23,11 +22,7 @@ def register(lab_sub: argparse._SubParsersAction) -> None:
     sub = guest.add_subparsers(dest="guest_command", required=True, metavar="GUEST_COMMAND")
 
     def command(name: str, func, help: str) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=help)
-        parser.add_argument("--root", type=Path, metavar="DIR",
-                            help="site root (default: the folder above holding site/site.toml)")
-        parser.set_defaults(func=func)
-        return parser
+        return site_command(sub, name, func, help)
 
     command("list", cmd_list, "guest definitions and whether their build is current")
     p = command("build", cmd_build, "build a guest's Incus image and microVM disk (root)")

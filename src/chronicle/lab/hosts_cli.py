@@ -15,16 +15,13 @@ from chronicle.errors import ChronicleError, LabError
 from chronicle.lab import experiment as exp
 from chronicle.lab import hosts as lab_hosts
 from chronicle.lab import remote
-from chronicle.paths import site_root
+from chronicle.paths import site_command, site_root
 
 
 def register(lab_sub: argparse._SubParsersAction) -> None:
     """Add ``hosts``, and ``--on`` to the run, doctor and setup commands already there."""
-    p = lab_sub.add_parser("hosts", help="the lab hosts of site/lab.toml: reachable, and "
-                                         "what each can run")
-    p.add_argument("--root", type=Path, metavar="DIR",
-                   help="site root (default: the folder above holding site/site.toml)")
-    p.set_defaults(func=cmd_hosts)
+    site_command(lab_sub, "hosts", cmd_hosts,
+                 "the lab hosts of site/lab.toml: reachable, and what each can run")
     on_help = "on these hosts of site/lab.toml (comma-separated) instead of this machine"
     for name, action in (("run", _run_on), ("doctor", _doctor_on), ("setup", _setup_on)):
         parser = lab_sub.choices[name]
