@@ -272,6 +272,8 @@ def newest_comparison(experiment: str, runs: Iterable[Result], policy: Policy = 
     if not good:
         return Comparison(experiment, None, (), ("no good run stored",))
     current = good[-1]
+    if len(good) == 1:
+        return Comparison(experiment, current, (), (f"one good run so far ({current.id})",))
     decisions: list[Decision] = []
     notes: list[str] = []
     for subject in current.subjects:
