@@ -133,6 +133,7 @@ def test_the_pair_being_judged_is_not_its_own_noise_floor():
     first, again = aa_series(0.20)
     found = history.decide_between([first, again], first, again, "vm", "boot_ms")
     assert found.noise.pairs == () and found.verdict == history.IMPROVED
+    assert "no other A/A pair" in found.explanation and "(an A/A pair)" in found.explanation
 
 
 def test_a_later_a_a_pair_does_not_change_an_earlier_decision():

@@ -59,6 +59,7 @@ def test_a_shift_after_runs_at_one_level_is_a_regression_naming_subject_and_metr
     assert done.returncode == 1, done.stdout + done.stderr
     found = rows(done.stdout)
     assert "regressed" in found[("vm", "boot_ms")] and "+29.4%" in found[("vm", "boot_ms")]
+    assert "(2)" in found[("vm", "boot_ms")]  # the A/A floor and its pair count
     assert "no detectable change" in found[("ct", "boot_ms")]
     assert "2 A/A pairs" in done.stdout and "key changed: inputs" in done.stdout
 
@@ -72,6 +73,8 @@ def test_a_run_at_the_same_level_is_no_regression(levelled):
     done = levelled.chronicle("lab", "regressions", "levels")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no detectable change" in rows(done.stdout)[("vm", "boot_ms")]
+    assert "no A/A pair to measure the noise floor on local, no accelerator; local, tcg" \
+        in done.stdout
 
 
 def test_runs_from_two_host_labels_are_not_compared(levelled):

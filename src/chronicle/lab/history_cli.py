@@ -186,17 +186,23 @@ def _print_comparison(out, found: history.Comparison, verbose: bool) -> None:
         return
     table = Table(title=f"{found.experiment}: newest good run {found.current.id}")
     for column in ("subject", "metric", "host, accelerator", "previous", "median",
-                   "change \\[interval]", "verdict"):
+                   "change \\[interval]", "A/A floor", "verdict"):
         table.add_column(column)
     for d in found.decisions:
         if d.verdict == history.UNDECIDED:
             change = "-"
         else:
             change = f"{d.relative:+.1%} [{d.widened_low - 1:+.1%}, {d.widened_high - 1:+.1%}]"
+        floor = f"±{d.noise.relative:.1%} ({len(d.noise.pairs)})" if d.noise.pairs else "none"
         table.add_row(escape(d.subject), escape(d.metric), escape(d.line.label), d.previous,
                       f"{d.previous_median:.4g} → {d.current_median:.4g} {escape(d.unit)}",
-                      change, f"[{_VERDICT_STYLE[d.verdict]}]{d.verdict}[/]")
+                      change, floor, f"[{_VERDICT_STYLE[d.verdict]}]{d.verdict}[/]")
     out.print(table)
+    bare = sorted({d.line.label for d in found.decisions if not d.noise.pairs})
+    if bare:
+        out.print(f"  no A/A pair to measure the noise floor on {'; '.join(bare)}: decided "
+                  "on the samples and the threshold alone (`lab run --again "
+                  f"{found.experiment}` makes one)")
     for note in found.notes:
         out.print(f"  not compared: {escape(note)}")
     if verbose:
