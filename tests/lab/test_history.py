@@ -177,6 +177,16 @@ def test_runs_on_two_hosts_are_not_comparable():
                            "(runs on other lines: a, tcg)",)
 
 
+def test_a_subject_that_changed_accelerator_is_not_compared_across():
+    runs = [history_run(day(1), {"vm": at(100)}, accelerator="tcg"),
+            history_run(day(2), {"vm": at(20)}, accelerator="kvm")]
+    found = history.newest_comparison("series", runs)
+    assert not found.comparable
+    assert found.notes == (f"vm: {runs[1].id} is the first good run on local, kvm "
+                           "(runs on other lines: local, tcg)",)
+    assert history.previous_on_line(runs, runs[1], "vm") is None
+
+
 def test_a_single_run_is_not_comparable():
     found = history.newest_comparison("series", [history_run(day(1), {"vm": at(100)})])
     assert not found.comparable and found.decisions == ()
