@@ -149,3 +149,14 @@ def test_a_result_made_again_passes_validation(levelled):
     assert done.returncode == 0, done.stderr
     stored = json.loads(levelled.store().runs("levels")[-1].path.read_text())
     assert stored["provenance"]["repeats"] == levelled.store().runs("levels")[0].id
+
+
+def test_an_unreadable_newer_run_is_a_data_error_naming_the_file(levelled):
+    run(levelled)
+    run(levelled, "--again")
+    newest = levelled.store().runs("levels")[-1]
+    broken = newest.path.with_name("20991231T000000Z-0badf11e.json")
+    broken.write_text(newest.path.read_text()[:200])
+    done = levelled.chronicle("lab", "regressions", "levels")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"error: {broken}" in done.stderr and "truncated" in done.stderr

@@ -164,10 +164,19 @@ def cmd_regressions(args: argparse.Namespace) -> int:
         names = list(known)
     if not names:
         raise _usage("no experiments found (no file here has a `# /// chronicle` block)")
+    for name in names:
+        _warn_bad(paths, store, name)
+        good = history.good_runs(store.runs(name))
+        unread = store.bad_files(name, newer_than=good[-1] if good else None)
+        if unread:
+            # The newest run may be the one that cannot be read: comparing the two before
+            # it would answer a question nobody asked.
+            first = unread[0]
+            raise LabError(f"{name}: a run newer than the newest good one is not a valid "
+                           f"result: {first.summary}", first.path, first.line, exit_status=2)
     out = _console()
     comparisons = []
     for name in names:
-        _warn_bad(paths, store, name)
         found = history.newest_comparison(name, store.runs(name), history.Policy.of(known[name]))
         _print_comparison(out, found, args.verbose)
         comparisons.append(found)
