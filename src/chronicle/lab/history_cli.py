@@ -18,7 +18,7 @@ REGRESSIONS_EXIT = """\
 exit status:
   0  no regression (improvements and unchanged metrics only)
   1  a regression in at least one subject and metric
-  2  a usage or data error (unknown experiment or tag)
+  2  a usage or data error (unknown experiment or tag, a newest run that cannot be read)
   3  nothing comparable: no experiment has two good runs on one host and accelerator
 """
 _VERDICT_STYLE = {history.REGRESSED: "red", history.IMPROVED: "green",
