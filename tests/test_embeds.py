@@ -108,6 +108,16 @@ def test_key_lines_point_into_the_file():
      ["two different subjects"]),
     ("```compare boot-to-init\nleft: qemu-microvm\nright: firecracker\n```\n", 7,
      ["unknown subject 'firecracker'"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nresult: 20261119T000000Z-abcdef12\n```\n", 7,
+     ["no run '20261119T000000Z-abcdef12' of boot-to-init",
+      "nearest: 20261120T100000Z-abcdef12", "lab history boot-to-init"]),
+    ("```table boot-to-init\nas_of: 2026-11-19\n```\n", 6,
+     ["no good run of boot-to-init on or before 2026-11-19", "first good run is from 2026-11-20"]),
+    ("```table boot-to-init\nas_of: 19/11/2026\n```\n", 6,
+     ["'as_of' must be a date, YYYY-MM-DD", "'19/11/2026'"]),
+    ("```table boot-to-init\nas_of: 2026-11-31\n```\n", 6, ["'as_of' must be a date"]),
+    ("```table boot-to-init\nresult: 20261120T100000Z-abcdef12\nas_of: 2026-11-20\n```\n", 7,
+     ["'result' or 'as_of', not both"]),
 ])
 def test_a_bad_embed_is_an_error_naming_post_line_and_choices(root, markdown, line, words):
     error = error_of(root, markdown)
@@ -341,6 +351,30 @@ def test_updated_is_when_the_newest_embedded_result_finished(root):
     _, found = shown(root, "```table boot-to-init\n```\n", path)
     assert found.updated == {path: datetime(2026, 11, 20, 10, 5, tzinfo=UTC)}
     assert found.inputs.keys() == {"result:boot-to-init"}
+
+
+def test_as_of_shows_the_newest_good_full_run_of_that_day_or_before(root):
+    later = dict(key_parts=fresh_key_parts(root), shift=1000.0)
+    store_result(root, make_result(started="2026-11-22T23:59:00.000000Z", **later))
+    store_result(root, make_result(started="2026-11-23T00:30:00.000000Z", **later))
+    store_result(root, make_result(started="2026-11-22T12:00:00.000000Z", quick=True))
+    fence = "```table boot-to-init\nmetric: boot_ms\nas_of: {}\n```\n"
+    assert "20261120T100000Z" in post(root, fence.format("2026-11-21"))
+    # the quick run of the 22nd is newer, but a full run of that day is shown
+    assert "20261122T235900Z" in post(root, fence.format("2026-11-22"))
+
+
+def test_a_pinned_run_from_another_host_is_named_as_such(root):
+    store_result(root, replace(make_result(started="2026-11-21T10:00:00.000000Z"),
+                               provenance={**make_result().provenance, "lab_host": "kvmbox"}))
+    error = error_of(root, "```table boot-to-init\nhost: local\n"
+                           "result: 20261121T100000Z-abcdef12\n```\n")
+    assert (error.line, error.message) == (
+        7, "run 20261121T100000Z-abcdef12 of boot-to-init is from host 'kvmbox'")
+
+
+def test_a_pin_to_the_newest_run_says_nothing_of_a_newer_one(root):
+    assert "newer run" not in post(root, "```table boot-to-init\nas_of: 2026-12-01\n```\n")
 
 
 def test_links_follow_the_base_path(root):

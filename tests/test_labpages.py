@@ -93,8 +93,10 @@ def test_experiment_page_names_each_run_s_lab_host(root):
     store_result(root, replace(fetched, provenance={**fetched.provenance, "lab_host": "kvmbox"}))
     build(options(root))
     page = output(root, "lab/boot-to-init/index.html")
-    rows = [row for row in page.split("<tr>") if "<th scope=\"row\"><code>2026" in row]
+    rows = [row for row in page.split("<tr") if "<th scope=\"row\"><code>2026" in row]
     assert ["kvmbox" in row for row in rows] == [True, False, False]  # newest first
+    # each row is where a pinned figure's "newer run" note can link
+    assert rows[0].startswith(' id="run-20261121T100000Z-abcdef12">')
     assert all("<td>local</td>" in row for row in rows[1:])
 
 

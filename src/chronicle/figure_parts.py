@@ -192,6 +192,23 @@ class Caption:
     result_id: str
     lab_url: str
     experiment: str
+    newer: Newer | None = None
+
+
+@dataclass(frozen=True)
+class Newer:
+    """A pinned figure's note: the blog's newest run of it is another, and where it is."""
+
+    date: str
+    result_id: str
+    url: str  # its row on the experiment's lab page
+
+
+def newer(figure: Figure) -> Newer | None:
+    if not figure.newer:
+        return None
+    result_id, date = figure.newer
+    return Newer(date, result_id, f"{figure.lab_url}#run-{result_id}")
 
 
 def caption(spec: Any, result: Result, figure: Figure, subjects: Sequence[str],
@@ -204,7 +221,8 @@ def caption(spec: Any, result: Result, figure: Figure, subjects: Sequence[str],
     return Caption(title=spec.title, note=note, n=n, statistic=statistic,
                    date=(result.started or "")[:10] or "unknown date", host=host_line(result),
                    accelerator=accelerator_line(result, subjects), result_id=result.id,
-                   lab_url=figure.lab_url, experiment=result.experiment)
+                   lab_url=figure.lab_url, experiment=result.experiment,
+                   newer=newer(figure))
 
 
 @dataclass(frozen=True)
@@ -432,3 +450,4 @@ def _compare(spec: Any, result: Result, figure: Figure, charts: ChartCache) -> d
     return {"badges": badges(result, pair, figure), "sides": sides, "verdicts": verdicts,
             "rows": data_rows(result, figure, spec.metrics, pair),
             "caption": caption(spec, result, figure, pair, note)}
+

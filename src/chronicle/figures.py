@@ -16,10 +16,17 @@ a digest of everything a figure of it depends on beyond its spec (the result's c
 its staleness, the invalid files skipped, the site's subject colours): the page that
 shows it records ``result:EXPERIMENT`` with that digest, so a new run re-renders exactly
 the pages showing the experiment.
+
+A pinned spec (``result: ID`` or ``as_of: DATE``) shows that run instead of the newest:
+its dependency is named by the pin too (``result:EXPERIMENT#as_of=DATE``), and covers
+its run and the id and date of the newest run when that is newer (its caption's "a newer
+run exists" note), never the newest run's numbers. A pinned run is shown on purpose, so
+it is neither warned about as stale nor a post's ``updated``.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -104,7 +111,8 @@ class Figure:
     ``result`` is None for a placeholder (``--allow-missing`` and no valid run).
     ``stale`` says why the result is stale (empty: fresh); ``skipped`` names the newer
     result files that are invalid, ``(path, problem)``; ``colours`` the site's colour
-    of each subject it shows."""
+    of each subject it shows. A pinned figure (``result:``/``as_of:``) names the newest
+    good run in ``newer`` (its id and date) when that is not the run it shows."""
 
     spec: EmbedSpec
     lab_url: str
@@ -113,6 +121,7 @@ class Figure:
     stale: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
     colours: tuple[tuple[str, str], ...] = ()
+    newer: tuple[str, str] = ()
     result: Result | None = field(default=None, compare=False, metadata={"digest": False})
     stats: Stats | None = field(default=None, compare=False, repr=False,
                                 metadata={"digest": False})
@@ -233,9 +242,35 @@ class Lab:
 
     def figure(self, spec: EmbedSpec, result: Result) -> Figure:
         subjects = {*spec.subjects, *(s for s in (spec.left, spec.right) if s)}
+        shown = self._shown(result)
+        if spec.pin:
+            # a pin shows an older run on purpose: what is newer is said, not badged
+            newer = self.newer(result, spec.host)
+            shown = dict(shown, stale=(), skipped=(),
+                         newer=(newer.id, _date(newer)) if newer else ())
         return Figure(spec=spec, colours=tuple((s, self.colour(s)) for s in sorted(subjects)),
                       result=result, stats=self.stats, shows=self.input_digest(spec.source),
-                      **self._shown(result))
+                      **shown)
+
+    def good_runs(self, experiment: str, host: str = "") -> list[Result]:
+        """The experiment's good runs (from ``host`` if named), oldest first."""
+        return [r for r in self.store.runs(experiment)
+                if r.status == "ok" and (not host or r.lab_host == host)]
+
+    def newer(self, result: Result, host: str = "") -> Result | None:
+        """The run the blog shows unpinned, when it is newer than ``result``."""
+        newest = self.store.shown(result.experiment, host=host or None)
+        return newest if newest is not None and newest.id > result.id else None
+
+    def pinned(self, experiment: str, host: str, pin: str) -> Result | None:
+        """The good run a pin (:attr:`EmbedSpec.pin`) picks, or None when none fits."""
+        key, _, value = pin.partition("=")
+        good = self.good_runs(experiment, host)
+        if key == "result":
+            return next((r for r in good if r.id == value), None)
+        before = [r for r in good if _date(r) <= value]
+        full = [r for r in before if not r.quick]
+        return (full or before)[-1] if before else None
 
     def _shown(self, result: Result) -> dict[str, Any]:
         """What every figure of ``result`` has in common, found once per result."""
@@ -271,6 +306,9 @@ class Lab:
                            for m in result.metrics if result.values(s, m)]
         for figure in figures:
             spec, result = figure.spec, figure.result
+            if spec.pin and result is not None:  # not among the shown runs above
+                wanted += [("summary", result, s, m) for s in spec.subjects
+                           for m in spec.metrics if result.values(s, m)]
             if result is None or spec.fence != "compare":
                 continue
             for metric in spec.metrics:
@@ -281,11 +319,22 @@ class Lab:
 
     def input_digest(self, source: str) -> str:
         """What every figure drawing from ``source`` (``EXPERIMENT`` or
-        ``EXPERIMENT@HOST``, :attr:`EmbedSpec.source`) shows beyond its spec, hashed."""
+        ``EXPERIMENT@HOST``, then ``#`` and a pin, :attr:`EmbedSpec.source`) shows
+        beyond its spec, hashed. A pinned figure depends on its run and on the id and
+        date of the newest run when newer, never on that run's content."""
         if source not in self._inputs:
-            experiment, _, host = source.partition("@")
-            result = self.store.shown(experiment, host=host or None)
-            if result is None:
+            where, *extras = source.split("#")
+            experiment, _, host = where.partition("@")
+            pin = next((e for e in extras if "=" in e), "")
+            result = self.pinned(experiment, host, pin) if pin else \
+                self.store.shown(experiment, host=host or None)
+            if result is not None and pin:
+                newer = self.newer(result, host)
+                found = digest("pinned", self.result_digest(result),
+                               *((newer.id, _date(newer)) if newer else ()),
+                               *(f"{s}={c}" for s, c in sorted(self.colours.items())),
+                               self.base_path)
+            elif result is None:
                 bad = self.store.bad_files(experiment)
                 found = digest("missing", *(f"{b.path}:{b.summary}" for b in bad))
             else:
@@ -327,7 +376,14 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                 errors.append(BuildError(f"unknown experiment {spec.experiment!r} (known: "
                                          f"{', '.join(known) or 'none yet'})", path, spec.line))
                 continue
-            result = lab.store.shown(spec.experiment, host=spec.host or None)
+            if spec.pin:
+                try:
+                    result = pinned_run(lab, spec, path)
+                except BuildError as exc:
+                    errors.append(exc)
+                    continue
+            else:
+                result = lab.store.shown(spec.experiment, host=spec.host or None)
             if result is None and spec.host and not allow_missing:
                 hosts = ", ".join(lab.store.hosts(spec.experiment)) or "none"
                 on = "" if spec.host == "local" else f"--on {spec.host} "
@@ -357,9 +413,11 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
             except BuildError as exc:
                 errors.append(exc)
                 continue
-            # one post may show an experiment from two hosts: each its own result to watch
-            used[f"{spec.experiment} on {spec.host}" if spec.host else spec.experiment] = result
-            shown_by.setdefault((spec.experiment, spec.host), set()).add(path)
+            if not spec.pin:
+                # one post may show an experiment from two hosts: each its own result
+                used[f"{spec.experiment} on {spec.host}" if spec.host else spec.experiment] = \
+                    result
+                shown_by.setdefault((spec.experiment, spec.host), set()).add(path)
             made.append(lab.figure(spec, result))
         figures[path] = tuple(made)
         warnings[path] = tuple(_warnings(lab, path, used, placeholders_for_bad))
@@ -376,6 +434,31 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
     return Resolution(figures=figures, warnings=warnings, updated=updated, stale=tuple(stale),
                       errors=tuple(errors),
                       inputs={f"result:{s}": lab.input_digest(s) for s in sources})
+
+
+def pinned_run(lab: Lab, spec: EmbedSpec, path: Path) -> Result:
+    """The run a pinned spec shows; an error at its key's line when there is none."""
+    found = lab.pinned(spec.experiment, spec.host, spec.pin)
+    if found is not None:
+        return found
+    good = lab.good_runs(spec.experiment, spec.host)
+    of = f"{spec.experiment}" + (f" from host {spec.host!r}" if spec.host else "")
+    if spec.result:
+        stored = next((r for r in lab.store.runs(spec.experiment) if r.id == spec.result), None)
+        if stored is not None and stored.status != "ok":
+            why = f"run {spec.result} of {of} {stored.status}: pin a good run"
+        elif stored is not None:
+            why = f"run {spec.result} of {spec.experiment} is from host {stored.lab_host!r}"
+        else:
+            ids = [r.id for r in good]
+            at = bisect_left(ids, spec.result)
+            nearest = ", ".join(ids[max(0, at - 2):at + 2]) or "none: it has no good run"
+            why = (f"no run {spec.result!r} of {of} (nearest: {nearest}; "
+                   f"`chronicle lab history {spec.experiment}` lists them all)")
+        raise BuildError(why, path, spec.line_of("result"))
+    first = f"its first good run is from {_date(good[0])}" if good else "it has no good run"
+    raise BuildError(f"no good run of {of} on or before {spec.as_of} ({first})", path,
+                     spec.line_of("as_of"))
 
 
 def _warnings(lab: Lab, path: Path, used: dict[str, Result],
@@ -435,6 +518,11 @@ class _NoCharts:
 
 
 NO_CHARTS: Any = _NoCharts()
+
+
+def _date(result: Result) -> str:
+    """The UTC day a run started, ``YYYY-MM-DD`` (from its id when it has no start)."""
+    return result.started[:10] or f"{result.id[:4]}-{result.id[4:6]}-{result.id[6:8]}"
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -1,10 +1,11 @@
 """The lab's pages: ``/lab/`` and ``/lab/<experiment>/`` with its raw samples.
 
 ``/lab/`` lists every experiment (discovered scripts and stored results) with its latest
-result and status. ``/lab/<experiment>/`` shows every run, the full statistics and
-provenance of the latest good run, the script's source, and the raw samples as
-``samples.csv`` and ``samples.json`` — the JSON is the stored ``samples`` list itself, so
-a reader can check any figure against what the script printed.
+result and status. ``/lab/<experiment>/`` shows the full statistics and provenance of the
+latest good run, every run (each row anchored ``#run-<id>``, where a pinned figure's
+"newer run" note links), the script's source, and the raw samples as ``samples.csv``
+and ``samples.json`` — the JSON is the stored ``samples`` list itself, so a reader
+can check any figure against what the script printed.
 
 Hooked into the build as an extra page generator (:func:`lab_files`); the pages are
 rendered with the theme's ``lab_index.html`` and ``lab_experiment.html``. Nothing here

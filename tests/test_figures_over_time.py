@@ -1,0 +1,56 @@
+"""Figures over time, from a real experiment run several times: pinned figures, history
+charts and a post's update notes.
+
+The ``level`` experiment is a shell script speaking the lab's protocol; its numbers come
+from ``experiments/level.txt``, a declared input, so a test sets them (and changing them
+changes the experiment's key) the way a changed guest image or kernel would.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from chronicle.build import BuildOptions, build
+from chronicle.hooks import standard_hooks
+from tests.support import lab_run, level_experiment, make_site, set_level, write_post
+
+TODAY = datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def built(root: Path) -> Path:
+    # a fixed clock a day ahead, so the posts written today are published
+    build(standard_hooks(BuildOptions(root=root, now=datetime.now(UTC) + timedelta(days=1))))
+    return root / "output"
+
+
+def page(out: Path, slug: str) -> str:
+    return (out / TODAY[:4] / TODAY[5:7] / slug / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    level_experiment(make_site(tmp_path), 100)
+    return tmp_path
+
+
+def test_a_pinned_fence_keeps_its_run_after_a_newer_one_and_links_it(root):
+    first = lab_run(root)
+    write_post(root, "pinned", f"```table level\nresult: {first.id}\n```\n", date=TODAY)
+    write_post(root, "newest", "```table level\n```\n", date=TODAY)
+    out = built(root)
+    assert first.id in page(out, "pinned") and "a newer run exists" not in page(out, "pinned")
+    set_level(root, 200)
+    newer = lab_run(root)
+    out = built(root)
+    pinned = page(out, "pinned")
+    figure = pinned.split('<span class="embed-newer">')[0]
+    assert first.id in figure and newer.id not in figure
+    # the medians at level 100 (fast 104 ms, slow 204 ms), not those at 200 (204, 404)
+    assert "104\u00a0ms" in figure and "404\u00a0ms" not in figure
+    assert (f"a newer run exists, from {TODAY} "
+            f'(<a href="/lab/level/#run-{newer.id}">run <code>{newer.id}</code></a>)') in pinned
+    assert f'<tr id="run-{newer.id}">' in (out / "lab" / "level" / "index.html").read_text()
+    assert newer.id in page(out, "newest") and "a newer run exists" not in page(out, "newest")
