@@ -528,6 +528,35 @@ def lab_run(root: Path, name: str = "level") -> Result:
     return ResultStore(root / "experiments" / "results").runs(name)[-1]
 
 
+def history_run(started: str, values: dict[str, list[float]], *, metric: str = "boot_ms",
+                host: str = "local", accelerator: str | None = "tcg",
+                key_parts: dict[str, str] | None = None, repeats: str | None = None,
+                quick: bool = False, status: str = "ok") -> Result:
+    """One run in a series: ``values`` per subject for one metric (in ms), on lab host
+    ``host`` with every subject under ``accelerator``; ``repeats`` names the run it
+    repeats, as ``lab run --again`` records it. The id is the start time and the key."""
+    import hashlib
+    import json
+
+    parts = key_parts or {"script": "1" * 64, "inputs": "2" * 64, "params": "3" * 64,
+                          "environment": "4" * 64}
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    samples = tuple(Sample(subject, metric, float(value), "ms", run)
+                    for subject, series in values.items()
+                    for run, value in enumerate(series, start=1))
+    provenance: dict[str, Any] = {
+        "started": started, "finished": started, "lab_host": host,
+        "subjects": {subject: {"accelerator": accelerator} if accelerator else {}
+                     for subject in values}}
+    if repeats is not None:
+        provenance["repeats"] = repeats
+    stamp = started.replace("-", "").replace(":", "").split(".")[0].rstrip("Z") + "Z"
+    return Result(experiment="series", id=f"{stamp}-{key[:8]}", status=status, key=key,
+                  key_parts=parts, params={}, provenance=provenance,
+                  samples=samples if status == "ok" else (), quick=quick,
+                  error=None if status == "ok" else "boom")
+
+
 def figure_renderer(root: Path):  # noqa: ANN201 - a chronicle.render.Renderer
     """The renderer a build of the site at ``root`` draws its figures with (no posts)."""
     from datetime import UTC, datetime

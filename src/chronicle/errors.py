@@ -9,13 +9,19 @@ from typing import Any
 
 
 class ChronicleError(Exception):
-    """A user's mistake: printed as one line naming the file (and line), never a traceback."""
+    """A user's mistake: printed as one line naming the file (and line), never a traceback.
 
-    def __init__(self, message: str, path: Path | str | None = None, line: int | None = None):
+    ``exit_status`` is what the command exits with: 1 unless a command documents
+    another (``lab regressions`` keeps 1 for "a regression" and gives usage errors 2).
+    """
+
+    def __init__(self, message: str, path: Path | str | None = None, line: int | None = None,
+                 *, exit_status: int = 1):
         super().__init__(message)
         self.message = message
         self.path = Path(path) if path is not None else None
         self.line = line
+        self.exit_status = exit_status
 
     def __str__(self) -> str:
         where = ""

@@ -8,11 +8,12 @@ from chronicle.lab import runner
 from chronicle.lab.validation import (
     CLOCK_SKEW,
     is_duration,
+    result_problems,
     sample_problems,
     validate_file,
     validate_store,
 )
-from tests.support import in_the_future, make_result, store_edited
+from tests.support import history_run, in_the_future, make_result, store_edited
 
 EMIT = "from chronicle import lab\nlab.emit('a', 'm', 1.5, 'ms', 0)\n"
 
@@ -130,3 +131,15 @@ def test_cli_names_a_file_with_nan_and_exits_one(site):
     done = site.chronicle("lab", "validate")
     assert done.returncode == 1
     assert f"{path.relative_to(site.root)}: samples/1/value: nan is not a finite" in done.stderr
+
+
+def test_a_repeat_must_name_an_earlier_run():
+    first = history_run("2026-11-01T10:00:00Z", {"vm": [1.0, 2.0]})
+    again = history_run("2026-11-02T10:00:00Z", {"vm": [1.0, 2.0]}, repeats=first.id)
+    assert result_problems(again.to_json()) == []
+    backwards = history_run("2026-10-01T10:00:00Z", {"vm": [1.0, 2.0]}, repeats=first.id)
+    assert result_problems(backwards.to_json()) == [
+        f"provenance/repeats: {first.id!r} is not an earlier run than {backwards.id!r}"]
+    garbled = {**again.to_json(), "provenance": {**again.provenance, "repeats": "yesterday"}}
+    (problem,) = result_problems(garbled)
+    assert problem.startswith("provenance/repeats: 'yesterday' does not match")

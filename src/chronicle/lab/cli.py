@@ -8,13 +8,22 @@ succeeded; 130 when a run was cancelled with Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
-from chronicle.lab import guest_cli, hosts_cli, leftovers, provenance, runner, setup
+from chronicle.lab import (
+    guest_cli,
+    history_cli,
+    hosts_cli,
+    leftovers,
+    provenance,
+    runner,
+    setup,
+)
 from chronicle.lab.results import BadFile, Result, ResultStore, Sample, samples_csv
 from chronicle.lab.validation import validate_store
 from chronicle.paths import SitePaths, site_command, site_root
@@ -34,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--tag", action="append", default=[], metavar="T")
     p.add_argument("--force", action="store_true", help="run even when the result is fresh")
+    p.add_argument("--again", action="store_true",
+                   help="run even when fresh, as a repeat of the newest good run: the pair "
+                        "is an A/A comparison, the noise floor of `lab regressions`")
     p.add_argument("--quick", action="store_true", help="few repetitions, no warm-up (smoke)")
     p.add_argument("--repeat", type=int, metavar="N", help="repetitions per subject")
     p.add_argument("--seed", type=int, default=0, help="seed for the interleaving order")
@@ -63,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     setup.register(lab_sub)  # lab setup, teardown and doctor
     hosts_cli.register(lab_sub)  # lab hosts, and --on for run, doctor and setup
     guest_cli.register(lab_sub)  # lab guest list, build, try
+    history_cli.register(lab_sub)  # lab history, regressions
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -211,6 +224,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     paths = _paths(args)
     if args.repeat is not None and args.repeat < 1:
         raise LabError("--repeat must be at least 1")
+    if args.again and args.quick:
+        raise LabError("--again makes a full run to compare with the last one; a --quick "
+                       "run is a smoke test, left out of history")
     chosen = exp.select(exp.discover(paths.root), args.names, args.tag)
     if not chosen:
         if args.tag:
@@ -228,15 +244,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     for experiment in chosen:
         good = store.shown(experiment.name, host=args.as_host)
         _warn_bad_files(err, store.bad_files(experiment.name), paths)
-        if not args.force and good is not None and not good.quick:
+        repeats = None
+        if good is not None and not good.quick and (args.again or not args.force):
             reasons = exp.staleness(experiment, good)
-            if not reasons:
+            if not reasons and args.again:
+                repeats = good.id
+                err.print(f"{experiment.name}: fresh ({good.id}), running again: an A/A pair")
+            elif not reasons:
                 err.print(f"{experiment.name}: fresh ({good.id}), skipped (--force to rerun)")
                 continue
-            err.print(f"{experiment.name}: stale ({'; '.join(reasons)})")
+            else:
+                err.print(f"{experiment.name}: stale ({'; '.join(reasons)})"
+                          + (": not an A/A pair" if args.again else ""))
+        elif args.again:
+            err.print(f"{experiment.name}: no good full run to repeat: not an A/A pair")
         err.print(f"{experiment.name}: running …")
         live = LiveProgress(experiment.name, enabled=args.progress)
-        result = runner.run(experiment, store, options, cache=paths.cache, progress=live)
+        result = runner.run(experiment, store, dataclasses.replace(options, repeats=repeats),
+                            cache=paths.cache, progress=live)
         counted = len(result.measured)
         rel = result.path.relative_to(paths.root) if result.path else result.id
         if result.status == "ok":

@@ -44,6 +44,10 @@ _DEFAULTS: dict[str, Any] = {
     "warmup": 1,
     "params": {},
     "env": [],
+    # For `lab regressions`: the relative change below which no change is called, and
+    # the metrics for which a higher value is the better one.
+    "threshold": 0.05,
+    "higher_is_better": [],
 }
 
 
@@ -60,6 +64,8 @@ class Experiment:
     warmup: int = 1
     params: dict[str, Any] = field(default_factory=dict, hash=False)
     env: tuple[str, ...] = ()
+    threshold: float = 0.05
+    higher_is_better: tuple[str, ...] = ()
     line: int = 1  # where the block opens, for messages
 
     @property
@@ -111,7 +117,7 @@ def _check(key: str, value: Any) -> str | None:
 
     if key == "title" and not isinstance(value, str):
         return "title must be a string"
-    if key in ("tags", "inputs", "env") and not str_list(value):
+    if key in ("tags", "inputs", "env", "higher_is_better") and not str_list(value):
         return f"{key} must be a list of strings"
     if key == "timeout" and (isinstance(value, bool) or not isinstance(value, int | float)
                              or value <= 0):
@@ -120,6 +126,9 @@ def _check(key: str, value: Any) -> str | None:
         return "repeat must be an integer ≥ 1"
     if key == "warmup" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         return "warmup must be an integer ≥ 0"
+    if key == "threshold" and (isinstance(value, bool) or not isinstance(value, int | float)
+                               or not 0 <= value < 1):
+        return "threshold must be a relative change from 0 up to 1 (0.05 is 5%)"
     if key == "params" and not isinstance(value, dict):
         return "params must be a table"
     return None
@@ -161,6 +170,8 @@ def parse(path: Path, root: Path) -> Experiment | None:
         warmup=int(merged["warmup"]),
         params=dict(merged["params"]),
         env=tuple(merged["env"]),
+        threshold=float(merged["threshold"]),
+        higher_is_better=tuple(merged["higher_is_better"]),
         line=first - 1,
     )
 

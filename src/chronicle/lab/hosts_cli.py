@@ -57,6 +57,7 @@ def _run_on(args: argparse.Namespace) -> int:
     if not experiments:
         raise LabError("no experiments to run", root / "experiments")
     run_args = [*(["--force"] if args.force else []), *(["--quick"] if args.quick else []),
+                *(["--again"] if args.again else []),
                 *(["--repeat", str(args.repeat)] if args.repeat is not None else []),
                 "--seed", str(args.seed)]
     with remote.Hosts(chosen, root) as hosts:

@@ -60,6 +60,9 @@ class RunOptions:
     # The checkout's git state when this run's copy is not one (a lab host's working
     # folder): the checkout that sent it knows the commit.
     git: dict[str, Any] | None = None
+    # The id of the fresh run this one repeats (`lab run --again`): the two are an A/A
+    # pair, which measures how much this host's runs move when nothing changed.
+    repeats: str | None = None
 
 
 @dataclass
@@ -168,6 +171,8 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     facts.update(environment=environment, inputs=inputs, plan=plan, lab_host=options.lab_host)
     if options.git is not None:
         facts["git"] = options.git
+    if options.repeats is not None:
+        facts["repeats"] = options.repeats
     scratch = Path(tempfile.mkdtemp(prefix=f"chronicle-{experiment.name}-"))
     state = _Run()
     run_name = leftovers.run_name(experiment.name)

@@ -19,6 +19,8 @@ The rules beyond ``schemas/result.schema.json``:
   of the clock: the store dates a new run's id one second after the newest stored one
   when that one is not older (:meth:`ResultStore.new_id`), so runs stay in order
   after such a file.
+* **A repeat names an earlier run**: ``provenance.repeats`` (written by ``lab run
+  --again``) is the id of a run made before this one.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ def result_problems(data: Any) -> list[str]:
     problems = [f"{where}: {what}" for where, what in _non_finite(data, "")]
     for index, sample in enumerate(data["samples"]):
         problems += _negative_duration(sample, f"samples/{index}/")
+    repeats = data["provenance"].get("repeats")
+    if repeats is not None and repeats >= data["id"]:
+        problems.append(f"provenance/repeats: {repeats!r} is not an earlier run than "
+                        f"{data['id']!r}")
     started = _start_time(data)
     now = datetime.now(UTC)
     if started is not None and started > now + CLOCK_SKEW:
