@@ -118,6 +118,11 @@ def test_key_lines_point_into_the_file():
     ("```table boot-to-init\nas_of: 2026-11-31\n```\n", 6, ["'as_of' must be a date"]),
     ("```table boot-to-init\nresult: 20261120T100000Z-abcdef12\nas_of: 2026-11-20\n```\n", 7,
      ["'result' or 'as_of', not both"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nkind: history\n```\n", 6,
+     ["history of boot_ms in boot-to-init needs two good runs", "there is one",
+      "chronicle lab run --force boot-to-init"]),
+    ("```compare boot-to-init\nleft: qemu-microvm\nright: incus-container\nkind: history\n```\n",
+     8, ["kind: history is for ```chart"]),
 ])
 def test_a_bad_embed_is_an_error_naming_post_line_and_choices(root, markdown, line, words):
     error = error_of(root, markdown)
@@ -375,6 +380,19 @@ def test_a_pinned_run_from_another_host_is_named_as_such(root):
 
 def test_a_pin_to_the_newest_run_says_nothing_of_a_newer_one(root):
     assert "newer run" not in post(root, "```table boot-to-init\nas_of: 2026-12-01\n```\n")
+
+
+def test_a_history_draws_a_line_per_host_unless_the_fence_names_one(root):
+    kvm = make_result(started="2026-11-21T10:00:00.000000Z", accelerator="kvm",
+                      key_parts=fresh_key_parts(root))
+    store_result(root, replace(kvm, provenance={**kvm.provenance, "lab_host": "kvmbox"}))
+    store_result(root, make_result(started="2026-11-22T10:00:00.000000Z",
+                                   key_parts=fresh_key_parts(root)))
+    fence = "```chart boot-to-init\nmetric: boot_ms\nkind: history\n{}```\n"
+    both = post(root, fence.format(""))
+    assert "qemu-microvm (local, tcg)" in both and "qemu-microvm (kvmbox, kvm)" in both
+    local = post(root, fence.format("host: local\n"))
+    assert "kvmbox" not in local and "2 runs, 2026-11-20 to 2026-11-22" in local
 
 
 def test_links_follow_the_base_path(root):

@@ -8,6 +8,7 @@ changes the experiment's key) the way a changed guest image or kernel would.
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,3 +55,32 @@ def test_a_pinned_fence_keeps_its_run_after_a_newer_one_and_links_it(root):
             f'(<a href="/lab/level/#run-{newer.id}">run <code>{newer.id}</code></a>)') in pinned
     assert f'<tr id="run-{newer.id}">' in (out / "lab" / "level" / "index.html").read_text()
     assert newer.id in page(out, "newest") and "a newer run exists" not in page(out, "newest")
+
+
+def test_a_history_renders_byte_identical_and_marks_the_run_whose_key_changed(root, tmp_path):
+    lab_run(root)
+    lab_run(root)
+    set_level(root, 150)  # an input of the experiment: its key changes
+    changed = lab_run(root)
+    write_post(root, "trend", "```chart level\nmetric: boot_ms\nkind: history\n```\n",
+               date=TODAY)
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    shown = page(built(root), "trend")
+    assert shown == page(built(copy), "trend")  # each drew its own charts: same bytes
+    figure = shown[shown.index('<figure class="embed embed-chart embed-history"'):]
+    assert "key: inputs" in figure.split("</svg>")[0]  # the mark, drawn in the chart
+    rows = [r for r in figure.split("<tr>") if "<code>2026" in r]
+    assert [r.endswith("<td>inputs</td></tr>") for r in rows if ">fast<" in r] == \
+        [False, False, True]
+    assert changed.id in rows[4] and "<td>154</td>" in rows[4]  # fast at level 150
+    assert "3 runs" in figure
+
+
+def test_the_lab_page_shows_the_history_once_there_are_two_runs(root):
+    lab_run(root)
+    assert 'id="history"' not in (built(root) / "lab" / "level" / "index.html").read_text()
+    lab_run(root)
+    lab_page = (built(root) / "lab" / "level" / "index.html").read_text()
+    assert 'id="history"' in lab_page and "embed-history" in lab_page
+    assert "level: boot_ms over runs" in lab_page  # the chart's title, for screen readers

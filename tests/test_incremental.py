@@ -411,3 +411,21 @@ def test_a_pinned_figure_depends_on_its_run_and_the_newer_run_s_date_only(tmp_pa
     report = run(root)
     assert tree(root / "output")[page] == noted and report.written > 0
     assert_equals_clean(root, tmp_path / "clean")
+
+
+def test_a_history_follows_every_new_run_and_equals_a_clean_build(tmp_path):
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    write_script(root)
+    store_result(root, make_result())
+    store_result(root, make_result(started="2026-11-21T10:00:00.000000Z"))
+    write(root / "posts" / "2026-11-22-trend.md",
+          post_text("Trend", "2026-11-22",
+                    body="```chart boot-to-init\nmetric: boot_ms\nkind: history\n```\n"))
+    run(root)
+    before = tree(root / "output")["2026/11/trend/index.html"]
+    store_result(root, make_result(started="2026-11-23T10:00:00.000000Z", shift=300.0))
+    run(root)
+    after = tree(root / "output")["2026/11/trend/index.html"]
+    assert after != before and b"3 runs, 2026-11-20 to 2026-11-23" in after
+    assert_equals_clean(root, tmp_path / "clean")

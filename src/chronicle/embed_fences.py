@@ -37,7 +37,7 @@ import yaml
 from chronicle.errors import BuildError
 
 FENCE_KINDS = ("chart", "table", "compare")
-CHART_KINDS = ("box", "strip", "bar", "cdf")
+CHART_KINDS = ("box", "strip", "bar", "cdf", "history")
 STATISTICS = ("median", "mean", "min", "p95")
 # key → what it must be; per fence kind, the keys it accepts.
 _KEY_TYPES = {
@@ -80,7 +80,7 @@ class EmbedSpec:
     right: str = ""
     host: str = ""  # a lab host of site/lab.toml; empty: the newest good run's host
     # a pin: show this run (``result``) or the newest good one on or before this UTC date
-    # (``as_of``, YYYY-MM-DD) instead of the newest
+    # (``as_of``, YYYY-MM-DD) instead of the newest; a history then ends at that run
     result: str = ""
     as_of: str = ""
     # where each key was written, for messages only
@@ -99,9 +99,11 @@ class EmbedSpec:
     @property
     def source(self) -> str:
         """Which runs the figure draws from: ``EXPERIMENT``, ``EXPERIMENT@HOST`` when it
-        names a lab host, then ``#`` and its :attr:`pin` when pinned (a page's dependency
-        is named ``result:`` and this)."""
+        names a lab host, then ``#history`` for a history and ``#`` and its :attr:`pin`
+        when pinned (a page's dependency is named ``result:`` and this)."""
         found = f"{self.experiment}@{self.host}" if self.host else self.experiment
+        if self.kind == "history" and self.fence == "chart":
+            found += "#history"
         return found + (f"#{self.pin}" if self.pin else "")
 
 
@@ -221,6 +223,9 @@ def parse_fence(fence: str, experiment: str, body: str, line: int, path: Path) -
         left=text("left"), right=text("right"), host=text("host"), result=text("result"),
         as_of=as_of, key_lines=key_lines,
     )
+    if spec.kind == "history" and fence != "chart":
+        raise BuildError("kind: history is for ```chart: a comparison shows one run",
+                         path, where("kind"))
 
     if fence == "compare":
         for side in ("left", "right"):

@@ -112,7 +112,8 @@ class Figure:
     ``stale`` says why the result is stale (empty: fresh); ``skipped`` names the newer
     result files that are invalid, ``(path, problem)``; ``colours`` the site's colour
     of each subject it shows. A pinned figure (``result:``/``as_of:``) names the newest
-    good run in ``newer`` (its id and date) when that is not the run it shows."""
+    good run in ``newer`` (its id and date) when that is not the run it shows. A
+    history's ``runs`` are the runs it draws, oldest first, ending with ``result``."""
 
     spec: EmbedSpec
     lab_url: str
@@ -123,6 +124,7 @@ class Figure:
     colours: tuple[tuple[str, str], ...] = ()
     newer: tuple[str, str] = ()
     result: Result | None = field(default=None, compare=False, metadata={"digest": False})
+    runs: tuple[Result, ...] = field(default=(), compare=False, metadata={"digest": False})
     stats: Stats | None = field(default=None, compare=False, repr=False,
                                 metadata={"digest": False})
 
@@ -240,7 +242,7 @@ class Lab:
     def relative(self, path: Path) -> Path:
         return path.relative_to(self.root) if path.is_relative_to(self.root) else path
 
-    def figure(self, spec: EmbedSpec, result: Result) -> Figure:
+    def figure(self, spec: EmbedSpec, result: Result, runs: Sequence[Result] = ()) -> Figure:
         subjects = {*spec.subjects, *(s for s in (spec.left, spec.right) if s)}
         shown = self._shown(result)
         if spec.pin:
@@ -250,7 +252,7 @@ class Lab:
                          newer=(newer.id, _date(newer)) if newer else ())
         return Figure(spec=spec, colours=tuple((s, self.colour(s)) for s in sorted(subjects)),
                       result=result, stats=self.stats, shows=self.input_digest(spec.source),
-                      **shown)
+                      runs=tuple(runs), **shown)
 
     def good_runs(self, experiment: str, host: str = "") -> list[Result]:
         """The experiment's good runs (from ``host`` if named), oldest first."""
@@ -271,6 +273,21 @@ class Lab:
         before = [r for r in good if _date(r) <= value]
         full = [r for r in before if not r.quick]
         return (full or before)[-1] if before else None
+
+    def history(self, experiment: str, host: str, until: Result | None = None
+                ) -> list[Result]:
+        """The runs a history draws (:func:`chronicle.lab.history.good_runs`: good and
+        full), oldest first, up to ``until`` when the figure is pinned."""
+        from chronicle.lab.history import good_runs
+
+        return [r for r in good_runs(self.good_runs(experiment, host))
+                if until is None or r.id <= until.id]
+
+    def history_names(self, runs: Sequence[Result]) -> tuple[list[str], list[str]]:
+        """The metrics and subjects any of ``runs`` measured."""
+        metrics = sorted({m for r in runs for m in self.names(r)[0]})
+        subjects = sorted({s for r in runs for s in self.names(r)[1]})
+        return metrics, subjects
 
     def _shown(self, result: Result) -> dict[str, Any]:
         """What every figure of ``result`` has in common, found once per result."""
@@ -306,9 +323,10 @@ class Lab:
                            for m in result.metrics if result.values(s, m)]
         for figure in figures:
             spec, result = figure.spec, figure.result
-            if spec.pin and result is not None:  # not among the shown runs above
-                wanted += [("summary", result, s, m) for s in spec.subjects
-                           for m in spec.metrics if result.values(s, m)]
+            # a pinned run or a history's runs: not among the shown runs above
+            for run in figure.runs or ((result,) if spec.pin and result else ()):
+                wanted += [("summary", run, s, m) for s in spec.subjects for m in spec.metrics
+                           if run.values(s, m)]
             if result is None or spec.fence != "compare":
                 continue
             for metric in spec.metrics:
@@ -319,7 +337,7 @@ class Lab:
 
     def input_digest(self, source: str) -> str:
         """What every figure drawing from ``source`` (``EXPERIMENT`` or
-        ``EXPERIMENT@HOST``, then ``#`` and a pin, :attr:`EmbedSpec.source`) shows
+        ``EXPERIMENT@HOST``, then ``#history`` or a pin, :attr:`EmbedSpec.source`) shows
         beyond its spec, hashed. A pinned figure depends on its run and on the id and
         date of the newest run when newer, never on that run's content."""
         if source not in self._inputs:
@@ -328,10 +346,15 @@ class Lab:
             pin = next((e for e in extras if "=" in e), "")
             result = self.pinned(experiment, host, pin) if pin else \
                 self.store.shown(experiment, host=host or None)
-            if result is not None and pin:
-                newer = self.newer(result, host)
-                found = digest("pinned", self.result_digest(result),
+            if result is not None and (pin or "history" in extras):
+                newer = self.newer(result, host) if pin else None
+                runs = self.history(experiment, host, result) if "history" in extras \
+                    else [result]
+                found = digest("pinned" if pin else "history",
+                               *(self.result_digest(r) for r in runs),
                                *((newer.id, _date(newer)) if newer else ()),
+                               *(() if pin else self.staleness(result)),
+                               *(() if pin else (f"{p}:{s}" for p, s in self.skipped(result))),
                                *(f"{s}={c}" for s, c in sorted(self.colours.items())),
                                self.base_path)
             elif result is None:
@@ -408,8 +431,13 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                 made.append(Figure(spec=spec, lab_url=lab.lab_url(spec.experiment),
                                    shows=lab.input_digest(spec.source)))
                 continue
+            runs = lab.history(spec.experiment, spec.host, result) \
+                if spec.kind == "history" else []
             try:
-                spec = resolve(spec, result, path, lab.names(result))
+                spec = resolve(spec, result, path,
+                               lab.history_names(runs) if runs else lab.names(result))
+                if runs:
+                    check_history(spec, runs, path)
             except BuildError as exc:
                 errors.append(exc)
                 continue
@@ -418,7 +446,7 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                 used[f"{spec.experiment} on {spec.host}" if spec.host else spec.experiment] = \
                     result
                 shown_by.setdefault((spec.experiment, spec.host), set()).add(path)
-            made.append(lab.figure(spec, result))
+            made.append(lab.figure(spec, result, runs))
         figures[path] = tuple(made)
         warnings[path] = tuple(_warnings(lab, path, used, placeholders_for_bad))
         times = [t for t in (_parse_time(r.finished or r.started) for r in used.values()) if t]
@@ -459,6 +487,19 @@ def pinned_run(lab: Lab, spec: EmbedSpec, path: Path) -> Result:
     first = f"its first good run is from {_date(good[0])}" if good else "it has no good run"
     raise BuildError(f"no good run of {of} on or before {spec.as_of} ({first})", path,
                      spec.line_of("as_of"))
+
+
+def check_history(spec: EmbedSpec, runs: Sequence[Result], path: Path) -> None:
+    """A history draws each metric over two runs at least: never an empty chart."""
+    for metric in spec.metrics:
+        measured = [r for r in runs if any(r.values(s, metric) for s in spec.subjects)]
+        if len(measured) < 2:
+            where = spec.line_of("metrics" if "metrics" in spec.key_lines else "metric")
+            raise BuildError(
+                f"a history of {metric} in {spec.experiment} needs two good runs that "
+                f"measured it, and there {'is one' if measured else 'is none'}"
+                f"{f' ({measured[0].id})' if measured else ''}: run `chronicle lab run "
+                f"--force {spec.experiment}` for another", path, where)
 
 
 def _warnings(lab: Lab, path: Path, used: dict[str, Result],
