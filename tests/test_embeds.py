@@ -350,11 +350,32 @@ def test_a_fresh_result_gives_no_warning(root):
     assert found.warnings[path] == () and found.stale == ()
 
 
-def test_updated_is_when_the_newest_embedded_result_finished(root):
+def test_a_post_is_updated_by_a_significant_change_since_its_date_and_only_by_one(root):
     path = root / "posts" / "a.md"
-    assert shown(root, "No figure.\n", path)[1].updated == {}
-    _, found = shown(root, "```table boot-to-init\n```\n", path)
-    assert found.updated == {path: datetime(2026, 11, 20, 10, 5, tzinfo=UTC)}
+    fence = render_markdown("```table boot-to-init\nmetric: boot_ms\n```\n", path).embeds
+    posted = {path: datetime(2026, 11, 20, 12, tzinfo=UTC)}
+
+    def resolved() -> Resolution:
+        return resolve_figures({path: fence}, Lab.of_site(root), posted=posted)
+
+    assert (resolved().updated, resolved().notes) == ({}, {})  # the run the post saw
+    same = dict(key_parts=fresh_key_parts(root))
+    store_result(root, make_result(started="2026-11-21T10:00:00.000000Z", **same))
+    assert (resolved().updated, resolved().notes) == ({}, {})  # a re-run at the same level
+    moved = store_result(root, make_result(started="2026-11-22T10:00:00.000000Z",
+                                           finished="2026-11-22T10:05:00.000000Z",
+                                           shift=1000.0, **same))
+    store_result(root, make_result(started="2026-11-23T10:00:00.000000Z",
+                                   finished="2026-11-23T10:05:00.000000Z", shift=1000.0,
+                                   **same))
+    found = resolved()
+    # dated by the run that moved, not by the later one at its new level
+    assert found.updated == {path: datetime(2026, 11, 22, 10, 5, tzinfo=UTC)}
+    [note] = found.notes[path]
+    assert (note.subject, note.metric, note.verdict, note.before, note.after, note.date,
+            note.result_id) == ("qemu-microvm", "boot_ms", "regressed", "2,555\u00a0ms",
+                                "3,555\u00a0ms", "2026-11-22", moved.id)
+    assert note.url == f"/lab/boot-to-init/#run-{moved.id}"
     assert found.inputs.keys() == {"result:boot-to-init"}
 
 

@@ -9,6 +9,7 @@ changes the experiment's key) the way a changed guest image or kernel would.
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -84,3 +85,27 @@ def test_the_lab_page_shows_the_history_once_there_are_two_runs(root):
     lab_page = (built(root) / "lab" / "level" / "index.html").read_text()
     assert 'id="history"' in lab_page and "embed-history" in lab_page
     assert "level: boot_ms over runs" in lab_page  # the chart's title, for screen readers
+
+
+def test_an_update_note_follows_a_shifted_run_and_not_a_same_level_one(root):
+    lab_run(root)
+    # written a second after the first run: the run its author saw
+    written = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    write_post(root, "noted", "```chart level\nmetric: boot_ms\nsubjects: [fast]\n```\n",
+               date=TODAY)
+    path = root / "posts" / f"{TODAY}-noted.md"
+    path.write_text(path.read_text().replace(f"date: {TODAY}",
+                                             f"date: {written:%Y-%m-%dT%H:%M:%SZ}"))
+    time.sleep(max(0.0, (written - datetime.now(UTC)).total_seconds()) + 0.1)
+    lab_run(root)  # the same level again
+    out = built(root)
+    assert "update-note" not in page(out, "noted")
+    assert f"<updated>{written:%Y-%m-%dT%H:%M:%S}+00:00</updated>" in (out / "atom.xml").read_text()
+    set_level(root, 150)
+    shifted = lab_run(root)
+    out = built(root)
+    assert (f"fast’s boot_ms in <code>level</code> moved from 104\u00a0ms to 154\u00a0ms "
+            f"(regressed) on <time datetime=\"{TODAY}\">{TODAY}</time>, "
+            f'<a href="/lab/level/#run-{shifted.id}">') in page(out, "noted")
+    feed = (out / "atom.xml").read_text()
+    assert f"<updated>{shifted.finished[:19]}" in feed

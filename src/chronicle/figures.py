@@ -42,6 +42,7 @@ from chronicle.lab import experiment as lab_experiment
 from chronicle.lab.results import BadFile, Result, ResultStore, canonical_json
 from chronicle.lab.stats import Ratio, Summary, ratio_ci, summarize
 from chronicle.parallel import iter_chunks
+from chronicle.updates import UpdateNote, update_notes
 
 
 @dataclass(frozen=True)
@@ -177,9 +178,12 @@ class Lab:
     of each experiment, its staleness, the site's subject colours, the lab URLs."""
 
     def __init__(self, root: Path, store: ResultStore,
-                 scripts: Mapping[str, lab_experiment.Experiment], base_path: str = "/"):
+                 scripts: Mapping[str, lab_experiment.Experiment], base_path: str = "/",
+                 cache: Any = None):
         self.root = Path(root)
         self.store = store
+        self.cache = cache  # the build cache, if any: where dear numbers are kept
+        self.decisions: dict[str, Any] = {}  # chronicle.updates' decisions, by content
         self.scripts = dict(scripts)
         self.base_path = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
         self.stats = Stats(self.result_digest)
@@ -197,7 +201,8 @@ class Lab:
 
         folder = SitePaths(root).results
         store = CachedResultStore(folder, cache) if cache is not None else ResultStore(folder)
-        return cls(root, store, {e.name: e for e in lab_experiment.discover(root)}, base_path)
+        return cls(root, store, {e.name: e for e in lab_experiment.discover(root)}, base_path,
+                   cache)
 
     def input_patterns(self) -> tuple[str, ...]:
         """The files the scripts declare as inputs (globs under the site root): their
@@ -375,18 +380,22 @@ class Resolution:
 
     figures: dict[Path, tuple[Figure, ...]]
     warnings: dict[Path, tuple[str, ...]]
-    updated: dict[Path, datetime]
+    updated: dict[Path, datetime]  # when the newest of a post's update notes was made
     stale: tuple[StaleResult, ...]
     errors: tuple[BuildError, ...]
     inputs: dict[str, str]  # "result:SOURCE" → Lab.input_digest(SOURCE), EmbedSpec.source
+    notes: dict[Path, tuple[UpdateNote, ...]] = field(default_factory=dict)
 
 
 def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
-                    allow_missing: bool = False) -> Resolution:
-    """Every document's specs checked against the store and made into figures."""
+                    allow_missing: bool = False,
+                    posted: Mapping[Path, datetime] | None = None) -> Resolution:
+    """Every document's specs checked against the store and made into figures; for a
+    post (``posted``: each post's date), its update notes (:mod:`chronicle.updates`)."""
     figures: dict[Path, tuple[Figure, ...]] = {}
     warnings: dict[Path, tuple[str, ...]] = {}
     updated: dict[Path, datetime] = {}
+    notes: dict[Path, tuple[UpdateNote, ...]] = {}
     errors: list[BuildError] = []
     shown_by: dict[tuple[str, str], set[Path]] = {}  # (experiment, host) → documents
     known = lab.experiments()
@@ -449,9 +458,11 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
             made.append(lab.figure(spec, result, runs))
         figures[path] = tuple(made)
         warnings[path] = tuple(_warnings(lab, path, used, placeholders_for_bad))
-        times = [t for t in (_parse_time(r.finished or r.started) for r in used.values()) if t]
-        if times:
-            updated[path] = max(times)
+        if posted and path in posted:
+            # a post is updated when a number it shows moved, not whenever a run is newer
+            notes[path], changed = update_notes(made, posted[path], lab)
+            if changed is not None:
+                updated[path] = changed
     stale = []
     for experiment, host in sorted(shown_by):
         result = lab.store.shown(experiment, host=host or None)
@@ -461,7 +472,8 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
     sources = sorted({f.source for made in figures.values() for f in made})
     return Resolution(figures=figures, warnings=warnings, updated=updated, stale=tuple(stale),
                       errors=tuple(errors),
-                      inputs={f"result:{s}": lab.input_digest(s) for s in sources})
+                      inputs={f"result:{s}": lab.input_digest(s) for s in sources},
+                      notes={p: found for p, found in notes.items() if found})
 
 
 def pinned_run(lab: Lab, spec: EmbedSpec, path: Path) -> Result:
@@ -566,7 +578,7 @@ def _date(result: Result) -> str:
     return result.started[:10] or f"{result.id[:4]}-{result.id[4:6]}-{result.id[6:8]}"
 
 
-def _parse_time(text: str) -> datetime | None:
+def parse_time(text: str) -> datetime | None:
     if not text:
         return None
     try:
