@@ -429,3 +429,26 @@ def test_a_history_follows_every_new_run_and_equals_a_clean_build(tmp_path):
     after = tree(root / "output")["2026/11/trend/index.html"]
     assert after != before and b"3 runs, 2026-11-20 to 2026-11-23" in after
     assert_equals_clean(root, tmp_path / "clean")
+
+
+def test_a_rerun_that_moves_nothing_leaves_the_post_s_date_and_the_sitemap_alone(tmp_path):
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    write_script(root)
+    store_result(root, make_result())
+    write(root / "posts" / "2026-11-21-table.md",
+          post_text("Table", "2026-11-21", body="```table boot-to-init\nmetric: boot_ms\n```\n"))
+    run(root)
+    sitemap = tree(root / "output")["sitemap.xml"]
+    store_result(root, make_result(started="2026-11-22T10:00:00.000000Z",
+                                   finished="2026-11-22T10:05:00.000000Z"))
+    run(root)
+    assert tree(root / "output")["sitemap.xml"] == sitemap
+    assert_equals_clean(root, tmp_path / "clean")
+    store_result(root, make_result(started="2026-11-23T10:00:00.000000Z",
+                                   finished="2026-11-23T10:05:00.000000Z", shift=1000.0))
+    run(root)
+    after = tree(root / "output")
+    assert b"2026-11-23" in after["sitemap.xml"] and b"update-note" in after[
+        "2026/11/table/index.html"]
+    assert_equals_clean(root, tmp_path / "clean")
