@@ -319,13 +319,15 @@ class Lab:
 
     def prefetch(self, figures: Iterable[Figure], cache: Any) -> None:
         """Every number the figures and the lab pages show, ready before pages render:
-        each shown result's summaries, and both ratios of each comparison."""
+        each shown result's summaries and those of the runs its lab page's history
+        draws, and both ratios of each comparison."""
         wanted: list[tuple[Any, ...]] = []
         for name in self.store.experiments():
             result = self.store.shown(name)
-            if result is not None:
-                wanted += [("summary", result, s, m) for s in result.subjects
-                           for m in result.metrics if result.values(s, m)]
+            runs = self.history(name, "")
+            for run in {r.id: r for r in (*runs, *([result] if result else []))}.values():
+                wanted += [("summary", run, s, m) for s in run.subjects
+                           for m in run.metrics if run.values(s, m)]
         for figure in figures:
             spec, result = figure.spec, figure.result
             # a pinned run or a history's runs: not among the shown runs above
