@@ -416,6 +416,16 @@ def test_a_history_draws_a_line_per_host_unless_the_fence_names_one(root):
     assert "kvmbox" not in local and "2 runs, 2026-11-20 to 2026-11-22" in local
 
 
+def test_a_pinned_history_ends_at_its_run_and_names_the_newer_one(root):
+    for day in ("21", "22"):
+        store_result(root, make_result(started=f"2026-11-{day}T10:00:00.000000Z",
+                                       key_parts=fresh_key_parts(root)))
+    html = post(root, "```chart boot-to-init\nmetric: boot_ms\nkind: history\n"
+                      "as_of: 2026-11-21\n```\n")
+    assert "2 runs, 2026-11-20 to 2026-11-21" in html
+    assert "a newer run exists, from 2026-11-22" in html
+
+
 def test_links_follow_the_base_path(root):
     html = post(root, "```table boot-to-init\n```\n", base_path="/blog/")
     assert 'href="/blog/lab/boot-to-init/"' in html

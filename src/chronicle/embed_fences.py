@@ -10,6 +10,9 @@ mapping saying what to show (``DESIGN.md``, "Embedding in posts")::
     ```                                                          metrics: [boot_ms]
                                                                  ```
 
+Every fence shows the newest good run unless ``result: RUN_ID`` or ``as_of: YYYY-MM-DD``
+pins one; ``kind: history`` draws a chart's metrics over every good run instead.
+
 :func:`embed_plugin` adds a core rule, run after block parsing, that turns each such
 ``fence`` token into an ``embed`` token whose parsed, shape-checked :class:`EmbedSpec`
 is ``token.meta["spec"]``. Names are *not* checked here: the rendered body does not
