@@ -133,6 +133,7 @@ def test_the_pair_being_judged_is_not_its_own_noise_floor():
     first, again = aa_series(0.20)
     found = history.decide_between([first, again], first, again, "vm", "boot_ms")
     assert found.noise.pairs == () and found.verdict == history.IMPROVED
+    assert "no other A/A pair" in found.explanation and "(an A/A pair)" in found.explanation
 
 
 def test_a_later_a_a_pair_does_not_change_an_earlier_decision():
@@ -174,6 +175,16 @@ def test_runs_on_two_hosts_are_not_comparable():
     assert not found.comparable
     assert found.notes == (f"vm: {runs[1].id} is the first good run on b, tcg "
                            "(runs on other lines: a, tcg)",)
+
+
+def test_a_subject_that_changed_accelerator_is_not_compared_across():
+    runs = [history_run(day(1), {"vm": at(100)}, accelerator="tcg"),
+            history_run(day(2), {"vm": at(20)}, accelerator="kvm")]
+    found = history.newest_comparison("series", runs)
+    assert not found.comparable
+    assert found.notes == (f"vm: {runs[1].id} is the first good run on local, kvm "
+                           "(runs on other lines: local, tcg)",)
+    assert history.previous_on_line(runs, runs[1], "vm") is None
 
 
 def test_a_single_run_is_not_comparable():

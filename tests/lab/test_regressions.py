@@ -59,6 +59,7 @@ def test_a_shift_after_runs_at_one_level_is_a_regression_naming_subject_and_metr
     assert done.returncode == 1, done.stdout + done.stderr
     found = rows(done.stdout)
     assert "regressed" in found[("vm", "boot_ms")] and "+29.4%" in found[("vm", "boot_ms")]
+    assert "(2)" in found[("vm", "boot_ms")]  # the A/A floor and its pair count
     assert "no detectable change" in found[("ct", "boot_ms")]
     assert "2 A/A pairs" in done.stdout and "key changed: inputs" in done.stdout
 
@@ -72,6 +73,8 @@ def test_a_run_at_the_same_level_is_no_regression(levelled):
     done = levelled.chronicle("lab", "regressions", "levels")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no detectable change" in rows(done.stdout)[("vm", "boot_ms")]
+    assert "no A/A pair to measure the noise floor on local, no accelerator; local, tcg" \
+        in done.stdout
 
 
 def test_runs_from_two_host_labels_are_not_compared(levelled):
@@ -146,3 +149,14 @@ def test_a_result_made_again_passes_validation(levelled):
     assert done.returncode == 0, done.stderr
     stored = json.loads(levelled.store().runs("levels")[-1].path.read_text())
     assert stored["provenance"]["repeats"] == levelled.store().runs("levels")[0].id
+
+
+def test_an_unreadable_newer_run_is_a_data_error_naming_the_file(levelled):
+    run(levelled)
+    run(levelled, "--again")
+    newest = levelled.store().runs("levels")[-1]
+    broken = newest.path.with_name("20991231T000000Z-0badf11e.json")
+    broken.write_text(newest.path.read_text()[:200])
+    done = levelled.chronicle("lab", "regressions", "levels")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"error: {broken}" in done.stderr and "truncated" in done.stderr

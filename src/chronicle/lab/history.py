@@ -218,7 +218,8 @@ def decide(previous: Result, current: Result, subject: str, metric: str, *,
         missing = previous.id if not old else current.id
         raise ValueError(f"{missing} has no {metric} samples of {subject}")
     base = _Base(subject, metric, current.unit(metric), line_of(current, subject),
-                 previous.id, current.id, noise, policy, key_changes(previous, current))
+                 previous.id, current.id, noise, policy, key_changes(previous, current),
+                 is_repeat(previous, current))
     old_median, new_median = float(_median(old)), float(_median(new))
     if old_median <= 0 or new_median <= 0:
         return base.undecided(old_median, new_median)
@@ -317,6 +318,7 @@ class _Base:
     noise: NoiseFloor
     policy: Policy
     changes: tuple[str, ...]
+    repeat: bool
 
     @property
     def lower_is_better(self) -> bool:
@@ -340,6 +342,8 @@ class _Base:
                 f"{self.current}")
 
     def _keys(self) -> str:
+        if self.repeat:
+            return "The newer run repeats the older with the same key (an A/A pair)."
         if not self.changes:
             return "The two runs were made with the same key."
         return f"Between the two runs the key changed: {', '.join(self.changes)}."
@@ -367,10 +371,11 @@ class _Base:
                 f"{self.noise.relative:.1%}; the interval widened by that is "
                 f"[{widened[0]:.4f}, {widened[1]:.4f}].")
         else:
+            other = " other" if self.repeat else ""
             words.append(
-                "There is no A/A pair on this host and accelerator yet (`lab run --again` "
-                "makes one), so the decision rests on the samples and the threshold alone: "
-                "drift between runs on this machine is not accounted for.")
+                f"There is no{other} A/A pair on this host and accelerator yet (`lab run "
+                "--again` makes one), so the decision rests on the samples and the threshold "
+                "alone: drift between runs on this machine is not accounted for.")
         side = ("lies wholly above 1" if widened[0] > 1 else
                 "lies wholly below 1" if widened[1] < 1 else "includes 1")
         size = "beyond" if beyond else "within"

@@ -164,10 +164,19 @@ def cmd_regressions(args: argparse.Namespace) -> int:
         names = list(known)
     if not names:
         raise _usage("no experiments found (no file here has a `# /// chronicle` block)")
+    for name in names:
+        _warn_bad(paths, store, name)
+        good = history.good_runs(store.runs(name))
+        unread = store.bad_files(name, newer_than=good[-1] if good else None)
+        if unread:
+            # The newest run may be the one that cannot be read: comparing the two before
+            # it would answer a question nobody asked.
+            first = unread[0]
+            raise LabError(f"{name}: a run newer than the newest good one is not a valid "
+                           f"result: {first.summary}", first.path, first.line, exit_status=2)
     out = _console()
     comparisons = []
     for name in names:
-        _warn_bad(paths, store, name)
         found = history.newest_comparison(name, store.runs(name), history.Policy.of(known[name]))
         _print_comparison(out, found, args.verbose)
         comparisons.append(found)
@@ -186,17 +195,23 @@ def _print_comparison(out, found: history.Comparison, verbose: bool) -> None:
         return
     table = Table(title=f"{found.experiment}: newest good run {found.current.id}")
     for column in ("subject", "metric", "host, accelerator", "previous", "median",
-                   "change \\[interval]", "verdict"):
+                   "change \\[interval]", "A/A floor", "verdict"):
         table.add_column(column)
     for d in found.decisions:
         if d.verdict == history.UNDECIDED:
             change = "-"
         else:
             change = f"{d.relative:+.1%} [{d.widened_low - 1:+.1%}, {d.widened_high - 1:+.1%}]"
+        floor = f"±{d.noise.relative:.1%} ({len(d.noise.pairs)})" if d.noise.pairs else "none"
         table.add_row(escape(d.subject), escape(d.metric), escape(d.line.label), d.previous,
                       f"{d.previous_median:.4g} → {d.current_median:.4g} {escape(d.unit)}",
-                      change, f"[{_VERDICT_STYLE[d.verdict]}]{d.verdict}[/]")
+                      change, floor, f"[{_VERDICT_STYLE[d.verdict]}]{d.verdict}[/]")
     out.print(table)
+    bare = sorted({d.line.label for d in found.decisions if not d.noise.pairs})
+    if bare:
+        out.print(f"  no A/A pair to measure the noise floor on {'; '.join(bare)}: decided "
+                  "on the samples and the threshold alone (`lab run --again "
+                  f"{found.experiment}` makes one)")
     for note in found.notes:
         out.print(f"  not compared: {escape(note)}")
     if verbose:
