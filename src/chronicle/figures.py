@@ -183,7 +183,9 @@ class Lab:
         self.root = Path(root)
         self.store = store
         self.cache = cache  # the build cache, if any: where dear numbers are kept
-        self.decisions: dict[str, Any] = {}  # chronicle.updates' decisions, by content
+        # chronicle.updates' decisions, by content, and each shown run's line
+        self.decisions: dict[str, Any] = {}
+        self.timelines: dict[Any, Any] = {}
         self.scripts = dict(scripts)
         self.base_path = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
         self.stats = Stats(self.result_digest)

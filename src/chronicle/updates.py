@@ -19,9 +19,10 @@ content of every run it rests on.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from chronicle.cache import code_version, digest
@@ -30,6 +31,8 @@ from chronicle.lab.results import Result
 
 if TYPE_CHECKING:
     from chronicle.figures import Figure, Lab
+
+_NEVER = datetime.min.replace(tzinfo=UTC)  # a run with no start time: before any post
 
 
 @dataclass(frozen=True)
@@ -60,22 +63,19 @@ def update_notes(figures: Sequence[Figure], posted: datetime, lab: Lab
         spec, current = figure.spec, figure.result
         if current is None or spec.pin or spec.kind == "history" and spec.fence == "chart":
             continue
-        runs = lab_history.good_runs(lab.store.runs(spec.experiment))
-        policy = lab_history.Policy.of(lab.scripts.get(spec.experiment))
         subjects = (spec.left, spec.right) if spec.fence == "compare" else spec.subjects
         for subject in subjects:
-            line = lab_history.lines(runs, subject).get(lab_history.line_of(current, subject))
-            if not line or current.id not in {r.id for r in line}:
+            found_line = _timeline(lab, current, subject)
+            if found_line is None:
                 continue
-            before = [r for r in line if (parse_time(r.started) or posted) <= posted]
-            if not before or before[-1].id == current.id:
+            line, starts, at = found_line
+            # the run newest on the line at the post's date, the one its author saw (ids
+            # and start times sort alike but for a clock that ran fast: then the id wins)
+            seen = bisect_right(starts, posted, hi=at + 1) - 1
+            if seen in (-1, at):
                 continue
-            baseline = before[-1]
-            after = [r for r in line if baseline.id < r.id <= current.id]
             for metric in spec.metrics:
-                if not baseline.values(subject, metric) or not current.values(subject, metric):
-                    continue
-                found = _since(lab, runs, baseline, after, subject, metric, policy)
+                found = _since(lab, line[seen], line[seen + 1:at + 1], subject, metric)
                 if found is None:
                     continue
                 verdict, old, new, since = found
@@ -93,40 +93,71 @@ def update_notes(figures: Sequence[Figure], posted: datetime, lab: Lab
     return tuple(note for note, _ in found), max((at for _, at in found), default=None)
 
 
-def _since(lab: Lab, runs: Sequence[Result], baseline: Result, after: Sequence[Result],
-           subject: str, metric: str, policy: lab_history.Policy
+def _timeline(lab: Lab, current: Result, subject: str
+              ) -> tuple[tuple[Result, ...], list[datetime], int] | None:
+    """``current``'s line for ``subject`` (its good runs, oldest first), their start
+    times and where ``current`` is on it; None when it is not a good full run of one.
+    Found once per run and subject: a blog shows each run in many figures."""
+    from chronicle.figures import parse_time
+
+    key = (current.experiment, current.id, subject)
+    if key not in lab.timelines:
+        if current.experiment not in lab.timelines:
+            lab.timelines[current.experiment] = \
+                lab_history.good_runs(lab.store.runs(current.experiment))
+        runs = lab.timelines[current.experiment]
+        line = lab_history.lines(runs, subject).get(lab_history.line_of(current, subject), ())
+        at = next((i for i, r in enumerate(line) if r.id == current.id), None)
+        lab.timelines[key] = None if at is None else (
+            line, [parse_time(r.started) or _NEVER for r in line], at)
+    return lab.timelines[key]
+
+
+def _since(lab: Lab, baseline: Result, after: Sequence[Result], subject: str, metric: str
            ) -> tuple[str, float, float, Result] | None:
     """The change from ``baseline`` to the last of ``after`` (verdict, medians) and the
-    run since which it holds; None when it is no detectable change."""
-    verdict, old, new = _decision(lab, runs, baseline, after[-1], subject, metric, policy)
-    if verdict not in (lab_history.IMPROVED, lab_history.REGRESSED):
-        return None
-    since = after[-1]
-    for run in reversed(after[:-1]):
-        if not run.values(subject, metric) or \
-                _decision(lab, runs, baseline, run, subject, metric, policy)[0] != verdict:
-            break
-        since = run
-    return verdict, old, new, since
+    run since which it holds; None when it is no detectable change or either run did
+    not measure it. Found once per pair of runs, subject and metric."""
+    current = after[-1]
+    key = ("since", current.experiment, baseline.id, current.id, subject, metric)
+    if key not in lab.decisions:
+        lab.decisions[key] = None
+        if baseline.values(subject, metric) and current.values(subject, metric):
+            runs = lab.timelines[current.experiment]
+            policy = lab_history.Policy.of(lab.scripts.get(current.experiment))
+            verdict, old, new = _decision(lab, runs, baseline, current, subject, metric,
+                                          policy)
+            if verdict in (lab_history.IMPROVED, lab_history.REGRESSED):
+                since = current
+                for run in reversed(after[:-1]):
+                    if not run.values(subject, metric) or _decision(
+                            lab, runs, baseline, run, subject, metric, policy)[0] != verdict:
+                        break
+                    since = run
+                lab.decisions[key] = (verdict, old, new, since)
+    return lab.decisions[key]
 
 
 def _decision(lab: Lab, runs: Sequence[Result], baseline: Result, current: Result,
               subject: str, metric: str, policy: lab_history.Policy
               ) -> tuple[str, float, float]:
-    # the decision rests on the pair and on the A/A pairs made up to the current run
+    known: dict[Any, Any] = lab.decisions  # in this build, by the runs' ids
+    pair = (current.experiment, baseline.id, current.id, subject, metric)
+    if pair in known:
+        return known[pair]
+    # the decision rests on the pair and on the A/A pairs made up to the current run:
+    # across builds, it is kept by the content of all of them
     upto = [r for r in runs if r.id <= current.id]
     key = digest(code_version(), "decision", *(lab.result_digest(r) for r in upto),
                  baseline.id, current.id, subject, metric, str(policy.threshold),
                  *sorted(policy.higher_is_better))
-    known: dict[str, Any] = lab.decisions
-    if key not in known:
-        cached = lab.cache.get("decision", key) if lab.cache is not None else None
-        if cached is None:
-            made = lab_history.decide_between(upto, baseline, current, subject, metric,
-                                              policy=policy)
-            cached = (made.verdict, made.previous_median, made.current_median)
-            if lab.cache is not None:
-                lab.cache.put("decision", key, cached)
-        known[key] = tuple(cached)
-    return known[key]
+    cached = lab.cache.get("decision", key) if lab.cache is not None else None
+    if cached is None:
+        made = lab_history.decide_between(upto, baseline, current, subject, metric,
+                                          policy=policy)
+        cached = (made.verdict, made.previous_median, made.current_median)
+        if lab.cache is not None:
+            lab.cache.put("decision", key, cached)
+    known[pair] = tuple(cached)
+    return known[pair]
 
