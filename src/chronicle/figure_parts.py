@@ -1,8 +1,9 @@
 """What a figure shows, as data: numbers, captions, badges, table rows and verdicts.
 
 Phase 2 renders each figure through a theme template, one per fence kind
-(``figures/chart.html``, ``table.html``, ``compare.html`` and ``placeholder.html``, with
-the macros of ``figures/_figures.html``); a site overrides one like any template. This
+(``figures/chart.html``, ``table.html``, ``compare.html``, ``placeholder.html``, and
+``history.html`` for a chart over runs, whose context :mod:`chronicle.figure_history`
+makes; with the macros of ``figures/_figures.html``); a site overrides one like any template. This
 module gives those templates their context (:func:`figure_context`) and holds the pure
 helpers they and the lab pages share: number formatting, the provenance caption's
 items, the badges, a data table's rows, a comparison's verdict.
@@ -22,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
-from chronicle.charts import Chart, Line, Panel, Series, Trend
-from chronicle.lab import history as lab_history
+from chronicle.charts import Chart, Panel, Series
 from chronicle.lab.results import Result
 from chronicle.lab.stats import Ratio
 from chronicle.lab.validation import DURATION_UNITS
@@ -297,7 +297,9 @@ def figure_context(figure: Figure, charts: ChartCache) -> tuple[str, dict[str, A
                                             "experiment": spec.experiment,
                                             "lab_url": figure.lab_url}
     if spec.kind == "history" and spec.fence == "chart":
-        context = _history(spec, figure, charts)
+        from chronicle.figure_history import history_context  # it imports this module
+
+        context = history_context(spec, figure, charts)
         context.update(id=figure_id(spec))
         return "figures/history.html", context
     make = {"chart": _chart, "table": _table, "compare": _compare}[spec.fence]
@@ -456,112 +458,3 @@ def _compare(spec: Any, result: Result, figure: Figure, charts: ChartCache) -> d
             "rows": data_rows(result, figure, spec.metrics, pair),
             "caption": caption(spec, result, figure, pair, note)}
 
-
-# -- a history: one metric over runs --------------------------------------------------------
-
-@dataclass(frozen=True)
-class HistoryRow:
-    """One run of one subject in a history's data table."""
-
-    date: str
-    result_id: str
-    commit: str
-    host: str
-    accelerator: str
-    subject: str
-    metric: str
-    unit: str
-    n: int
-    median: str
-    interval: str
-    changed: str  # the key's parts that changed since the host's run before
-
-
-@dataclass(frozen=True)
-class HistoryCaption:
-    title: str
-    runs: int
-    first: str
-    last: str
-    lab_url: str
-    experiment: str
-    newer: Newer | None
-
-
-def run_date(run: Result) -> str:
-    return run.started[:10] or f"{run.id[:4]}-{run.id[4:6]}-{run.id[6:8]}"
-
-
-def run_commit(run: Result) -> str:
-    return str((run.provenance.get("git") or {}).get("commit") or "")[:7] or "no git"
-
-
-def key_changes(runs: Sequence[Result]) -> list[tuple[str, ...]]:
-    """Per run, the parts of its key that differ from the same host's run before it
-    (empty for the first run of each host): other hosts differ in environment anyway."""
-    before: dict[str, Result] = {}
-    found = []
-    for run in runs:
-        previous = before.get(run.lab_host)
-        found.append(lab_history.key_changes(previous, run) if previous is not None else ())
-        before[run.lab_host] = run
-    return found
-
-
-def history_lines(figure: Figure, metric: str) -> tuple[Line, ...]:
-    """One line per subject, host and accelerator (:func:`chronicle.lab.history.lines`),
-    in the subject's colour. A subject with several lines, or a chart of several hosts,
-    names each line's host and accelerator, and a subject's lines differ in dash."""
-    runs, spec = figure.runs, figure.spec
-    index = {run.id: i for i, run in enumerate(runs)}
-    hosts = {run.lab_host for run in runs}
-    drawn = []
-    for subject in spec.subjects:
-        found = lab_history.lines(runs, subject)
-        for style, (line, members) in enumerate(found.items()):
-            points = []
-            for run in members:
-                if run.values(subject, metric):
-                    s = figure.summary(run, subject, metric)
-                    points.append((index[run.id], s.median, s.median_low, s.median_high))
-            if points:
-                label = subject if len(found) == 1 and len(hosts) == 1 else \
-                    f"{subject} ({line.label})"
-                drawn.append(Line(label, figure.colour(subject), style, tuple(points)))
-    return tuple(drawn)
-
-
-def _history(spec: Any, figure: Figure, charts: ChartCache) -> dict[str, Any]:
-    runs = figure.runs
-    changes = key_changes(runs)
-    marks = tuple((i, "key: " + ", ".join(parts)) for i, parts in enumerate(changes) if parts)
-    labels = tuple(f"{run_date(r)}\n{run_commit(r)}" for r in runs)
-    trends, rows, descriptions = [], [], []
-    for metric in spec.metrics:
-        unit = next(r.unit(metric) for r in runs if metric in r.metrics)
-        lines = history_lines(figure, metric)
-        trends.append(Trend(metric, unit, labels, lines, marks))
-        descriptions.append(f"{metric} over {len(runs)} runs: " + "; ".join(
-            f"{line.label} median from {number(line.points[0][1])} to "
-            f"{number(line.points[-1][1])} {unit}" for line in lines) + ".")
-        for index, run in enumerate(runs):
-            for subject in spec.subjects:
-                if not run.values(subject, metric):
-                    continue
-                s = figure.summary(run, subject, metric)
-                rows.append(HistoryRow(run_date(run), run.id, run_commit(run), run.lab_host,
-                                       run.accelerator(subject) or "not a VM", subject, metric,
-                                       unit, s.n, number(s.median),
-                                       interval(s.median_low, s.median_high),
-                                       ", ".join(changes[index])))
-    if marks:
-        descriptions.append("The experiment's key changed at " + "; ".join(
-            f"{runs[i].id} ({text})" for i, text in marks) + ".")
-    title = spec.title or f"{spec.experiment}: {', '.join(spec.metrics)} over runs"
-    svg = Markup(charts.svg(Chart(kind="history", title=title,
-                                  description=" ".join(descriptions), panels=(),
-                                  trends=tuple(trends))))
-    return {"badges": badges(runs[-1], spec.subjects, figure), "svg": svg, "rows": rows,
-            "caption": HistoryCaption(spec.title, len(runs), run_date(runs[0]),
-                                      run_date(runs[-1]), figure.lab_url, spec.experiment,
-                                      newer(figure))}
