@@ -484,6 +484,50 @@ def in_the_future(days: int = 1) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+LEVEL_SCRIPT = """\
+#!/bin/sh
+# /// chronicle
+# title = "Level"
+# inputs = ["experiments/level.txt"]
+# repeat = 6
+# warmup = 0
+# ///
+# Every sample is the level in experiments/level.txt plus the run number: a run's
+# numbers are set by a file the test writes, and changing them changes the key.
+read -r level < experiments/level.txt
+run=1
+while [ "$run" -le "$CHRONICLE_REPEAT" ]; do
+  for subject in fast slow; do
+    value=$((level + run))
+    [ "$subject" = slow ] && value=$((2 * level + run))
+    printf '{"subject": "%s", "metric": "boot_ms", "value": %s, "unit": "ms", "run": %s}\\n' \\
+      "$subject" "$value" "$run"
+  done
+  run=$((run + 1))
+done
+"""
+
+
+def level_experiment(root: Path, level: int) -> None:
+    """The ``level`` experiment (a shell script, the lab's real protocol) at ``level``."""
+    script = write_script(root, "level", LEVEL_SCRIPT)
+    script.rename(script.with_suffix(".sh"))
+    script.with_suffix(".sh").chmod(0o755)
+    set_level(root, level)
+
+
+def set_level(root: Path, level: int) -> None:
+    (root / "experiments" / "level.txt").write_text(f"{level}\n", encoding="utf-8")
+
+
+def lab_run(root: Path, name: str = "level") -> Result:
+    """``chronicle lab run --force NAME`` as a user runs it; the run it stored."""
+    done = subprocess.run([sys.executable, "-m", "chronicle", "lab", "run", "--force", name,
+                           "--root", str(root)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return ResultStore(root / "experiments" / "results").runs(name)[-1]
+
+
 def history_run(started: str, values: dict[str, list[float]], *, metric: str = "boot_ms",
                 host: str = "local", accelerator: str | None = "tcg",
                 key_parts: dict[str, str] | None = None, repeats: str | None = None,

@@ -108,6 +108,21 @@ def test_key_lines_point_into_the_file():
      ["two different subjects"]),
     ("```compare boot-to-init\nleft: qemu-microvm\nright: firecracker\n```\n", 7,
      ["unknown subject 'firecracker'"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nresult: 20261119T000000Z-abcdef12\n```\n", 7,
+     ["no run '20261119T000000Z-abcdef12' of boot-to-init",
+      "nearest: 20261120T100000Z-abcdef12", "lab history boot-to-init"]),
+    ("```table boot-to-init\nas_of: 2026-11-19\n```\n", 6,
+     ["no good run of boot-to-init on or before 2026-11-19", "first good run is from 2026-11-20"]),
+    ("```table boot-to-init\nas_of: 19/11/2026\n```\n", 6,
+     ["'as_of' must be a date, YYYY-MM-DD", "'19/11/2026'"]),
+    ("```table boot-to-init\nas_of: 2026-11-31\n```\n", 6, ["'as_of' must be a date"]),
+    ("```table boot-to-init\nresult: 20261120T100000Z-abcdef12\nas_of: 2026-11-20\n```\n", 7,
+     ["'result' or 'as_of', not both"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nkind: history\n```\n", 6,
+     ["history of boot_ms in boot-to-init needs two good runs", "there is one",
+      "chronicle lab run --force boot-to-init"]),
+    ("```compare boot-to-init\nleft: qemu-microvm\nright: incus-container\nkind: history\n```\n",
+     8, ["kind: history is for ```chart"]),
 ])
 def test_a_bad_embed_is_an_error_naming_post_line_and_choices(root, markdown, line, words):
     error = error_of(root, markdown)
@@ -335,12 +350,80 @@ def test_a_fresh_result_gives_no_warning(root):
     assert found.warnings[path] == () and found.stale == ()
 
 
-def test_updated_is_when_the_newest_embedded_result_finished(root):
+def test_a_post_is_updated_by_a_significant_change_since_its_date_and_only_by_one(root):
     path = root / "posts" / "a.md"
-    assert shown(root, "No figure.\n", path)[1].updated == {}
-    _, found = shown(root, "```table boot-to-init\n```\n", path)
-    assert found.updated == {path: datetime(2026, 11, 20, 10, 5, tzinfo=UTC)}
+    fence = render_markdown("```table boot-to-init\nmetric: boot_ms\n```\n", path).embeds
+    posted = {path: datetime(2026, 11, 20, 12, tzinfo=UTC)}
+
+    def resolved() -> Resolution:
+        return resolve_figures({path: fence}, Lab.of_site(root), posted=posted)
+
+    assert (resolved().updated, resolved().notes) == ({}, {})  # the run the post saw
+    same = dict(key_parts=fresh_key_parts(root))
+    store_result(root, make_result(started="2026-11-21T10:00:00.000000Z", **same))
+    assert (resolved().updated, resolved().notes) == ({}, {})  # a re-run at the same level
+    moved = store_result(root, make_result(started="2026-11-22T10:00:00.000000Z",
+                                           finished="2026-11-22T10:05:00.000000Z",
+                                           shift=1000.0, **same))
+    store_result(root, make_result(started="2026-11-23T10:00:00.000000Z",
+                                   finished="2026-11-23T10:05:00.000000Z", shift=1000.0,
+                                   **same))
+    found = resolved()
+    # dated by the run that moved, not by the later one at its new level
+    assert found.updated == {path: datetime(2026, 11, 22, 10, 5, tzinfo=UTC)}
+    [note] = found.notes[path]
+    assert (note.subject, note.metric, note.verdict, note.before, note.after, note.date,
+            note.result_id) == ("qemu-microvm", "boot_ms", "regressed", "2,555\u00a0ms",
+                                "3,555\u00a0ms", "2026-11-22", moved.id)
+    assert note.url == f"/lab/boot-to-init/#run-{moved.id}"
     assert found.inputs.keys() == {"result:boot-to-init"}
+
+
+def test_as_of_shows_the_newest_good_full_run_of_that_day_or_before(root):
+    later = dict(key_parts=fresh_key_parts(root), shift=1000.0)
+    store_result(root, make_result(started="2026-11-22T23:59:00.000000Z", **later))
+    store_result(root, make_result(started="2026-11-23T00:30:00.000000Z", **later))
+    store_result(root, make_result(started="2026-11-22T12:00:00.000000Z", quick=True))
+    fence = "```table boot-to-init\nmetric: boot_ms\nas_of: {}\n```\n"
+    assert "20261120T100000Z" in post(root, fence.format("2026-11-21"))
+    # the quick run of the 22nd is newer, but a full run of that day is shown
+    assert "20261122T235900Z" in post(root, fence.format("2026-11-22"))
+
+
+def test_a_pinned_run_from_another_host_is_named_as_such(root):
+    store_result(root, replace(make_result(started="2026-11-21T10:00:00.000000Z"),
+                               provenance={**make_result().provenance, "lab_host": "kvmbox"}))
+    error = error_of(root, "```table boot-to-init\nhost: local\n"
+                           "result: 20261121T100000Z-abcdef12\n```\n")
+    assert (error.line, error.message) == (
+        7, "run 20261121T100000Z-abcdef12 of boot-to-init is from host 'kvmbox'")
+
+
+def test_a_pin_to_the_newest_run_says_nothing_of_a_newer_one(root):
+    assert "newer run" not in post(root, "```table boot-to-init\nas_of: 2026-12-01\n```\n")
+
+
+def test_a_history_draws_a_line_per_host_unless_the_fence_names_one(root):
+    kvm = make_result(started="2026-11-21T10:00:00.000000Z", accelerator="kvm",
+                      key_parts=fresh_key_parts(root))
+    store_result(root, replace(kvm, provenance={**kvm.provenance, "lab_host": "kvmbox"}))
+    store_result(root, make_result(started="2026-11-22T10:00:00.000000Z",
+                                   key_parts=fresh_key_parts(root)))
+    fence = "```chart boot-to-init\nmetric: boot_ms\nkind: history\n{}```\n"
+    both = post(root, fence.format(""))
+    assert "qemu-microvm (local, tcg)" in both and "qemu-microvm (kvmbox, kvm)" in both
+    local = post(root, fence.format("host: local\n"))
+    assert "kvmbox" not in local and "2 runs, 2026-11-20 to 2026-11-22" in local
+
+
+def test_a_pinned_history_ends_at_its_run_and_names_the_newer_one(root):
+    for day in ("21", "22"):
+        store_result(root, make_result(started=f"2026-11-{day}T10:00:00.000000Z",
+                                       key_parts=fresh_key_parts(root)))
+    html = post(root, "```chart boot-to-init\nmetric: boot_ms\nkind: history\n"
+                      "as_of: 2026-11-21\n```\n")
+    assert "2 runs, 2026-11-20 to 2026-11-21" in html
+    assert "a newer run exists, from 2026-11-22" in html
 
 
 def test_links_follow_the_base_path(root):

@@ -13,7 +13,7 @@ from chronicle.errors import BuildError
 from chronicle.guard import MARKER
 from chronicle.hooks import standard_hooks
 from tests.conftest import post_text, write
-from tests.support import make_result, store_result, write_script
+from tests.support import make_result, store_edited, store_result, write_script
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -388,3 +388,67 @@ def test_an_experiment_input_outside_experiments_makes_its_result_stale(tmp_path
     (warning,) = run(root).warnings
     assert "shows a stale result of boot-to-init" in warning
     assert "stale" in (root / "output" / "2026" / "11" / "chart" / "index.html").read_text()
+
+
+def test_a_pinned_figure_depends_on_its_run_and_the_newer_run_s_date_only(tmp_path):
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    write_script(root)
+    first = store_result(root, make_result())
+    write(root / "posts" / "2026-11-21-pinned.md",
+          post_text("Pinned", "2026-11-21",
+                    body=f"```table boot-to-init\nmetric: boot_ms\nresult: {first.id}\n```\n"))
+    run(root)
+    page = "2026/11/pinned/index.html"
+    before = tree(root / "output")[page]
+    newer = store_result(root, make_result(started="2026-11-22T10:00:00.000000Z", shift=100.0))
+    run(root)
+    noted = tree(root / "output")[page]
+    assert noted != before and f"#run-{newer.id}" in noted.decode()
+    assert_equals_clean(root, tmp_path / "clean")
+    # the newer run's numbers are not on the pinned page: a change to them leaves it be
+    store_edited(root, newer, '"value": 2610.0', '"value": 2611.0')
+    report = run(root)
+    assert tree(root / "output")[page] == noted and report.written > 0
+    assert_equals_clean(root, tmp_path / "clean")
+
+
+def test_a_history_follows_every_new_run_and_equals_a_clean_build(tmp_path):
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    write_script(root)
+    store_result(root, make_result())
+    store_result(root, make_result(started="2026-11-21T10:00:00.000000Z"))
+    write(root / "posts" / "2026-11-22-trend.md",
+          post_text("Trend", "2026-11-22",
+                    body="```chart boot-to-init\nmetric: boot_ms\nkind: history\n```\n"))
+    run(root)
+    before = tree(root / "output")["2026/11/trend/index.html"]
+    store_result(root, make_result(started="2026-11-23T10:00:00.000000Z", shift=300.0))
+    run(root)
+    after = tree(root / "output")["2026/11/trend/index.html"]
+    assert after != before and b"3 runs, 2026-11-20 to 2026-11-23" in after
+    assert_equals_clean(root, tmp_path / "clean")
+
+
+def test_a_rerun_that_moves_nothing_leaves_the_post_s_date_and_the_sitemap_alone(tmp_path):
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    write_script(root)
+    store_result(root, make_result())
+    write(root / "posts" / "2026-11-21-table.md",
+          post_text("Table", "2026-11-21", body="```table boot-to-init\nmetric: boot_ms\n```\n"))
+    run(root)
+    sitemap = tree(root / "output")["sitemap.xml"]
+    store_result(root, make_result(started="2026-11-22T10:00:00.000000Z",
+                                   finished="2026-11-22T10:05:00.000000Z"))
+    run(root)
+    assert tree(root / "output")["sitemap.xml"] == sitemap
+    assert_equals_clean(root, tmp_path / "clean")
+    store_result(root, make_result(started="2026-11-23T10:00:00.000000Z",
+                                   finished="2026-11-23T10:05:00.000000Z", shift=1000.0))
+    run(root)
+    after = tree(root / "output")
+    assert b"2026-11-23" in after["sitemap.xml"] and b"update-note" in after[
+        "2026/11/table/index.html"]
+    assert_equals_clean(root, tmp_path / "clean")

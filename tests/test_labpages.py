@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,8 +94,10 @@ def test_experiment_page_names_each_run_s_lab_host(root):
     store_result(root, replace(fetched, provenance={**fetched.provenance, "lab_host": "kvmbox"}))
     build(options(root))
     page = output(root, "lab/boot-to-init/index.html")
-    rows = [row for row in page.split("<tr>") if "<th scope=\"row\"><code>2026" in row]
+    rows = [row for row in page.split("<tr") if "<th scope=\"row\"><code>2026" in row]
     assert ["kvmbox" in row for row in rows] == [True, False, False]  # newest first
+    # each row is where a pinned figure's "newer run" note can link
+    assert rows[0].startswith(' id="run-20261121T100000Z-abcdef12">')
     assert all("<td>local</td>" in row for row in rows[1:])
 
 
@@ -146,14 +149,28 @@ def test_showcase_post_carries_the_chart_and_comparison(root):
     assert "faster to boot" in page
 
 
-def test_feed_updated_moves_when_embedded_results_change(root):
+def test_feed_updated_moves_when_a_shown_number_moves_and_not_on_a_mere_rerun(root):
+    write_post(root, "later", "```chart boot-to-init\nmetric: boot_ms\n```\n",
+               date="2026-11-21")
     build(options(root))
-    assert "2026-11-20T10:05:00" in output(root, "atom.xml")
+    dates = re.findall(r"<updated>[^<]*</updated>", output(root, "atom.xml"))
+    assert dates[0] == "<updated>2026-11-21T00:00:00+00:00</updated>"
     store_result(root, make_result(started="2026-11-25T08:00:00.000000Z",
                                    finished="2026-11-25T08:30:00.000000Z",
                                    key_parts=fresh_key_parts(root)))
     build(options(root))
-    assert "2026-11-25T08:30:00" in output(root, "atom.xml")
+    # the same numbers again: the figures show the new run, the dates stay
+    assert re.findall(r"<updated>[^<]*</updated>", output(root, "atom.xml")) == dates
+    assert "update-note" not in output(root, "2026/11/later/index.html")
+    moved = store_result(root, make_result(started="2026-11-25T09:00:00.000000Z",
+                                           finished="2026-11-25T09:30:00.000000Z",
+                                           key_parts=fresh_key_parts(root), shift=1000.0))
+    build(options(root))
+    assert "<updated>2026-11-25T09:30:00" in output(root, "atom.xml")
+    later = output(root, "2026/11/later/index.html")
+    assert ("qemu-microvm’s boot_ms in <code>boot-to-init</code> moved from 2,555\u00a0ms "
+            "to 3,555\u00a0ms (regressed) on <time datetime=\"2026-11-25\">2026-11-25</time>, "
+            f'<a href="/lab/boot-to-init/#run-{moved.id}">') in later
 
 
 def test_strict_build_fails_on_a_stale_embedded_result(root):

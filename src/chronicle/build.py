@@ -23,8 +23,9 @@ Incremental builds (``.chronicle/``, see :mod:`chronicle.manifest` and
   figures is cached like any other.
 * **Figures** are resolved between the two passes (:mod:`chronicle.figures`): every
   document's specs against the results store give figures, warnings, the stale results
-  and each post's ``updated`` as values, their numbers taken from the cache when the
-  results are unchanged. A page showing a figure records the experiment it shows
+  and each post's update notes and ``updated`` (:mod:`chronicle.updates`: a number it
+  shows moved significantly since its date) as values, their numbers taken from the
+  cache when the results are unchanged. A page showing a figure records the experiment it shows
   (``result:NAME``), so a new result re-renders exactly those pages.
 * **Rendering**: an output whose recorded dependencies all hash the same is not
   rendered. One that is rendered is written only if its bytes differ from the last
@@ -357,6 +358,7 @@ class Figures:
     by_source: dict[Path, Any] = field(default_factory=dict)
     warnings: dict[Path, tuple[str, ...]] = field(default_factory=dict)
     updated: dict[Path, datetime] = field(default_factory=dict)
+    notes: dict[Path, tuple] = field(default_factory=dict)  # updates.UpdateNote per post
     stale: tuple[str, ...] = ()
     errors: tuple[BuildError, ...] = ()
     inputs: dict[str, str] = field(default_factory=dict)
@@ -378,13 +380,15 @@ def resolve_figures(parsed: Parsed, paths: SitePaths, config: SiteConfig,
     from chronicle.figures import resolve_figures as resolve
 
     lab = Lab.of_site(paths.root, urlsplit(config.base_url).path or "/", cache)
-    found = resolve(specs, lab, options.allow_missing)
+    posted = {doc.doc.source: doc.doc.date for doc, _, rendered in parsed.documents
+              if rendered.embeds and isinstance(doc.doc, Post)}
+    found = resolve(specs, lab, options.allow_missing, posted)
     if not found.errors:
         lab.prefetch((f for made in found.figures.values() for f in made), cache)
     stale = tuple(str(s) + (f", shown by {', '.join(map(str, s.posts))}" if s.posts else "")
                   for s in found.stale)
-    return Figures(found.figures, found.warnings, found.updated, stale, found.errors,
-                   found.inputs, lab.input_patterns(), lab)
+    return Figures(found.figures, found.warnings, found.updated, found.notes, stale,
+                   found.errors, found.inputs, lab.input_patterns(), lab)
 
 
 def make_entries(parsed: Parsed, figures: Figures) -> tuple[list, list, list[str]]:
@@ -395,13 +399,13 @@ def make_entries(parsed: Parsed, figures: Figures) -> tuple[list, list, list[str
         warnings += rendered.warnings
         warnings += figures.warnings.get(source, ())
         entry = _entry(doc, body, rendered, figures.by_source.get(source, ()),
-                       figures.updated.get(source))
+                       figures.updated.get(source), figures.notes.get(source, ()))
         (entries if isinstance(doc.doc, Post) else pages).append(entry)
     return entries, pages, warnings
 
 
 def _entry(doc: Doc, body: Any, rendered: Any, figures: tuple = (),
-           updated: datetime | None = None) -> Any:
+           updated: datetime | None = None, notes: tuple = ()) -> Any:
     """The model's :class:`Entry` (a post) or :class:`PageEntry` for a rendered document."""
     from chronicle.model import Entry, PageEntry
 
@@ -409,7 +413,7 @@ def _entry(doc: Doc, body: Any, rendered: Any, figures: tuple = (),
     if isinstance(doc.doc, Post):
         return Entry(post=doc.doc, body=body, headings=rendered.headings, show_toc=show_toc,
                      reading_minutes=rendered.reading_minutes, embeds_updated=updated,
-                     figures=figures)
+                     notes=notes, figures=figures)
     return PageEntry(page=doc.doc, body=body, headings=rendered.headings, show_toc=show_toc,
                      figures=figures)
 

@@ -134,6 +134,27 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class Line:
+    """One subject on one host and accelerator across runs: a history's line."""
+
+    label: str
+    colour: str
+    style: int  # which dash and marker: a subject's lines on other hosts differ by it
+    points: tuple[tuple[int, float, float, float], ...]  # (run index, median, low, high)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """One metric over runs: one axes of a history chart."""
+
+    metric: str
+    unit: str
+    runs: tuple[str, ...]  # each run's tick label, oldest first
+    lines: tuple[Line, ...]
+    marks: tuple[tuple[int, str], ...] = ()  # (run index, what changed in the key)
+
+
+@dataclass(frozen=True)
 class Chart:
     kind: str
     title: str
@@ -141,6 +162,7 @@ class Chart:
     panels: tuple[Panel, ...]
     statistic: str = "median"
     compact: bool = False  # small figure inside a comparison column
+    trends: tuple[Trend, ...] = ()  # what a history draws instead of panels
 
     def key(self) -> str:
         """Content hash: the data, the spec, and the code and library that draw it."""
@@ -207,6 +229,8 @@ def draw_svg(chart: Chart, key: str | None = None) -> bytes:
 
 
 def _figure(chart: Chart) -> Figure:
+    if chart.kind == "history":
+        return _history_figure(chart)
     subjects = max(len(p.series) for p in chart.panels) if chart.panels else 1
     if chart.compact:
         width, per_panel = 3.2, 0.8
@@ -305,6 +329,42 @@ def _draw_cdf(ax, panel: Panel, chart: Chart) -> None:
 
 
 _DRAWERS = {"box": _draw_box, "strip": _draw_strip, "bar": _draw_bar, "cdf": _draw_cdf}
+# a history tells subjects apart by colour, and a subject's hosts and accelerators by
+# dash and marker
+_LINE_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+
+
+def _history_figure(chart: Chart) -> Figure:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.0, 3.0 * len(chart.trends) + 0.3), layout="constrained")
+    axes = figure.subplots(len(chart.trends), 1, squeeze=False)[:, 0]
+    for ax, trend in zip(axes, chart.trends, strict=True):
+        _draw_history(ax, trend)
+    return figure
+
+
+def _draw_history(ax, trend: Trend) -> None:
+    for line in trend.lines:
+        x, median, low, high = (np.array(column, dtype=float) for column in zip(*line.points,
+                                                                               strict=True))
+        dash, marker = _LINE_STYLES[line.style % len(_LINE_STYLES)]
+        ax.errorbar(x, median, yerr=[median - low, high - median], color=line.colour,
+                    linestyle=dash, marker=marker, markersize=4.5, linewidth=1.6,
+                    elinewidth=1.1, capsize=3, label=line.label)
+    for x, changed in trend.marks:
+        # where the key changed, the line may move for that reason: say which part
+        ax.axvline(x - 0.5, color=_INK, linestyle=(0, (2, 2)), linewidth=0.9)
+        ax.text(x - 0.45, 0.97, changed, transform=ax.get_xaxis_transform(), rotation=90,
+                va="top", ha="left", fontsize=7.5)
+    step = max(1, -(-len(trend.runs) // 10))  # ten labels at most: they stay legible
+    ticks = list(range(0, len(trend.runs), step))
+    ax.set_xticks(ticks, [trend.runs[i] for i in ticks], fontsize=8)
+    ax.set_xlim(-0.6, len(trend.runs) - 0.4)
+    ax.set_ylabel(_axis_label(Panel(trend.metric, trend.unit, ())))
+    ax.grid(axis="y")
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 
 
 _ID = re.compile(r'\bid="([^"]+)"')

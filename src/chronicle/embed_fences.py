@@ -10,6 +10,9 @@ mapping saying what to show (``DESIGN.md``, "Embedding in posts")::
     ```                                                          metrics: [boot_ms]
                                                                  ```
 
+Every fence shows the newest good run unless ``result: RUN_ID`` or ``as_of: YYYY-MM-DD``
+pins one; ``kind: history`` draws a chart's metrics over every good run instead.
+
 :func:`embed_plugin` adds a core rule, run after block parsing, that turns each such
 ``fence`` token into an ``embed`` token whose parsed, shape-checked :class:`EmbedSpec`
 is ``token.meta["spec"]``. Names are *not* checked here: the rendered body does not
@@ -28,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,7 @@ import yaml
 from chronicle.errors import BuildError
 
 FENCE_KINDS = ("chart", "table", "compare")
-CHART_KINDS = ("box", "strip", "bar", "cdf")
+CHART_KINDS = ("box", "strip", "bar", "cdf", "history")
 STATISTICS = ("median", "mean", "min", "p95")
 # key → what it must be; per fence kind, the keys it accepts.
 _KEY_TYPES = {
@@ -49,11 +53,15 @@ _KEY_TYPES = {
     "left": "a subject name",
     "right": "a subject name",
     "host": "a lab host name",
+    "result": "a run id, as `chronicle lab history` lists them",
+    "as_of": "a date, YYYY-MM-DD",
 }
 _KEYS = {
-    "chart": ("metric", "metrics", "subjects", "kind", "title", "statistic", "host"),
-    "table": ("metric", "metrics", "subjects", "title", "host"),
-    "compare": ("left", "right", "metric", "metrics", "kind", "title", "host"),
+    "chart": ("metric", "metrics", "subjects", "kind", "title", "statistic", "host", "result",
+              "as_of"),
+    "table": ("metric", "metrics", "subjects", "title", "host", "result", "as_of"),
+    "compare": ("left", "right", "metric", "metrics", "kind", "title", "host", "result",
+                "as_of"),
 }
 PLACEHOLDER_MARK = "<!--chronicle-figure:"
 _PLACEHOLDER = re.compile(r"<!--chronicle-figure:(\d+)-->\n")
@@ -74,6 +82,10 @@ class EmbedSpec:
     left: str = ""
     right: str = ""
     host: str = ""  # a lab host of site/lab.toml; empty: the newest good run's host
+    # a pin: show this run (``result``) or the newest good one on or before this UTC date
+    # (``as_of``, YYYY-MM-DD) instead of the newest; a history then ends at that run
+    result: str = ""
+    as_of: str = ""
     # where each key was written, for messages only
     key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False,
                                       metadata={"digest": False})
@@ -82,10 +94,20 @@ class EmbedSpec:
         return self.key_lines.get(key, self.line)
 
     @property
+    def pin(self) -> str:
+        """``result=ID``, ``as_of=DATE`` or empty (the newest run)."""
+        return f"result={self.result}" if self.result else \
+            f"as_of={self.as_of}" if self.as_of else ""
+
+    @property
     def source(self) -> str:
-        """Which runs the figure draws from: ``EXPERIMENT``, or ``EXPERIMENT@HOST`` when
-        it names a lab host (a page's dependency is named ``result:`` and this)."""
-        return f"{self.experiment}@{self.host}" if self.host else self.experiment
+        """Which runs the figure draws from: ``EXPERIMENT``, ``EXPERIMENT@HOST`` when it
+        names a lab host, then ``#history`` for a history and ``#`` and its :attr:`pin`
+        when pinned (a page's dependency is named ``result:`` and this)."""
+        found = f"{self.experiment}@{self.host}" if self.host else self.experiment
+        if self.kind == "history" and self.fence == "chart":
+            found += "#history"
+        return found + (f"#{self.pin}" if self.pin else "")
 
 
 def embed_plugin(md: Any) -> None:
@@ -188,14 +210,26 @@ def parse_fence(fence: str, experiment: str, body: str, line: int, path: Path) -
         metrics = names("metrics")
     if fence == "chart" and not metrics:
         raise BuildError("```chart needs 'metric: NAME' (or 'metrics: [A, B]')", path, line)
+    if "result" in data and "as_of" in data:
+        raise BuildError("give 'result' or 'as_of', not both: each picks the run to show",
+                         path, where("as_of"))
+    as_of = data.get("as_of", "")
+    if as_of and (not isinstance(as_of, str) or not _is_date(as_of)):
+        raise BuildError(f"'as_of' must be {_KEY_TYPES['as_of']}, not {as_of!r}", path,
+                         where("as_of"))
     spec = EmbedSpec(
         fence=fence, experiment=experiment, line=line, metrics=metrics,
         subjects=names("subjects") if "subjects" in data else (),
         kind=choice("kind", CHART_KINDS, "strip" if fence == "compare" else "box"),
         title=text("title"),
         statistic=choice("statistic", STATISTICS, "median"),
-        left=text("left"), right=text("right"), host=text("host"), key_lines=key_lines,
+        left=text("left"), right=text("right"), host=text("host"), result=text("result"),
+        as_of=as_of, key_lines=key_lines,
     )
+    if spec.kind == "history" and fence != "chart":
+        raise BuildError("kind: history is for ```chart: a comparison shows one run",
+                         path, where("kind"))
+
     if fence == "compare":
         for side in ("left", "right"):
             if not getattr(spec, side):
@@ -205,12 +239,29 @@ def parse_fence(fence: str, experiment: str, body: str, line: int, path: Path) -
     return spec
 
 
+def _is_date(text: str) -> bool:
+    try:
+        return len(text) == 10 and bool(date.fromisoformat(text))
+    except ValueError:
+        return False
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML without timestamps: ``as_of: 2026-11-20`` stays the text written (and a
+    day out of range is our message, not a crash in the constructor)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def _load_yaml(body: str, line: int, path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """The body as a mapping plus each top-level key's line in the *file*."""
     first = line + 1  # the body starts on the line after the opening fence
     try:
-        node = yaml.compose(body, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(body)
+        node = yaml.compose(body, Loader=_Loader)
+        data = yaml.load(body, Loader=_Loader)  # a SafeLoader, less timestamps
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

@@ -1,8 +1,9 @@
 """What a figure shows, as data: numbers, captions, badges, table rows and verdicts.
 
 Phase 2 renders each figure through a theme template, one per fence kind
-(``figures/chart.html``, ``table.html``, ``compare.html`` and ``placeholder.html``, with
-the macros of ``figures/_figures.html``); a site overrides one like any template. This
+(``figures/chart.html``, ``table.html``, ``compare.html``, ``placeholder.html``, and
+``history.html`` for a chart over runs, whose context :mod:`chronicle.figure_history`
+makes; with the macros of ``figures/_figures.html``); a site overrides one like any template. This
 module gives those templates their context (:func:`figure_context`) and holds the pure
 helpers they and the lab pages share: number formatting, the provenance caption's
 items, the badges, a data table's rows, a comparison's verdict.
@@ -192,6 +193,23 @@ class Caption:
     result_id: str
     lab_url: str
     experiment: str
+    newer: Newer | None = None
+
+
+@dataclass(frozen=True)
+class Newer:
+    """A pinned figure's note: the blog's newest run of it is another, and where it is."""
+
+    date: str
+    result_id: str
+    url: str  # its row on the experiment's lab page
+
+
+def newer(figure: Figure) -> Newer | None:
+    if not figure.newer:
+        return None
+    result_id, date = figure.newer
+    return Newer(date, result_id, f"{figure.lab_url}#run-{result_id}")
 
 
 def caption(spec: Any, result: Result, figure: Figure, subjects: Sequence[str],
@@ -204,7 +222,8 @@ def caption(spec: Any, result: Result, figure: Figure, subjects: Sequence[str],
     return Caption(title=spec.title, note=note, n=n, statistic=statistic,
                    date=(result.started or "")[:10] or "unknown date", host=host_line(result),
                    accelerator=accelerator_line(result, subjects), result_id=result.id,
-                   lab_url=figure.lab_url, experiment=result.experiment)
+                   lab_url=figure.lab_url, experiment=result.experiment,
+                   newer=newer(figure))
 
 
 @dataclass(frozen=True)
@@ -277,6 +296,12 @@ def figure_context(figure: Figure, charts: ChartCache) -> tuple[str, dict[str, A
         return "figures/placeholder.html", {"id": figure_id(spec), "fence": spec.fence,
                                             "experiment": spec.experiment,
                                             "lab_url": figure.lab_url}
+    if spec.kind == "history" and spec.fence == "chart":
+        from chronicle.figure_history import history_context  # it imports this module
+
+        context = history_context(spec, figure, charts)
+        context.update(id=figure_id(spec))
+        return "figures/history.html", context
     make = {"chart": _chart, "table": _table, "compare": _compare}[spec.fence]
     context = make(spec, result, figure, charts)
     context.update(id=figure_id(spec), no_samples=NO_SAMPLES)
@@ -432,3 +457,4 @@ def _compare(spec: Any, result: Result, figure: Figure, charts: ChartCache) -> d
     return {"badges": badges(result, pair, figure), "sides": sides, "verdicts": verdicts,
             "rows": data_rows(result, figure, spec.metrics, pair),
             "caption": caption(spec, result, figure, pair, note)}
+

@@ -16,10 +16,17 @@ a digest of everything a figure of it depends on beyond its spec (the result's c
 its staleness, the invalid files skipped, the site's subject colours): the page that
 shows it records ``result:EXPERIMENT`` with that digest, so a new run re-renders exactly
 the pages showing the experiment.
+
+A pinned spec (``result: ID`` or ``as_of: DATE``) shows that run instead of the newest:
+its dependency is named by the pin too (``result:EXPERIMENT#as_of=DATE``), and covers
+its run and the id and date of the newest run when that is newer (its caption's "a newer
+run exists" note), never the newest run's numbers. A pinned run is shown on purpose, so
+it is neither warned about as stale nor a post's ``updated``.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -35,6 +42,7 @@ from chronicle.lab import experiment as lab_experiment
 from chronicle.lab.results import BadFile, Result, ResultStore, canonical_json
 from chronicle.lab.stats import Ratio, Summary, ratio_ci, summarize
 from chronicle.parallel import iter_chunks
+from chronicle.updates import UpdateNote, update_notes
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,9 @@ class Figure:
     ``result`` is None for a placeholder (``--allow-missing`` and no valid run).
     ``stale`` says why the result is stale (empty: fresh); ``skipped`` names the newer
     result files that are invalid, ``(path, problem)``; ``colours`` the site's colour
-    of each subject it shows."""
+    of each subject it shows. A pinned figure (``result:``/``as_of:``) names the newest
+    good run in ``newer`` (its id and date) when that is not the run it shows. A
+    history's ``runs`` are the runs it draws, oldest first, ending with ``result``."""
 
     spec: EmbedSpec
     lab_url: str
@@ -113,7 +123,9 @@ class Figure:
     stale: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
     colours: tuple[tuple[str, str], ...] = ()
+    newer: tuple[str, str] = ()
     result: Result | None = field(default=None, compare=False, metadata={"digest": False})
+    runs: tuple[Result, ...] = field(default=(), compare=False, metadata={"digest": False})
     stats: Stats | None = field(default=None, compare=False, repr=False,
                                 metadata={"digest": False})
 
@@ -166,9 +178,14 @@ class Lab:
     of each experiment, its staleness, the site's subject colours, the lab URLs."""
 
     def __init__(self, root: Path, store: ResultStore,
-                 scripts: Mapping[str, lab_experiment.Experiment], base_path: str = "/"):
+                 scripts: Mapping[str, lab_experiment.Experiment], base_path: str = "/",
+                 cache: Any = None):
         self.root = Path(root)
         self.store = store
+        self.cache = cache  # the build cache, if any: where dear numbers are kept
+        # chronicle.updates' decisions, by content, and each shown run's line
+        self.decisions: dict[str, Any] = {}
+        self.timelines: dict[Any, Any] = {}
         self.scripts = dict(scripts)
         self.base_path = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
         self.stats = Stats(self.result_digest)
@@ -186,7 +203,8 @@ class Lab:
 
         folder = SitePaths(root).results
         store = CachedResultStore(folder, cache) if cache is not None else ResultStore(folder)
-        return cls(root, store, {e.name: e for e in lab_experiment.discover(root)}, base_path)
+        return cls(root, store, {e.name: e for e in lab_experiment.discover(root)}, base_path,
+                   cache)
 
     def input_patterns(self) -> tuple[str, ...]:
         """The files the scripts declare as inputs (globs under the site root): their
@@ -231,11 +249,52 @@ class Lab:
     def relative(self, path: Path) -> Path:
         return path.relative_to(self.root) if path.is_relative_to(self.root) else path
 
-    def figure(self, spec: EmbedSpec, result: Result) -> Figure:
+    def figure(self, spec: EmbedSpec, result: Result, runs: Sequence[Result] = ()) -> Figure:
         subjects = {*spec.subjects, *(s for s in (spec.left, spec.right) if s)}
+        shown = self._shown(result)
+        if spec.pin:
+            # a pin shows an older run on purpose: what is newer is said, not badged
+            newer = self.newer(result, spec.host)
+            shown = dict(shown, stale=(), skipped=(),
+                         newer=(newer.id, _date(newer)) if newer else ())
         return Figure(spec=spec, colours=tuple((s, self.colour(s)) for s in sorted(subjects)),
                       result=result, stats=self.stats, shows=self.input_digest(spec.source),
-                      **self._shown(result))
+                      runs=tuple(runs), **shown)
+
+    def good_runs(self, experiment: str, host: str = "") -> list[Result]:
+        """The experiment's good runs (from ``host`` if named), oldest first."""
+        return [r for r in self.store.runs(experiment)
+                if r.status == "ok" and (not host or r.lab_host == host)]
+
+    def newer(self, result: Result, host: str = "") -> Result | None:
+        """The run the blog shows unpinned, when it is newer than ``result``."""
+        newest = self.store.shown(result.experiment, host=host or None)
+        return newest if newest is not None and newest.id > result.id else None
+
+    def pinned(self, experiment: str, host: str, pin: str) -> Result | None:
+        """The good run a pin (:attr:`EmbedSpec.pin`) picks, or None when none fits."""
+        key, _, value = pin.partition("=")
+        good = self.good_runs(experiment, host)
+        if key == "result":
+            return next((r for r in good if r.id == value), None)
+        before = [r for r in good if _date(r) <= value]
+        full = [r for r in before if not r.quick]
+        return (full or before)[-1] if before else None
+
+    def history(self, experiment: str, host: str, until: Result | None = None
+                ) -> list[Result]:
+        """The runs a history draws (:func:`chronicle.lab.history.good_runs`: good and
+        full), oldest first, up to ``until`` when the figure is pinned."""
+        from chronicle.lab.history import good_runs
+
+        return [r for r in good_runs(self.good_runs(experiment, host))
+                if until is None or r.id <= until.id]
+
+    def history_names(self, runs: Sequence[Result]) -> tuple[list[str], list[str]]:
+        """The metrics and subjects any of ``runs`` measured."""
+        metrics = sorted({m for r in runs for m in self.names(r)[0]})
+        subjects = sorted({s for r in runs for s in self.names(r)[1]})
+        return metrics, subjects
 
     def _shown(self, result: Result) -> dict[str, Any]:
         """What every figure of ``result`` has in common, found once per result."""
@@ -262,15 +321,21 @@ class Lab:
 
     def prefetch(self, figures: Iterable[Figure], cache: Any) -> None:
         """Every number the figures and the lab pages show, ready before pages render:
-        each shown result's summaries, and both ratios of each comparison."""
+        each shown result's summaries and those of the runs its lab page's history
+        draws, and both ratios of each comparison."""
         wanted: list[tuple[Any, ...]] = []
         for name in self.store.experiments():
             result = self.store.shown(name)
-            if result is not None:
-                wanted += [("summary", result, s, m) for s in result.subjects
-                           for m in result.metrics if result.values(s, m)]
+            runs = self.history(name, "")
+            for run in {r.id: r for r in (*runs, *([result] if result else []))}.values():
+                wanted += [("summary", run, s, m) for s in run.subjects
+                           for m in run.metrics if run.values(s, m)]
         for figure in figures:
             spec, result = figure.spec, figure.result
+            # a pinned run or a history's runs: not among the shown runs above
+            for run in figure.runs or ((result,) if spec.pin and result else ()):
+                wanted += [("summary", run, s, m) for s in spec.subjects for m in spec.metrics
+                           if run.values(s, m)]
             if result is None or spec.fence != "compare":
                 continue
             for metric in spec.metrics:
@@ -281,11 +346,27 @@ class Lab:
 
     def input_digest(self, source: str) -> str:
         """What every figure drawing from ``source`` (``EXPERIMENT`` or
-        ``EXPERIMENT@HOST``, :attr:`EmbedSpec.source`) shows beyond its spec, hashed."""
+        ``EXPERIMENT@HOST``, then ``#history`` or a pin, :attr:`EmbedSpec.source`) shows
+        beyond its spec, hashed. A pinned figure depends on its run and on the id and
+        date of the newest run when newer, never on that run's content."""
         if source not in self._inputs:
-            experiment, _, host = source.partition("@")
-            result = self.store.shown(experiment, host=host or None)
-            if result is None:
+            where, *extras = source.split("#")
+            experiment, _, host = where.partition("@")
+            pin = next((e for e in extras if "=" in e), "")
+            result = self.pinned(experiment, host, pin) if pin else \
+                self.store.shown(experiment, host=host or None)
+            if result is not None and (pin or "history" in extras):
+                newer = self.newer(result, host) if pin else None
+                runs = self.history(experiment, host, result) if "history" in extras \
+                    else [result]
+                found = digest("pinned" if pin else "history",
+                               *(self.result_digest(r) for r in runs),
+                               *((newer.id, _date(newer)) if newer else ()),
+                               *(() if pin else self.staleness(result)),
+                               *(() if pin else (f"{p}:{s}" for p, s in self.skipped(result))),
+                               *(f"{s}={c}" for s, c in sorted(self.colours.items())),
+                               self.base_path)
+            elif result is None:
                 bad = self.store.bad_files(experiment)
                 found = digest("missing", *(f"{b.path}:{b.summary}" for b in bad))
             else:
@@ -303,18 +384,22 @@ class Resolution:
 
     figures: dict[Path, tuple[Figure, ...]]
     warnings: dict[Path, tuple[str, ...]]
-    updated: dict[Path, datetime]
+    updated: dict[Path, datetime]  # when the newest of a post's update notes was made
     stale: tuple[StaleResult, ...]
     errors: tuple[BuildError, ...]
     inputs: dict[str, str]  # "result:SOURCE" → Lab.input_digest(SOURCE), EmbedSpec.source
+    notes: dict[Path, tuple[UpdateNote, ...]] = field(default_factory=dict)
 
 
 def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
-                    allow_missing: bool = False) -> Resolution:
-    """Every document's specs checked against the store and made into figures."""
+                    allow_missing: bool = False,
+                    posted: Mapping[Path, datetime] | None = None) -> Resolution:
+    """Every document's specs checked against the store and made into figures; for a
+    post (``posted``: each post's date), its update notes (:mod:`chronicle.updates`)."""
     figures: dict[Path, tuple[Figure, ...]] = {}
     warnings: dict[Path, tuple[str, ...]] = {}
     updated: dict[Path, datetime] = {}
+    notes: dict[Path, tuple[UpdateNote, ...]] = {}
     errors: list[BuildError] = []
     shown_by: dict[tuple[str, str], set[Path]] = {}  # (experiment, host) → documents
     known = lab.experiments()
@@ -327,7 +412,14 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                 errors.append(BuildError(f"unknown experiment {spec.experiment!r} (known: "
                                          f"{', '.join(known) or 'none yet'})", path, spec.line))
                 continue
-            result = lab.store.shown(spec.experiment, host=spec.host or None)
+            if spec.pin:
+                try:
+                    result = pinned_run(lab, spec, path)
+                except BuildError as exc:
+                    errors.append(exc)
+                    continue
+            else:
+                result = lab.store.shown(spec.experiment, host=spec.host or None)
             if result is None and spec.host and not allow_missing:
                 hosts = ", ".join(lab.store.hosts(spec.experiment)) or "none"
                 on = "" if spec.host == "local" else f"--on {spec.host} "
@@ -352,20 +444,29 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                 made.append(Figure(spec=spec, lab_url=lab.lab_url(spec.experiment),
                                    shows=lab.input_digest(spec.source)))
                 continue
+            runs = lab.history(spec.experiment, spec.host, result) \
+                if spec.kind == "history" else []
             try:
-                spec = resolve(spec, result, path, lab.names(result))
+                spec = resolve(spec, result, path,
+                               lab.history_names(runs) if runs else lab.names(result))
+                if runs:
+                    check_history(spec, runs, path)
             except BuildError as exc:
                 errors.append(exc)
                 continue
-            # one post may show an experiment from two hosts: each its own result to watch
-            used[f"{spec.experiment} on {spec.host}" if spec.host else spec.experiment] = result
-            shown_by.setdefault((spec.experiment, spec.host), set()).add(path)
-            made.append(lab.figure(spec, result))
+            if not spec.pin:
+                # one post may show an experiment from two hosts: each its own result
+                used[f"{spec.experiment} on {spec.host}" if spec.host else spec.experiment] = \
+                    result
+                shown_by.setdefault((spec.experiment, spec.host), set()).add(path)
+            made.append(lab.figure(spec, result, runs))
         figures[path] = tuple(made)
         warnings[path] = tuple(_warnings(lab, path, used, placeholders_for_bad))
-        times = [t for t in (_parse_time(r.finished or r.started) for r in used.values()) if t]
-        if times:
-            updated[path] = max(times)
+        if posted and path in posted:
+            # a post is updated when a number it shows moved, not whenever a run is newer
+            notes[path], changed = update_notes(made, posted[path], lab)
+            if changed is not None:
+                updated[path] = changed
     stale = []
     for experiment, host in sorted(shown_by):
         result = lab.store.shown(experiment, host=host or None)
@@ -375,7 +476,46 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
     sources = sorted({f.source for made in figures.values() for f in made})
     return Resolution(figures=figures, warnings=warnings, updated=updated, stale=tuple(stale),
                       errors=tuple(errors),
-                      inputs={f"result:{s}": lab.input_digest(s) for s in sources})
+                      inputs={f"result:{s}": lab.input_digest(s) for s in sources},
+                      notes={p: found for p, found in notes.items() if found})
+
+
+def pinned_run(lab: Lab, spec: EmbedSpec, path: Path) -> Result:
+    """The run a pinned spec shows; an error at its key's line when there is none."""
+    found = lab.pinned(spec.experiment, spec.host, spec.pin)
+    if found is not None:
+        return found
+    good = lab.good_runs(spec.experiment, spec.host)
+    of = f"{spec.experiment}" + (f" from host {spec.host!r}" if spec.host else "")
+    if spec.result:
+        stored = next((r for r in lab.store.runs(spec.experiment) if r.id == spec.result), None)
+        if stored is not None and stored.status != "ok":
+            why = f"run {spec.result} of {of} {stored.status}: pin a good run"
+        elif stored is not None:
+            why = f"run {spec.result} of {spec.experiment} is from host {stored.lab_host!r}"
+        else:
+            ids = [r.id for r in good]
+            at = bisect_left(ids, spec.result)
+            nearest = ", ".join(ids[max(0, at - 2):at + 2]) or "none: it has no good run"
+            why = (f"no run {spec.result!r} of {of} (nearest: {nearest}; "
+                   f"`chronicle lab history {spec.experiment}` lists them all)")
+        raise BuildError(why, path, spec.line_of("result"))
+    first = f"its first good run is from {_date(good[0])}" if good else "it has no good run"
+    raise BuildError(f"no good run of {of} on or before {spec.as_of} ({first})", path,
+                     spec.line_of("as_of"))
+
+
+def check_history(spec: EmbedSpec, runs: Sequence[Result], path: Path) -> None:
+    """A history draws each metric over two runs at least: never an empty chart."""
+    for metric in spec.metrics:
+        measured = [r for r in runs if any(r.values(s, metric) for s in spec.subjects)]
+        if len(measured) < 2:
+            where = spec.line_of("metrics" if "metrics" in spec.key_lines else "metric")
+            raise BuildError(
+                f"a history of {metric} in {spec.experiment} needs two good runs that "
+                f"measured it, and there {'is one' if measured else 'is none'}"
+                f"{f' ({measured[0].id})' if measured else ''}: run `chronicle lab run "
+                f"--force {spec.experiment}` for another", path, where)
 
 
 def _warnings(lab: Lab, path: Path, used: dict[str, Result],
@@ -437,7 +577,12 @@ class _NoCharts:
 NO_CHARTS: Any = _NoCharts()
 
 
-def _parse_time(text: str) -> datetime | None:
+def _date(result: Result) -> str:
+    """The UTC day a run started, ``YYYY-MM-DD`` (from its id when it has no start)."""
+    return result.started[:10] or f"{result.id[:4]}-{result.id[4:6]}-{result.id[6:8]}"
+
+
+def parse_time(text: str) -> datetime | None:
     if not text:
         return None
     try:

@@ -1,10 +1,11 @@
 """The lab's pages: ``/lab/`` and ``/lab/<experiment>/`` with its raw samples.
 
 ``/lab/`` lists every experiment (discovered scripts and stored results) with its latest
-result and status. ``/lab/<experiment>/`` shows every run, the full statistics and
-provenance of the latest good run, the script's source, and the raw samples as
-``samples.csv`` and ``samples.json`` — the JSON is the stored ``samples`` list itself, so
-a reader can check any figure against what the script printed.
+result and status. ``/lab/<experiment>/`` shows the history of each metric over the good
+runs, the full statistics and provenance of the latest good run, every run (each row
+anchored ``#run-<id>``, where a pinned figure's "newer run" note links), the script's
+source, and the raw samples as ``samples.csv`` and ``samples.json`` — the JSON is the
+stored ``samples`` list itself, so a reader can check any figure against what the script printed.
 
 Hooked into the build as an extra page generator (:func:`lab_files`); the pages are
 rendered with the theme's ``lab_index.html`` and ``lab_experiment.html``. Nothing here
@@ -69,6 +70,7 @@ class LabEntry:
     stats: tuple[StatRow, ...]
     unmeasured: tuple[tuple[str, str], ...]
     provenance: tuple[tuple[str, str], ...]
+    history: Figure | None  # every metric over the good runs, when two measured it
 
 
 def lab_entries(lab: Lab, charts: ChartCache) -> list[LabEntry]:
@@ -113,7 +115,20 @@ def lab_entry(lab: Lab, name: str, script: Any | None, charts: ChartCache) -> La
         stats=tuple(_stats(figure, latest)) if figure else (),
         unmeasured=tuple(unmeasured_subjects(latest)) if latest else (),
         provenance=tuple(provenance_items(latest)) if latest else (),
+        history=history_figure(lab, name) if latest else None,
     )
+
+
+def history_figure(lab: Lab, name: str) -> Figure | None:
+    """The experiment's history on every host, each metric two runs measured."""
+    runs = lab.history(name, "")
+    metrics = [m for m in lab.history_names(runs)[0]
+               if sum(1 for r in runs if m in lab.names(r)[0]) >= 2]
+    if not metrics:
+        return None
+    spec = EmbedSpec(fence="chart", experiment=name, line=0, kind="history",
+                     metrics=tuple(metrics), subjects=tuple(lab.history_names(runs)[1]))
+    return lab.figure(spec, runs[-1], runs)
 
 
 def _source(path: Path) -> Markup:
@@ -200,8 +215,9 @@ def lab_files(lab: Lab, charts: ChartCache, renderer: Any) -> Iterable[tuple[str
     yield renderer.page("lab_index.html", "lab/", experiments=entries,
                         stat_columns=STAT_COLUMNS)
     for entry in entries:
+        history = Markup(renderer.figure(entry.history)) if entry.history else None
         yield renderer.page("lab_experiment.html", entry.url, experiment=entry,
-                            stat_columns=STAT_COLUMNS)
+                            stat_columns=STAT_COLUMNS, history=history)
         if entry.latest is not None:
             yield f"{entry.url}samples.csv", samples_csv(entry.latest).encode("utf-8")
             yield f"{entry.url}samples.json", samples_json(entry.latest)

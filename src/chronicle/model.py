@@ -81,7 +81,10 @@ class Entry(_Rendered):
     headings: tuple[Heading, ...]
     show_toc: bool
     reading_minutes: int
-    embeds_updated: datetime | None  # newest result shown by the post's figures
+    # when a number the post's figures show last moved significantly after its date
+    # (chronicle.updates): a re-run that changes nothing leaves the post's date alone
+    embeds_updated: datetime | None
+    notes: tuple[Any, ...]  # what moved: chronicle.updates.UpdateNote, oldest first
     # what the body's placeholders stand for (chronicle.figures.Figure): not in the
     # digest, for a page showing them records the results they show (result:NAME), and
     # their specs are in the body's digest, the source's hash
@@ -90,10 +93,10 @@ class Entry(_Rendered):
     def __init__(self, post: Post, html: str = "", headings: tuple[Heading, ...] = (),
                  show_toc: bool = False, reading_minutes: int = 1,
                  embeds_updated: datetime | None = None, body: Body | None = None,
-                 figures: tuple[Any, ...] = ()):
+                 figures: tuple[Any, ...] = (), notes: tuple[Any, ...] = ()):
         _assign(self, post=post, body=body or Body.of(html), headings=tuple(headings),
                 show_toc=show_toc, reading_minutes=reading_minutes,
-                embeds_updated=embeds_updated, figures=tuple(figures))
+                embeds_updated=embeds_updated, notes=tuple(notes), figures=tuple(figures))
 
     @cached_property
     def digest(self) -> str:
@@ -122,7 +125,8 @@ class Entry(_Rendered):
 
     @property
     def updated(self) -> datetime:
-        """When the post last changed: its own ``updated``/``date``, or newer embed data."""
+        """When the post last changed: its own ``updated``/``date``, or a significant
+        change since in a number it shows (its newest update note)."""
         own = self.post.last_modified
         if self.embeds_updated is not None and self.embeds_updated > own:
             return self.embeds_updated
