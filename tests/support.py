@@ -491,10 +491,18 @@ LEVEL_SCRIPT = """\
 # inputs = ["experiments/level.txt"]
 # repeat = 6
 # warmup = 0
+# env = ["LEVEL_ACCELERATOR"]
 # ///
 # Every sample is the level in experiments/level.txt plus the run number: a run's
 # numbers are set by a file the test writes, and changing them changes the key.
+# LEVEL_ACCELERATOR ("kvm", or "kvm tcg": fast's, then slow's) is the host's, as a VM
+# subject reports it.
 read -r level < experiments/level.txt
+if [ -n "${LEVEL_ACCELERATOR:-}" ]; then
+  set -- $LEVEL_ACCELERATOR
+  fast="{\\"accelerator\\": \\"$1\\"}" slow="{\\"accelerator\\": \\"${2:-$1}\\"}"
+  printf '{"provenance": {"subjects": {"fast": %s, "slow": %s}}}\\n' "$fast" "$slow"
+fi
 run=1
 while [ "$run" -le "$CHRONICLE_REPEAT" ]; do
   for subject in fast slow; do
@@ -520,10 +528,14 @@ def set_level(root: Path, level: int) -> None:
     (root / "experiments" / "level.txt").write_text(f"{level}\n", encoding="utf-8")
 
 
-def lab_run(root: Path, name: str = "level") -> Result:
-    """``chronicle lab run --force NAME`` as a user runs it; the run it stored."""
+def lab_run(root: Path, name: str = "level", *args: str, host: str = "local",
+            accelerator: str = "") -> Result:
+    """``chronicle lab run --force NAME ARGS`` as a user runs it, stored as a run of lab
+    ``host``, with ``LEVEL_ACCELERATOR`` set to ``accelerator``; the run it stored."""
     done = subprocess.run([sys.executable, "-m", "chronicle", "lab", "run", "--force", name,
-                           "--root", str(root)], capture_output=True, text=True, timeout=120)
+                           *args, "--as-host", host, "--root", str(root)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LEVEL_ACCELERATOR": accelerator})
     assert done.returncode == 0, done.stderr
     return ResultStore(root / "experiments" / "results").runs(name)[-1]
 

@@ -214,10 +214,11 @@ def test_a_host_without_a_run_is_an_error_naming_the_hosts_with_runs(root):
     assert "chronicle lab run --on kvmbox boot-to-init" in error.message
 
 
-def test_a_compare_whose_sides_name_hosts_is_refused(root):
-    error = error_of(root, "```compare boot-to-init\nleft: {subject: qemu-microvm, host: a}\n"
-                           "right: incus-container\n```\n")
-    assert error.line == 6 and "one figure shows one host's run" in error.message
+def test_a_side_s_host_without_a_run_is_an_error_at_the_side_s_line(root):
+    error = error_of(root, "```compare boot-to-init\nleft: incus-container\n"
+                           "right: {subject: qemu-microvm, host: a}\n```\n")
+    assert error.line == 7
+    assert "no successful run from host 'a' (hosts with runs: local)" in error.message
 
 
 def test_subjects_keep_the_order_the_post_gives(root):

@@ -13,7 +13,14 @@ from chronicle.errors import BuildError
 from chronicle.guard import MARKER
 from chronicle.hooks import standard_hooks
 from tests.conftest import post_text, write
-from tests.support import make_result, store_edited, store_result, write_script
+from tests.support import (
+    lab_run,
+    level_experiment,
+    make_result,
+    store_edited,
+    store_result,
+    write_script,
+)
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -451,4 +458,27 @@ def test_a_rerun_that_moves_nothing_leaves_the_post_s_date_and_the_sitemap_alone
     after = tree(root / "output")
     assert b"2026-11-23" in after["sitemap.xml"] and b"update-note" in after[
         "2026/11/table/index.html"]
+    assert_equals_clean(root, tmp_path / "clean")
+
+
+def test_a_new_run_on_one_host_re_renders_only_the_pages_showing_that_host(tmp_path):
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    level_experiment(root, 100)
+    lab_run(root, host="alpha", accelerator="kvm")
+    lab_run(root, host="kvmbox", accelerator="kvm")
+    pages = {"alpha": "```table level\nhost: alpha\n```\n",
+             "kvmbox": "```table level\nhost: kvmbox\n```\n",
+             "both": "```compare level\nleft: {subject: fast, host: alpha}\n"
+                     "right: {subject: fast, host: kvmbox}\nmix: hosts\n```\n"}
+    for name, body in pages.items():
+        write(root / "posts" / f"2026-11-21-{name}.md", post_text(name, "2026-11-21", body=body))
+    run(root)
+    before = tree(root / "output")
+    lab_run(root, host="kvmbox", accelerator="kvm")
+    run(root)
+    after = tree(root / "output")
+    changed = {n.split("/")[2] for n in after if n.startswith("2026/11/")
+               and after[n] != before.get(n)}
+    assert changed == {"kvmbox", "both"}
     assert_equals_clean(root, tmp_path / "clean")

@@ -12,6 +12,11 @@ mapping saying what to show (``DESIGN.md``, "Embedding in posts")::
 
 Every fence shows the newest good run unless ``result: RUN_ID`` or ``as_of: YYYY-MM-DD``
 pins one; ``kind: history`` draws a chart's metrics over every good run instead.
+``host: NAME`` takes the run from one lab host; a comparison's side may name its own,
+``left: {subject: qemu-microvm, host: kvmbox}``, to put two hosts' runs side by side.
+A figure never mixes hosts, or KVM with TCG, silently: the build refuses one that would,
+unless the fence says ``mix: hosts``, ``mix: accelerators`` or ``mix: [hosts,
+accelerators]``; its caption then names each side's host and accelerator.
 
 :func:`embed_plugin` adds a core rule, run after block parsing, that turns each such
 ``fence`` token into an ``embed`` token whose parsed, shape-checked :class:`EmbedSpec`
@@ -42,6 +47,8 @@ from chronicle.errors import BuildError
 FENCE_KINDS = ("chart", "table", "compare")
 CHART_KINDS = ("box", "strip", "bar", "cdf", "history")
 STATISTICS = ("median", "mean", "min", "p95")
+MIXES = ("hosts", "accelerators")  # what a fence's ``mix:`` may allow one figure to hold
+SIDE_KEYS = ("subject", "host")
 # key → what it must be; per fence kind, the keys it accepts.
 _KEY_TYPES = {
     "metric": "a metric name",
@@ -50,18 +57,19 @@ _KEY_TYPES = {
     "kind": f"one of {', '.join(CHART_KINDS)}",
     "title": "a string",
     "statistic": f"one of {', '.join(STATISTICS)}",
-    "left": "a subject name",
-    "right": "a subject name",
+    "left": "a subject name or {subject: NAME, host: HOST}",
+    "right": "a subject name or {subject: NAME, host: HOST}",
+    "mix": f"one of {', '.join(MIXES)} or a list of them",
     "host": "a lab host name",
     "result": "a run id, as `chronicle lab history` lists them",
     "as_of": "a date, YYYY-MM-DD",
 }
 _KEYS = {
     "chart": ("metric", "metrics", "subjects", "kind", "title", "statistic", "host", "result",
-              "as_of"),
-    "table": ("metric", "metrics", "subjects", "title", "host", "result", "as_of"),
+              "as_of", "mix"),
+    "table": ("metric", "metrics", "subjects", "title", "host", "result", "as_of", "mix"),
     "compare": ("left", "right", "metric", "metrics", "kind", "title", "host", "result",
-                "as_of"),
+                "as_of", "mix"),
 }
 PLACEHOLDER_MARK = "<!--chronicle-figure:"
 _PLACEHOLDER = re.compile(r"<!--chronicle-figure:(\d+)-->\n")
@@ -82,6 +90,11 @@ class EmbedSpec:
     left: str = ""
     right: str = ""
     host: str = ""  # a lab host of site/lab.toml; empty: the newest good run's host
+    # a comparison's side from its own lab host (``left: {subject: S, host: H}``); empty:
+    # ``host``'s run, the same run as the other side's
+    left_host: str = ""
+    right_host: str = ""
+    mix: tuple[str, ...] = ()  # what the figure may mix: hosts, accelerators (MIXES)
     # a pin: show this run (``result``) or the newest good one on or before this UTC date
     # (``as_of``, YYYY-MM-DD) instead of the newest; a history then ends at that run
     result: str = ""
@@ -104,7 +117,28 @@ class EmbedSpec:
         """Which runs the figure draws from: ``EXPERIMENT``, ``EXPERIMENT@HOST`` when it
         names a lab host, then ``#history`` for a history and ``#`` and its :attr:`pin`
         when pinned (a page's dependency is named ``result:`` and this)."""
-        found = f"{self.experiment}@{self.host}" if self.host else self.experiment
+        return self.source_on(self.host)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every :attr:`source` the figure draws from: a comparison whose sides name
+        their own hosts draws from each side's (its page depends on both)."""
+        return tuple(dict.fromkeys(self.source_on(h) for h in self.hosts))
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The lab host each side's run comes from (one for a chart or a table)."""
+        if self.fence != "compare":
+            return (self.host,)
+        return (self.left_host or self.host, self.right_host or self.host)
+
+    @property
+    def split(self) -> bool:
+        """Whether a comparison's two sides come from two hosts' runs, not one run."""
+        return len(set(self.hosts)) > 1
+
+    def source_on(self, host: str) -> str:
+        found = f"{self.experiment}@{host}" if host else self.experiment
         if self.kind == "history" and self.fence == "chart":
             found += "#history"
         return found + (f"#{self.pin}" if self.pin else "")
@@ -177,11 +211,6 @@ def parse_fence(fence: str, experiment: str, body: str, line: int, path: Path) -
 
     def text(key: str) -> str:
         value = data.get(key, "")
-        if key in ("left", "right") and isinstance(value, dict) and "host" in value:
-            raise BuildError(f"{key!r} names a host: one figure shows one host's run, so its "
-                             "numbers are never a mix of machines; pick the run with 'host: "
-                             "NAME', and compare hosts with `chronicle lab diff EXPERIMENT "
-                             "--hosts A,B`", path, where(key))
         if not isinstance(value, str):
             raise BuildError(f"{key!r} must be {_KEY_TYPES[key]}, not {value!r}", path, where(key))
         return value
@@ -214,6 +243,17 @@ def parse_fence(fence: str, experiment: str, body: str, line: int, path: Path) -
         raise BuildError("give 'result' or 'as_of', not both: each picks the run to show",
                          path, where("as_of"))
     as_of = data.get("as_of", "")
+    sides = {side: _side(data.get(side, ""), side, path, where(side)) for side in ("left", "right")}
+    mix = data.get("mix", [])
+    mix = [mix] if isinstance(mix, str) else mix
+    if "mix" in data and (not isinstance(mix, list) or not mix
+                          or not all(m in MIXES for m in mix)):
+        raise BuildError(f"'mix' must be {_KEY_TYPES['mix']}, not {data['mix']!r}", path,
+                         where("mix"))
+    if "hosts" in mix and fence != "compare":
+        raise BuildError(f"```{fence} shows one run, from one host: only a ```compare "
+                         "whose sides name hosts can mix hosts ('mix: accelerators' "
+                         "allows KVM beside TCG)", path, where("mix"))
     if as_of and (not isinstance(as_of, str) or not _is_date(as_of)):
         raise BuildError(f"'as_of' must be {_KEY_TYPES['as_of']}, not {as_of!r}", path,
                          where("as_of"))
@@ -223,8 +263,9 @@ def parse_fence(fence: str, experiment: str, body: str, line: int, path: Path) -
         kind=choice("kind", CHART_KINDS, "strip" if fence == "compare" else "box"),
         title=text("title"),
         statistic=choice("statistic", STATISTICS, "median"),
-        left=text("left"), right=text("right"), host=text("host"), result=text("result"),
-        as_of=as_of, key_lines=key_lines,
+        left=sides["left"][0], right=sides["right"][0], left_host=sides["left"][1],
+        right_host=sides["right"][1], host=text("host"), result=text("result"), as_of=as_of,
+        mix=tuple(m for m in MIXES if m in mix), key_lines=key_lines,
     )
     if spec.kind == "history" and fence != "chart":
         raise BuildError("kind: history is for ```chart: a comparison shows one run",
@@ -234,9 +275,31 @@ def parse_fence(fence: str, experiment: str, body: str, line: int, path: Path) -
         for side in ("left", "right"):
             if not getattr(spec, side):
                 raise BuildError(f"```compare needs '{side}: SUBJECT'", path, line)
-        if spec.left == spec.right:
-            raise BuildError("```compare needs two different subjects", path, where("right"))
+        if (spec.left, spec.hosts[0]) == (spec.right, spec.hosts[1]):
+            raise BuildError("```compare needs two different subjects, or one subject from "
+                             "two hosts", path, where("right"))
+        if spec.split and spec.result:
+            raise BuildError("'result' pins one run, of one host, and the sides name two "
+                             "hosts: pin both with 'as_of: YYYY-MM-DD'", path, where("result"))
     return spec
+
+
+def _side(value: Any, side: str, path: Path, line: int) -> tuple[str, str]:
+    """A comparison's side, ``NAME`` or ``{subject: NAME, host: HOST}``: (subject, host)."""
+    if isinstance(value, str):
+        return value, ""
+    if not isinstance(value, dict):
+        raise BuildError(f"{side!r} must be {_KEY_TYPES[side]}, not {value!r}", path, line)
+    for key in value:
+        if key not in SIDE_KEYS:
+            raise BuildError(f"unknown key {key!r} in {side!r} (known: {', '.join(SIDE_KEYS)})",
+                             path, line)
+    subject, host = value.get("subject"), value.get("host", "")
+    if not isinstance(subject, str) or not subject:
+        raise BuildError(f"{side!r} needs 'subject: NAME', not {value!r}", path, line)
+    if not isinstance(host, str):
+        raise BuildError(f"'host' of {side!r} must be a lab host name, not {host!r}", path, line)
+    return subject, host
 
 
 def _is_date(text: str) -> bool:

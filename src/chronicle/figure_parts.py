@@ -147,7 +147,9 @@ def badges(result: Result, subjects: Sequence[str], figure: Figure) -> list[Badg
     return found
 
 
-def host_line(result: Result) -> str:
+def host_line(result: Result, named: bool = False) -> str:
+    """The machine a run was made on; ``named``: with its lab host even when ``local``
+    (a figure that mixes hosts names each)."""
     host = result.provenance.get("host") or {}
     cpu = str(host.get("cpu_model") or "unknown CPU")
     for noise in ("(R)", "(TM)", " CPU", " Processor"):
@@ -156,27 +158,27 @@ def host_line(result: Result) -> str:
     kernel = str(host.get("kernel") or "")
     kernel = "-".join(kernel.split("-")[:2]) if kernel else "unknown kernel"
     # A run fetched from a lab host names it: the reader should know whose machine it was.
-    label = "" if result.lab_host == "local" else f"{result.lab_host}: "
+    label = "" if result.lab_host == "local" and not named else f"{result.lab_host}: "
     return f"{label}{cpu}, Linux {kernel}"
 
 
 def accelerator_line(result: Result, subjects: Sequence[str]) -> str:
-    parts = []
-    for subject in subjects:
-        accel = result.accelerator(subject)
-        kind = result.subject_info(subject).get("kvm_kind") or (
-            result.provenance.get("host") or {}).get("kvm_kind")
-        if accel == "tcg":
-            text = "TCG (emulated" + (f"; host KVM is {kind.upper()}" if kind in ("pvm",) else
-                                      "") + ")"
-        elif accel == "kvm":
-            text = "KVM" + (f" ({kind})" if kind and kind != "hw" else "")
-        elif result.subject_info(subject).get("status") == "unsupported":
-            text = "not run"
-        else:
-            text = "none (not a VM)"
-        parts.append(f"{subject}: {text}")
-    return "; ".join(parts)
+    return "; ".join(f"{subject}: {accelerator_text(result, subject)}" for subject in subjects)
+
+
+def accelerator_text(result: Result, subject: str) -> str:
+    """How ``subject`` ran in ``result``: KVM, TCG (emulated), not a VM, or not run."""
+    accel = result.accelerator(subject)
+    kind = result.subject_info(subject).get("kvm_kind") or (
+        result.provenance.get("host") or {}).get("kvm_kind")
+    if accel == "tcg":
+        return "TCG (emulated" + (f"; host KVM is {kind.upper()}" if kind in ("pvm",) else
+                                  "") + ")"
+    if accel == "kvm":
+        return "KVM" + (f" ({kind})" if kind and kind != "hw" else "")
+    if result.subject_info(subject).get("status") == "unsupported":
+        return "not run"
+    return "none (not a VM)"
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ class Caption:
     lab_url: str
     experiment: str
     newer: Newer | None = None
+    other_result_id: str = ""  # the right side's run, when a comparison is of two hosts
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,8 @@ def caption(spec: Any, result: Result, figure: Figure, subjects: Sequence[str],
     statistic = spec.statistic + (" with 95% bootstrap interval"
                                   if spec.statistic == "median" else "")
     return Caption(title=spec.title, note=note, n=n, statistic=statistic,
-                   date=(result.started or "")[:10] or "unknown date", host=host_line(result),
+                   date=(result.started or "")[:10] or "unknown date",
+                   host=host_line(result, named=bool(spec.mix)),
                    accelerator=accelerator_line(result, subjects), result_id=result.id,
                    lab_url=figure.lab_url, experiment=result.experiment,
                    newer=newer(figure))
@@ -296,6 +300,12 @@ def figure_context(figure: Figure, charts: ChartCache) -> tuple[str, dict[str, A
         return "figures/placeholder.html", {"id": figure_id(spec), "fence": spec.fence,
                                             "experiment": spec.experiment,
                                             "lab_url": figure.lab_url}
+    if spec.fence == "compare" and spec.split:
+        from chronicle.figure_hosts import hosts_compare_context  # it imports this module
+
+        context = hosts_compare_context(spec, figure, charts)
+        context.update(id=figure_id(spec), no_samples=NO_SAMPLES)
+        return "figures/compare.html", context
     if spec.kind == "history" and spec.fence == "chart":
         from chronicle.figure_history import history_context  # it imports this module
 
@@ -377,7 +387,10 @@ class Verdict:
     missing: str = ""
 
 
-def verdict(result: Result, figure: Figure, left: str, right: str, metric: str) -> Verdict:
+def verdict(result: Result, figure: Figure, left: str, right: str, metric: str,
+            right_run: Result | None = None, label: str = "") -> Verdict:
+    """The verdict on ``left`` against ``right``, both in ``result`` unless ``right_run``
+    holds the right side (another host's run); ``label`` names the left side."""
     unit = result.unit(metric)
     phrase = METRIC_PHRASES.get(metric, f"on {metric}")
     if unit in TIME_UNITS:
@@ -387,13 +400,16 @@ def verdict(result: Result, figure: Figure, left: str, right: str, metric: str) 
     else:
         better, worse = "lower", "higher"
     # Lower is better for every time and size metric: say "N× better" with N ≥ 1.
-    r = figure.ratio(result, right, left, metric)
+    r = figure.ratio(result, right, left, metric) if right_run is None else \
+        figure.ratio_across(right_run, right, result, left, metric)
     word = better
     if r.ratio < 1:
-        r = figure.ratio(result, left, right, metric)
+        r = figure.ratio(result, left, right, metric) if right_run is None else \
+            figure.ratio_across(result, left, right_run, right, metric)
         word = worse
     shown = shown_ratio(r)
-    return Verdict(metric, left, shown.ratio, shown.low, shown.high, shown.clear, word, phrase)
+    return Verdict(metric, label or left, shown.ratio, shown.low, shown.high, shown.clear, word,
+                   phrase)
 
 
 @dataclass(frozen=True)
@@ -408,7 +424,7 @@ class SideMetric:
     svg: Markup | None = None
 
 
-def _compare_side(spec: Any, result: Result, figure: Figure, charts: ChartCache,
+def compare_side(spec: Any, result: Result, figure: Figure, charts: ChartCache,
                   subject: str, limits: dict[str, tuple[float, float]]) -> list[SideMetric]:
     blocks = []
     for metric in spec.metrics:
@@ -428,12 +444,13 @@ def _compare_side(spec: Any, result: Result, figure: Figure, charts: ChartCache,
     return blocks
 
 
-def _shared_limits(result: Result, subjects: Sequence[str],
-                   metrics: Sequence[str]) -> dict[str, tuple[float, float]]:
-    """One value range per metric for both columns, so their figures compare by eye."""
+def shared_limits(shown: Sequence[tuple[Result, str]],
+                  metrics: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """One value range per metric for both columns (each a run and a subject), so their
+    figures compare by eye."""
     limits = {}
     for metric in metrics:
-        values = [v for s in subjects for v in result.values(s, metric)]
+        values = [v for result, s in shown for v in result.values(s, metric)]
         if values:
             low, high = min(values), max(values)
             pad = (high - low) * 0.06 or abs(high) * 0.06 or 1.0
@@ -443,14 +460,14 @@ def _shared_limits(result: Result, subjects: Sequence[str],
 
 def _compare(spec: Any, result: Result, figure: Figure, charts: ChartCache) -> dict[str, Any]:
     pair = [spec.left, spec.right]
-    limits = _shared_limits(result, pair, spec.metrics)
+    limits = shared_limits([(result, s) for s in pair], spec.metrics)
     verdicts = []
     for metric in spec.metrics:
         missing = [s for s in pair if unmeasured_reason(result, s, metric)]
         verdicts.append(Verdict(metric, missing=", ".join(missing)) if missing
                         else verdict(result, figure, spec.left, spec.right, metric))
     sides = [(side, subject, figure.colour(subject),
-              _compare_side(spec, result, figure, charts, subject, limits))
+              compare_side(spec, result, figure, charts, subject, limits))
              for side, subject in (("left", spec.left), ("right", spec.right))]
     note = ("Ratios are of medians, with 95% bootstrap intervals; the left subject is "
             "named first.")

@@ -76,6 +76,15 @@ class Stats:
             self.known[key] = ratio_ci(result.values(a, metric), result.values(b, metric))
         return self.known[key]
 
+    def ratio_across(self, result_a: Result, a: str, result_b: Result, b: str, metric: str
+                     ) -> Ratio:
+        """``a`` in ``result_a`` over ``b`` in ``result_b``: two hosts' runs side by side."""
+        key = digest("ratio-across", self.digest_of(result_a), a, self.digest_of(result_b), b,
+                     metric)
+        if key not in self.known:
+            self.known[key] = ratio_ci(result_a.values(a, metric), result_b.values(b, metric))
+        return self.known[key]
+
     def prefetch(self, wanted: Iterable[tuple[Any, ...]], cache: Any) -> None:
         """Have every ``("summary", result, subject, metric)`` and ``("ratio", result,
         a, b, metric)`` ready: from ``cache`` (by the result's content), else computed
@@ -114,11 +123,13 @@ class Figure:
     result files that are invalid, ``(path, problem)``; ``colours`` the site's colour
     of each subject it shows. A pinned figure (``result:``/``as_of:``) names the newest
     good run in ``newer`` (its id and date) when that is not the run it shows. A
-    history's ``runs`` are the runs it draws, oldest first, ending with ``result``."""
+    history's ``runs`` are the runs it draws, oldest first, ending with ``result``. A
+    comparison whose sides come from two hosts' runs holds the left's here and the
+    right's as ``other``, a figure of its own (its run, staleness, ``shows``)."""
 
     spec: EmbedSpec
     lab_url: str
-    shows: str  # Lab.input_digest of its experiment: all it shows beyond its spec
+    shows: str  # Lab.input_digest of each source it draws from: all it shows beyond its spec
     result_id: str = ""
     stale: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
@@ -126,6 +137,7 @@ class Figure:
     newer: tuple[str, str] = ()
     result: Result | None = field(default=None, compare=False, metadata={"digest": False})
     runs: tuple[Result, ...] = field(default=(), compare=False, metadata={"digest": False})
+    other: Figure | None = None
     stats: Stats | None = field(default=None, compare=False, repr=False,
                                 metadata={"digest": False})
 
@@ -143,6 +155,23 @@ class Figure:
     def source(self) -> str:
         return self.spec.source
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.spec.sources
+
+    def run_of(self, side: str) -> Result | None:
+        """The run a comparison's ``left`` or ``right`` side shows."""
+        return self.other.result if side == "right" and self.other is not None else self.result
+
+    def subject_runs(self) -> list[tuple[str, Result]]:
+        """Each subject shown and the run it is shown from."""
+        if self.spec.fence == "compare":
+            return [(subject, run) for side, subject in (("left", self.spec.left),
+                                                         ("right", self.spec.right))
+                    if (run := self.run_of(side)) is not None]
+        return [(subject, self.result) for subject in self.spec.subjects
+                if self.result is not None]
+
     def colour(self, subject: str) -> str:
         return dict(self.colours).get(subject) or subject_colour(subject)
 
@@ -153,6 +182,11 @@ class Figure:
     def ratio(self, result: Result, a: str, b: str, metric: str) -> Ratio:
         assert self.stats is not None, "a placeholder has no numbers"
         return self.stats.ratio(result, a, b, metric)
+
+    def ratio_across(self, result_a: Result, a: str, result_b: Result, b: str, metric: str
+                     ) -> Ratio:
+        assert self.stats is not None, "a placeholder has no numbers"
+        return self.stats.ratio_across(result_a, a, result_b, b, metric)
 
 
 class CachedResultStore(ResultStore):
@@ -249,17 +283,23 @@ class Lab:
     def relative(self, path: Path) -> Path:
         return path.relative_to(self.root) if path.is_relative_to(self.root) else path
 
-    def figure(self, spec: EmbedSpec, result: Result, runs: Sequence[Result] = ()) -> Figure:
+    def figure(self, spec: EmbedSpec, result: Result, runs: Sequence[Result] = (),
+               host: str | None = None, other: Figure | None = None) -> Figure:
+        """The figure of ``spec`` showing ``result`` (from ``host``, when not the
+        spec's: a side of a comparison of two hosts)."""
+        host = spec.host if host is None else host
         subjects = {*spec.subjects, *(s for s in (spec.left, spec.right) if s)}
         shown = self._shown(result)
         if spec.pin:
             # a pin shows an older run on purpose: what is newer is said, not badged
-            newer = self.newer(result, spec.host)
+            newer = self.newer(result, host)
             shown = dict(shown, stale=(), skipped=(),
                          newer=(newer.id, _date(newer)) if newer else ())
+        shows = self.input_digest(spec.source_on(host))
         return Figure(spec=spec, colours=tuple((s, self.colour(s)) for s in sorted(subjects)),
-                      result=result, stats=self.stats, shows=self.input_digest(spec.source),
-                      runs=tuple(runs), **shown)
+                      result=result, stats=self.stats,
+                      shows=digest(shows, other.shows) if other is not None else shows,
+                      runs=tuple(runs), other=other, **shown)
 
     def good_runs(self, experiment: str, host: str = "") -> list[Result]:
         """The experiment's good runs (from ``host`` if named), oldest first."""
@@ -336,7 +376,12 @@ class Lab:
             for run in figure.runs or ((result,) if spec.pin and result else ()):
                 wanted += [("summary", run, s, m) for s in spec.subjects for m in spec.metrics
                            if run.values(s, m)]
-            if result is None or spec.fence != "compare":
+            if figure.other is not None and figure.other.result is not None:
+                run = figure.other.result
+                wanted += [("summary", run, spec.right, m) for m in spec.metrics
+                           if run.values(spec.right, m)]
+            # two hosts' runs: their ratios are few, and found as the page renders
+            if result is None or spec.fence != "compare" or spec.split:
                 continue
             for metric in spec.metrics:
                 if result.values(spec.left, metric) and result.values(spec.right, metric):
@@ -412,54 +457,47 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                 errors.append(BuildError(f"unknown experiment {spec.experiment!r} (known: "
                                          f"{', '.join(known) or 'none yet'})", path, spec.line))
                 continue
-            if spec.pin:
-                try:
-                    result = pinned_run(lab, spec, path)
-                except BuildError as exc:
-                    errors.append(exc)
-                    continue
-            else:
-                result = lab.store.shown(spec.experiment, host=spec.host or None)
-            if result is None and spec.host and not allow_missing:
-                hosts = ", ".join(lab.store.hosts(spec.experiment)) or "none"
-                on = "" if spec.host == "local" else f"--on {spec.host} "
-                errors.append(BuildError(
-                    f"experiment {spec.experiment!r} has no successful run from host "
-                    f"{spec.host!r} (hosts with runs: {hosts}): run `chronicle lab run "
-                    f"{on}{spec.experiment}`, or build with --allow-missing for a "
-                    "placeholder", path, spec.line_of("host")))
+            try:
+                # a comparison of two hosts: each side its own host's run, left first
+                found = [shown_run(lab, spec, host, path, allow_missing)
+                         for host in dict.fromkeys(spec.hosts)]
+            except BuildError as exc:
+                errors.append(exc)
                 continue
+            result = None if None in found else found[0]
             if result is None:
                 bad = lab.store.bad_files(spec.experiment)
-                if not allow_missing:
-                    why = (f" ({lab.relative(bad[-1].path)} is not a valid result: "
-                           f"{bad[-1].summary})" if bad else "")
-                    errors.append(BuildError(
-                        f"experiment {spec.experiment!r} has no successful run yet{why}: run "
-                        f"`chronicle lab run {spec.experiment}`, or build with "
-                        "--allow-missing for a placeholder", path, spec.line))
-                    continue
                 if bad:
                     placeholders_for_bad[spec.experiment] = bad[-1]
+                shows = [lab.input_digest(source) for source in spec.sources]
                 made.append(Figure(spec=spec, lab_url=lab.lab_url(spec.experiment),
-                                   shows=lab.input_digest(spec.source)))
+                                   shows=shows[0] if len(shows) == 1 else digest(*shows)))
                 continue
             runs = lab.history(spec.experiment, spec.host, result) \
                 if spec.kind == "history" else []
             try:
                 spec = resolve(spec, result, path,
-                               lab.history_names(runs) if runs else lab.names(result))
+                               lab.history_names(runs) if runs else lab.names(result),
+                               lab.names(found[1])[1] if spec.split else None)
                 if runs:
                     check_history(spec, runs, path)
             except BuildError as exc:
                 errors.append(exc)
                 continue
+            other = lab.figure(spec, found[1], host=spec.hosts[1]) if spec.split else None
+            figure = lab.figure(spec, result, runs, host=spec.hosts[0], other=other)
+            if not runs:  # a history draws a line per host and accelerator, each named
+                try:
+                    check_mix(figure, path)
+                except BuildError as exc:
+                    errors.append(exc)
+                    continue
             if not spec.pin:
                 # one post may show an experiment from two hosts: each its own result
-                used[f"{spec.experiment} on {spec.host}" if spec.host else spec.experiment] = \
-                    result
-                shown_by.setdefault((spec.experiment, spec.host), set()).add(path)
-            made.append(lab.figure(spec, result, runs))
+                for host, run in zip(dict.fromkeys(spec.hosts), found, strict=True):
+                    used[f"{spec.experiment} on {host}" if host else spec.experiment] = run
+                    shown_by.setdefault((spec.experiment, host), set()).add(path)
+            made.append(figure)
         figures[path] = tuple(made)
         warnings[path] = tuple(_warnings(lab, path, used, placeholders_for_bad))
         if posted and path in posted:
@@ -473,20 +511,82 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
         if result is not None and lab.staleness(result):
             stale.append(StaleResult(experiment, result.id, lab.staleness(result),
                                      tuple(sorted(shown_by[experiment, host]))))
-    sources = sorted({f.source for made in figures.values() for f in made})
+    sources = sorted({s for made in figures.values() for f in made for s in f.sources})
     return Resolution(figures=figures, warnings=warnings, updated=updated, stale=tuple(stale),
                       errors=tuple(errors),
                       inputs={f"result:{s}": lab.input_digest(s) for s in sources},
                       notes={p: found for p, found in notes.items() if found})
 
 
-def pinned_run(lab: Lab, spec: EmbedSpec, path: Path) -> Result:
-    """The run a pinned spec shows; an error at its key's line when there is none."""
-    found = lab.pinned(spec.experiment, spec.host, spec.pin)
+def shown_run(lab: Lab, spec: EmbedSpec, host: str, path: Path, allow_missing: bool
+              ) -> Result | None:
+    """The run ``spec`` shows from lab ``host`` (empty: any): the one its pin picks, else
+    the newest good one; None for a placeholder (``allow_missing``); an error at the
+    fence's line when there is none."""
+    if spec.pin:
+        return pinned_run(lab, spec, path, host)
+    result = lab.store.shown(spec.experiment, host=host or None)
+    if result is not None or allow_missing:
+        return result
+    if host:
+        hosts = ", ".join(lab.store.hosts(spec.experiment)) or "none"
+        on = "" if host == "local" else f"--on {host} "
+        key = next((side for side in ("left", "right")
+                    if getattr(spec, f"{side}_host") == host), "host")
+        raise BuildError(
+            f"experiment {spec.experiment!r} has no successful run from host "
+            f"{host!r} (hosts with runs: {hosts}): run `chronicle lab run "
+            f"{on}{spec.experiment}`, or build with --allow-missing for a "
+            "placeholder", path, spec.line_of(key))
+    bad = lab.store.bad_files(spec.experiment)
+    why = (f" ({lab.relative(bad[-1].path)} is not a valid result: "
+           f"{bad[-1].summary})" if bad else "")
+    raise BuildError(
+        f"experiment {spec.experiment!r} has no successful run yet{why}: run "
+        f"`chronicle lab run {spec.experiment}`, or build with "
+        "--allow-missing for a placeholder", path, spec.line)
+
+
+def check_mix(figure: Figure, path: Path) -> None:
+    """A figure shows one host and one accelerator unless its fence's ``mix`` allows
+    more: a number from a KVM host beside one from TCG differs for reasons the reader
+    cannot see in the subjects' names."""
+    spec = figure.spec
+    shown = figure.subject_runs()
+    hosts = sorted({run.lab_host for _, run in shown})
+    by_accelerator: dict[str, list[str]] = {}
+    for subject, run in shown:
+        accelerator = run.accelerator(subject)
+        if accelerator in ("kvm", "tcg"):
+            label = f"{subject} on {run.lab_host}" if len(hosts) > 1 else subject
+            by_accelerator.setdefault(accelerator, []).append(label)
+    mixed = {}
+    if len(hosts) > 1:
+        mixed["hosts"] = "; ".join(f"{subject} on {run.lab_host}" for subject, run in shown)
+    if len(by_accelerator) > 1:
+        mixed["accelerators"] = "; ".join(
+            f"{', '.join(found)} under {accelerator.upper()}"
+            for accelerator, found in sorted(by_accelerator.items()))
+    unsaid = [what for what in mixed if what not in spec.mix]
+    if not unsaid:
+        return
+    key = f"mix: [{', '.join(mixed)}]" if len(mixed) > 1 else f"mix: {next(iter(mixed))}"
+    raise BuildError(
+        f"this ```{spec.fence} mixes {' and '.join(f'{w} ({mixed[w]})' for w in unsaid)}: "
+        "two machines, or KVM and emulation, differ for reasons the subjects' names do not "
+        f"show; to show them together anyway, say so with '{key}' and the caption names "
+        "each one's host and accelerator", path, spec.line)
+
+
+def pinned_run(lab: Lab, spec: EmbedSpec, path: Path, host: str | None = None) -> Result:
+    """The run a pinned spec shows (from ``host``, when not the spec's); an error at
+    its key's line when there is none."""
+    host = spec.host if host is None else host
+    found = lab.pinned(spec.experiment, host, spec.pin)
     if found is not None:
         return found
-    good = lab.good_runs(spec.experiment, spec.host)
-    of = f"{spec.experiment}" + (f" from host {spec.host!r}" if spec.host else "")
+    good = lab.good_runs(spec.experiment, host)
+    of = f"{spec.experiment}" + (f" from host {host!r}" if host else "")
     if spec.result:
         stored = next((r for r in lab.store.runs(spec.experiment) if r.id == spec.result), None)
         if stored is not None and stored.status != "ok":
@@ -544,9 +644,11 @@ def measured_or_declared(result: Result) -> list[str]:
 
 
 def resolve(spec: EmbedSpec, result: Result, path: Path,
-            names: tuple[list[str], list[str]] | None = None) -> EmbedSpec:
+            names: tuple[list[str], list[str]] | None = None,
+            right_subjects: list[str] | None = None) -> EmbedSpec:
     """Check every name against ``result`` and fill in the defaults it implies
-    (``names``: the result's metrics and subjects, when known)."""
+    (``names``: the result's metrics and subjects, when known; ``right_subjects``: those
+    of the right side's run, when it comes from another host's)."""
     metrics, subjects = names or (result.metrics, measured_or_declared(result))
 
     def check(name: str, valid: list[str], what: str, key: str) -> None:
@@ -560,7 +662,8 @@ def resolve(spec: EmbedSpec, result: Result, path: Path,
         check(subject, subjects, "subject", "subjects")
     for side in ("left", "right"):
         if getattr(spec, side):
-            check(getattr(spec, side), subjects, "subject", side)
+            check(getattr(spec, side), right_subjects if side == "right" and right_subjects
+                  is not None else subjects, "subject", side)
     if spec.metrics and spec.subjects:
         return spec
     return replace(spec, metrics=spec.metrics or tuple(metrics),

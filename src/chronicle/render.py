@@ -181,7 +181,7 @@ class Renderer:
         if not figures:
             return document.html
         if self.env.recorder is not None:
-            self.env.recorder.site.update(f"result:{f.source}" for f in figures)
+            self.env.recorder.site.update(f"result:{s}" for f in figures for s in f.sources)
         return fill(document.html, lambda index: self.figure(figures[index], charts))
 
     def figure(self, figure: Any, charts: bool = True) -> str:
@@ -261,8 +261,8 @@ class Renderer:
             document = context.get("entry") or context.get("page")
             if getattr(document, "figures", None):
                 if self.env.recorder is not None:
-                    self.env.recorder.site.update(f"result:{f.source}"
-                                                  for f in document.figures)
+                    self.env.recorder.site.update(f"result:{s}" for f in document.figures
+                                                  for s in f.sources)
                 text = fill(text, lambda index: self.figure(document.figures[index]))
         if PLACEHOLDER_MARK in text:
             raise BuildError(f"template {template!r} (or one it includes) shows a body with "

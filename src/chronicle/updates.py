@@ -60,11 +60,11 @@ def update_notes(figures: Sequence[Figure], posted: datetime, lab: Lab
 
     notes: dict[tuple[str, str, str, str], tuple[UpdateNote, datetime]] = {}
     for figure in figures:
-        spec, current = figure.spec, figure.result
-        if current is None or spec.pin or spec.kind == "history" and spec.fence == "chart":
+        spec = figure.spec
+        if figure.result is None or spec.pin or spec.kind == "history" and spec.fence == "chart":
             continue
-        subjects = (spec.left, spec.right) if spec.fence == "compare" else spec.subjects
-        for subject in subjects:
+        # each subject from its own run: a comparison's sides may be two hosts' runs
+        for subject, current in figure.subject_runs():
             found_line = _timeline(lab, current, subject)
             if found_line is None:
                 continue
