@@ -488,6 +488,7 @@ LEVEL_SCRIPT = """\
 #!/bin/sh
 # /// chronicle
 # title = "Level"
+# tags = ["boot"]
 # inputs = ["experiments/level.txt"]
 # repeat = 6
 # warmup = 0
