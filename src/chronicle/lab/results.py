@@ -12,9 +12,7 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +21,7 @@ from typing import Any
 
 from chronicle.errors import LabError
 from chronicle.lab.validation import file_problems, result_problems
+from chronicle.swap import atomic_write
 
 SAMPLE_COLUMNS = ("subject", "metric", "value", "unit", "run", "phase", "warmup")
 FORMAT_VERSION = 1
@@ -208,23 +207,6 @@ def samples_csv(result: Result, identified: bool = False) -> str:
         writer.writerow([*lead, s.subject, s.metric, repr(s.value), s.unit, s.run, s.phase or "",
                          "true" if s.warmup else "false"])
     return out.getvalue()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write beside the target, fsync, then rename: a reader sees old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            # mkstemp makes 0600 files; results are shared and served, so readable by all.
-            os.fchmod(fh.fileno(), 0o644)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
