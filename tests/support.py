@@ -28,6 +28,7 @@ from chronicle.guard import MARKER
 from chronicle.lab.results import Result, ResultStore, Sample
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def require(available: bool, what: str) -> None:
