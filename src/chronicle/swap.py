@@ -52,9 +52,9 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Put ``data`` at ``path`` in one step, readable by all (``0644``: results and charts
     are shared and served).
 
-    ``durable``: the bytes reach the disk before the rename, so a power cut cannot leave
-    an empty file under the new name (on ext4 it can: the rename may land first). A
-    writer whose file is only a cache that reads a damaged copy as missing may skip it.
+    ``durable`` (the default): the bytes are fsynced before the rename. Without it a power
+    cut can leave an empty file under the name, as the rename may reach the disk first;
+    only a file whose reader takes an empty or torn copy for none may go without.
 
     The temporary file, ``.NAME.PID.XXXXXXXX.tmp``, is deleted on any exception; one a
     killed process left names its writer (:mod:`chronicle.lab.leftovers` reads it).
