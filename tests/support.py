@@ -8,6 +8,7 @@ import contextlib
 import functools
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -27,6 +28,7 @@ from chronicle.guard import MARKER
 from chronicle.lab.results import Result, ResultStore, Sample
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def require(available: bool, what: str) -> None:
@@ -133,6 +135,39 @@ def read_only(folder: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@contextmanager
+def file_size_limit(size: int) -> Iterator[None]:
+    """A full disk for this process only: no file it writes grows past ``size`` bytes (a
+    write past it fails with EFBIG, as Python ignores SIGXFSZ). Print nothing inside:
+    pytest's capture files are this process's too."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+_KILLED_WHILE_WRITING = """
+import resource, signal, sys
+from pathlib import Path
+from chronicle.lab import leftovers
+record = leftovers.RunRecord.mine("killed", "killed", None)
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # the kernel kills us at the limit
+resource.setrlimit(resource.RLIMIT_FSIZE, (10, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+leftovers.keep(Path(sys.argv[1]), record)
+"""
+
+
+def killed_while_writing_a_run_record(cache: Path) -> Path:
+    """Kill a process (SIGXFSZ) halfway through writing its run record under ``cache``;
+    the temporary file it leaves."""
+    done = subprocess.run([sys.executable, "-c", _KILLED_WHILE_WRITING, str(cache)])
+    assert done.returncode == -signal.SIGXFSZ
+    (left,) = (cache / "lab" / "runs").iterdir()
+    return left
 
 
 _HOLD_THE_LOCK = """

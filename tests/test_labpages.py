@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from chronicle import labpages
 from chronicle.build import BuildOptions, build
 from chronicle.errors import BuildErrors
 from chronicle.hooks import standard_hooks
+from chronicle.lab.results import SAMPLE_COLUMNS
 from tests.support import (
     drawn_charts,
     fresh_key_parts,
@@ -113,7 +113,7 @@ def test_samples_csv_has_every_stored_sample_with_its_columns(root):
     rows = list(csv.DictReader(io.StringIO(output(root, "lab/boot-to-init/samples.csv"))))
     stored = json.loads(next((root / "experiments/results/boot-to-init").glob(
         "20261120*.json")).read_text())["samples"]
-    assert list(rows[0]) == list(labpages.CSV_COLUMNS)
+    assert list(rows[0]) == list(SAMPLE_COLUMNS)
     assert len(rows) == len(stored)
     for row, sample in zip(rows, stored, strict=True):
         assert (row["subject"], row["metric"], float(row["value"]), row["unit"],

@@ -1,4 +1,6 @@
+import errno
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -7,8 +9,8 @@ from chronicle import swap
 from chronicle.errors import BuildError
 from chronicle.guard import MARKER
 from chronicle.output import Staging
-from chronicle.swap import exchange, keep_as_spare, new_staging, remove_leftovers
-from tests.support import site_files
+from chronicle.swap import atomic_write, exchange, keep_as_spare, new_staging, remove_leftovers
+from tests.support import file_size_limit, site_files
 
 
 def stage(out: Path, files: dict[str, bytes | Path]) -> Staging:
@@ -150,3 +152,21 @@ def test_where_folders_cannot_be_exchanged_two_renames_stand_in(tmp_path, monkey
     assert site_files(out) == {"index.html": b"new"}
     assert site_files(tmp_path / ".output.spare") == {"index.html": b"old"}
     assert "cannot exchange two folders in one step" in capsys.readouterr().err
+
+
+def test_a_file_is_replaced_in_one_step_and_readable_by_all(tmp_path):
+    path = tmp_path / "charts" / "chart.svg"
+    atomic_write(path, b"old")
+    atomic_write(path, b"new", durable=False)
+    assert path.read_bytes() == b"new"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert os.listdir(path.parent) == ["chart.svg"]
+
+
+def test_a_file_write_that_fails_leaves_the_old_file_and_no_temporary_file(tmp_path):
+    path = tmp_path / "result.json"
+    atomic_write(path, b"old")
+    with file_size_limit(4), pytest.raises(OSError) as failed:
+        atomic_write(path, b"new, and longer than the disk has room for")
+    assert failed.value.errno == errno.EFBIG
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["result.json"]

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from chronicle.embed_fences import CHART_KINDS as CHART_KINDS  # the one list of kinds
-from chronicle.lab.results import atomic_write
 from chronicle.lab.stats import summarize
+from chronicle.swap import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -30,10 +30,8 @@ from chronicle.charts import Chart, ChartCache
 from chronicle.embed_fences import EmbedSpec
 from chronicle.figures import Figure, Lab, measured_or_declared
 from chronicle.lab.provenance import describe_git
-from chronicle.lab.results import SAMPLE_COLUMNS, Result, canonical_json, samples_csv
+from chronicle.lab.results import Result, canonical_json, samples_csv
 from chronicle.lab.stats import warnings as stats_warnings
-
-CSV_COLUMNS = SAMPLE_COLUMNS
 
 
 @dataclass(frozen=True)

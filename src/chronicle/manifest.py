@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chronicle.cache import Cache, digest
+from chronicle.swap import atomic_write
 
 VERSION = 2
 
@@ -102,15 +102,9 @@ def load_manifest(path: Path) -> Manifest | None:
 
 
 def save_manifest(manifest: Manifest, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".manifest-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(manifest.to_json())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    # Not durable: a manifest a power cut empties reads as none (a full build), and an
+    # fsync would cost every build.
+    atomic_write(path, manifest.to_json(), durable=False)
 
 
 def tree_digest(cache: Cache, folders: Iterable[Path], names: bool = True) -> str:

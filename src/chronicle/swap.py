@@ -1,7 +1,11 @@
-"""Replacing a folder in one step: fill a staging folder beside it, then exchange the two.
+"""Replacing a file or a folder in one step, so a reader sees the old one or the new one.
 
-:func:`new_staging` makes ``.NAME.staging-XXXXXXXX`` next to the folder (same file
-system, so nothing is ever copied) and marks it as ours (:mod:`chronicle.guard`).
+A file: :func:`atomic_write` writes a temporary file beside it and renames it over the
+target (one ``rename``: old or new at every instant, whatever kills the process when).
+
+A folder: fill a staging folder beside it, then exchange the two. :func:`new_staging`
+makes ``.NAME.staging-XXXXXXXX`` next to the folder (same file system, so nothing is
+ever copied) and marks it as ours (:mod:`chronicle.guard`).
 :func:`exchange` swaps the two with Linux's ``renameat2(RENAME_EXCHANGE)``: one system
 call, so at every instant the folder's path names either the whole old folder or the
 whole new one, whatever kills the process when. The old folder is then under the
@@ -38,9 +42,47 @@ from typing import Any
 
 from chronicle.guard import MARKER, is_marked, mark
 
+_TEMP_FILE = re.compile(r"\..+\.([0-9]+)\.[a-z0-9_]{8}\.tmp")  # atomic_write's, below
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 _noted = False  # the fallback's note is printed once a process
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Put ``data`` at ``path`` in one step, readable by all (``0644``: results and charts
+    are shared and served).
+
+    ``durable`` (the default): the bytes are fsynced before the rename. Without it a power
+    cut can leave an empty file under the name, as the rename may reach the disk first;
+    only a file whose reader takes an empty or torn copy for none may go without.
+
+    The temporary file, ``.NAME.PID.XXXXXXXX.tmp``, is deleted on any exception; one a
+    killed process left names its writer (:mod:`chronicle.lab.leftovers` reads it).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                dir=path.parent)
+    try:
+        try:
+            os.fchmod(fd, 0o644)  # mkstemp makes it private
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)  # missing if interrupted just after the rename
+        raise
+
+
+def temp_writer(name: str) -> int | None:
+    """The pid of the process that made the temporary file ``name`` in
+    :func:`atomic_write`; None when ``name`` is not one."""
+    found = _TEMP_FILE.fullmatch(name)
+    return int(found[1]) if found else None
 
 
 def new_staging(folder: Path) -> Path:

@@ -15,7 +15,8 @@ import pytest
 from chronicle.errors import LabError
 from chronicle.lab import leftovers
 from chronicle.lab.procgroup import alive
-from tests.support import require
+from chronicle.swap import temp_writer
+from tests.support import file_size_limit, killed_while_writing_a_run_record, require
 
 from .conftest import cli_env
 
@@ -98,6 +99,24 @@ def test_a_reused_pid_is_not_taken_for_the_owner(tmp_path):
             sleeper.wait()
     assert len(said) == 1 and f"swept run {run} of reused" in said[0]
     assert list(leftovers.runs_dir(tmp_path).iterdir()) == []
+
+
+def test_a_record_that_cannot_be_written_leaves_no_temporary_file(tmp_path):
+    record = leftovers.RunRecord.mine("no-room", "no-room", None)
+    with file_size_limit(10), pytest.raises(OSError):
+        leftovers.keep(tmp_path, record)
+    assert list(leftovers.runs_dir(tmp_path).iterdir()) == []
+
+
+def test_half_a_record_is_swept_once_its_writer_is_dead_and_kept_while_alive(tmp_path):
+    left = killed_while_writing_a_run_record(tmp_path)
+    writer = temp_writer(left.name)
+    assert writer is not None and leftovers.start_time(writer) is None
+    # the same file, had its writer been this live process
+    alive = left.rename(left.with_name(left.name.replace(f".{writer}.", f".{os.getpid()}.")))
+    assert leftovers.sweep(tmp_path) == [] and alive.exists()
+    alive.rename(left)
+    assert leftovers.sweep(tmp_path) == [] and not left.exists()
 
 
 def test_sweep_deletes_the_incus_instances_a_dead_run_created(tmp_path):

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import inspect
+import io
+import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 
+from chronicle import lab
 from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
 from chronicle.lab import provenance, runner
-from chronicle.lab.results import SAMPLE_COLUMNS, Result, ResultStore, Sample, canonical_json
-from chronicle.lab.validation import load_schema
-from tests.support import in_the_future, make_result, store_edited
+from chronicle.lab.results import (
+    SAMPLE_COLUMNS,
+    Result,
+    ResultStore,
+    Sample,
+    canonical_json,
+    samples_csv,
+)
+from chronicle.lab.validation import load_schema, result_problems
+from tests.support import REPO, in_the_future, make_result, store_edited
 
 OPTIONS = runner.RunOptions(grace=1.0)
 EMIT = "from chronicle import lab\nlab.emit('a', 'm', 0.1 + 0.2, 'ms', 0)\n"
@@ -113,10 +125,59 @@ def test_a_new_id_is_dated_after_a_future_dated_one_without_waiting(site):
                         + timedelta(seconds=1)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def test_samples_are_defined_alike_by_the_schema_the_model_and_the_csv():
-    fields = tuple(f.name for f in dataclasses.fields(Sample))
-    assert fields == tuple(load_schema()["$defs"]["sample"]["properties"])
-    assert SAMPLE_COLUMNS == tuple(k for k in fields if k != "meta")
+# Every field away from its default: a field added to Sample must be added here too.
+EVERY_FIELD = Sample(subject="qemu-microvm", metric="boot_ms", value=412.5, unit="ms", run=3,
+                     phase="kernel", warmup=True, meta={"console": "ttyS0"})
+JSON_TYPES = {"str": "string", "float": "number", "int": "integer", "bool": "boolean",
+              "str | None": ["string", "null"], "dict[str, Any]": "object"}
+
+
+def test_the_example_sample_sets_every_field():
+    for f in dataclasses.fields(Sample):
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        assert getattr(EVERY_FIELD, f.name) != default, f.name
+
+
+def test_the_schema_says_what_the_sample_fields_say():
+    schema = load_schema()["$defs"]["sample"]
+    fields = dataclasses.fields(Sample)
+    assert [f.name for f in fields] == list(schema["properties"])
+    assert [f.name for f in fields if f.default is f.default_factory is dataclasses.MISSING] \
+        == schema["required"]
+    assert {f.name: JSON_TYPES[f.type] for f in fields} == \
+        {name: spec["type"] for name, spec in schema["properties"].items()}
+
+
+def test_a_sample_round_trips_through_its_stored_form():
+    assert Sample.from_json(json.loads(json.dumps(EVERY_FIELD.to_json()))) == EVERY_FIELD
+    assert result_problems({**make_result().to_json(), "samples": [EVERY_FIELD.to_json()]}) == []
+
+
+def test_lab_emit_takes_every_field_and_prints_the_sample(capsys):
+    parameters = inspect.signature(lab.emit).parameters
+    assert list(parameters) == [f.name for f in dataclasses.fields(Sample)]
+    for f in dataclasses.fields(Sample):
+        required = f.default is f.default_factory is dataclasses.MISSING
+        assert (parameters[f.name].default is inspect.Parameter.empty) == required, f.name
+    lab.emit(**{f.name: getattr(EVERY_FIELD, f.name) for f in dataclasses.fields(Sample)})
+    assert runner.parse_line(capsys.readouterr().out) == EVERY_FIELD
+
+
+def test_the_csv_has_a_column_for_every_field_but_meta():
+    result = replace(make_result(), samples=(EVERY_FIELD, Sample("a", "m", 0.1 + 0.2, "ms", 0)))
+    rows = list(csv.reader(io.StringIO(samples_csv(result))))
+    assert rows == [["subject", "metric", "value", "unit", "run", "phase", "warmup"],
+                    ["qemu-microvm", "boot_ms", "412.5", "ms", "3", "kernel", "true"],
+                    ["a", "m", "0.30000000000000004", "ms", "0", "", "false"]]
+    assert tuple(rows[0]) == SAMPLE_COLUMNS
+
+
+def test_every_committed_result_loads_and_serialises_to_its_own_bytes():
+    files = sorted((REPO / "experiments" / "results").glob("*/*.json"))
+    assert files
+    for path in files:
+        result = ResultStore(path.parent.parent).load(path)
+        assert canonical_json(result.to_json()) == path.read_bytes(), path
 
 
 def test_experiment_names_are_defined_alike_by_the_schema_and_discovery():

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chronicle.lab.results import Sample
+
 __all__ = [
     "Cleanup",
     "Plan",
@@ -90,20 +92,13 @@ def emit(
     warmup: bool = False,
     meta: dict[str, Any] | None = None,
 ) -> None:
-    """Print one sample line, flushed so the runner sees it (and its progress) at once."""
+    """Print one sample line (a :class:`Sample`, one parameter per field), flushed so the
+    runner sees it (and its progress) at once."""
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{subject}/{metric}: value {value!r} is not finite")
-    sample: dict[str, Any] = {
-        "subject": subject, "metric": metric, "value": value, "unit": unit, "run": int(run),
-    }
-    if phase is not None:
-        sample["phase"] = phase
-    if warmup:
-        sample["warmup"] = True
-    if meta:
-        sample["meta"] = meta
-    _print(sample)
+    _print(Sample(subject=subject, metric=metric, value=value, unit=unit, run=int(run),
+                  phase=phase, warmup=bool(warmup), meta=meta or {}).to_json())
 
 
 def report(**facts: Any) -> None:

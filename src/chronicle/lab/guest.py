@@ -33,7 +33,7 @@ from pathlib import Path
 
 from chronicle.errors import LabError
 from chronicle.lab.initramfs import DEFAULT_INIT, MARKER_RE, build_initramfs
-from chronicle.lab.results import atomic_write
+from chronicle.swap import atomic_write
 
 __all__ = [
     "GuestAssets", "MARKER_RE", "NET_MODULES", "build_initramfs", "busybox_static",
@@ -213,8 +213,9 @@ def fetch_kernel(folder: Path) -> tuple[str, Path, Path]:
     mod_folder.mkdir(exist_ok=True)
     for name, blob in modules.items():
         (mod_folder / f"{name}.ko").write_bytes(blob)
-    (folder / "kernel.json").write_text(json.dumps(
-        {"kernel": vmlinux.name, "kernel_version": version, "modules": list(modules)}, indent=1))
+    atomic_write(folder / "kernel.json", json.dumps(
+        {"kernel": vmlinux.name, "kernel_version": version, "modules": list(modules)},
+        indent=1).encode())
     return version, vmlinux, mod_folder
 
 
@@ -255,5 +256,5 @@ def ensure_guest_assets(lab: Path) -> GuestAssets:
     path = folder / MANIFEST
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
     if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
+        atomic_write(path, text.encode())
     return guest_assets(lab)

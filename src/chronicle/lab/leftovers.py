@@ -24,6 +24,7 @@ from chronicle.lab.containment import PARENT, cgroup_procs, end_cgroup, kill_all
 from chronicle.lab.lock import ExperimentLock
 from chronicle.lab.probes import process_cmdline
 from chronicle.lab.procgroup import stat_fields
+from chronicle.swap import atomic_write, temp_writer
 
 
 def start_time(pid: int) -> int | None:
@@ -64,12 +65,8 @@ def runs_dir(cache: Path) -> Path:
 
 def keep(cache: Path, record: RunRecord) -> Path:
     """Write the record (whole or not at all: a sweep may read it at any moment)."""
-    folder = runs_dir(cache)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{record.run}.json"
-    tmp = folder / f".{record.run}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(asdict(record), sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    path = runs_dir(cache) / f"{record.run}.json"
+    atomic_write(path, (json.dumps(asdict(record), sort_keys=True) + "\n").encode())
     return path
 
 
@@ -84,9 +81,9 @@ def _records(cache: Path) -> list[tuple[Path, RunRecord | None]]:
     found: list[tuple[Path, RunRecord | None]] = []
     for path in sorted(folder.iterdir()):
         if path.name.endswith(".tmp"):
-            # a record being written; its writer's pid is in the name
-            writer = path.name.rsplit(".", 2)[-2]
-            if not writer.isdigit() or start_time(int(writer)) is None:
+            # a record being written, or one its killed writer left
+            writer = temp_writer(path.name)
+            if writer is None or start_time(writer) is None:
                 path.unlink(missing_ok=True)
             continue
         try:

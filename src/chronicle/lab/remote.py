@@ -45,9 +45,10 @@ from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
 from chronicle.lab import provenance
 from chronicle.lab.hosts import LabHost
-from chronicle.lab.results import ResultStore, atomic_write
+from chronicle.lab.results import ResultStore
 from chronicle.lab.validation import file_problems
 from chronicle.paths import CONFIG, SitePaths
+from chronicle.swap import atomic_write
 
 CONNECT_TIMEOUT = 10
 PERSIST = 30  # seconds the master outlives its last use (and a killed Chronicle)

@@ -12,26 +12,32 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
-import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin, get_type_hints
 
 from chronicle.errors import LabError
 from chronicle.lab.validation import file_problems, result_problems
+from chronicle.swap import atomic_write
 
-SAMPLE_COLUMNS = ("subject", "metric", "value", "unit", "run", "phase", "warmup")
 FORMAT_VERSION = 1
 _STAMP = re.compile(r"^[0-9]{8}T[0-9]{6}Z")
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One measurement exactly as the experiment script printed it."""
+    """One measurement exactly as the experiment script printed it.
+
+    Its stored form is ``$defs/sample`` in ``schemas/result.schema.json``, which every line
+    a script prints and every stored file is checked against: these fields, in that
+    order, the ones without a default its required keys (a test holds the two alike).
+    The rest is derived from the fields: the JSON (:meth:`to_json`, :meth:`from_json`),
+    the CSV (:data:`SAMPLE_COLUMNS`) and ``chronicle.lab.emit``, whose parameters a test
+    holds to them.
+    """
 
     subject: str
     metric: str
@@ -43,33 +49,39 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "subject": self.subject,
-            "metric": self.metric,
-            "value": self.value,
-            "unit": self.unit,
-            "run": self.run,
-        }
-        if self.phase is not None:
-            data["phase"] = self.phase
-        if self.warmup:
-            data["warmup"] = True
-        if self.meta:
-            data["meta"] = self.meta
+        """Every field but the optional ones at their default: the line a script prints."""
+        data = dict(vars(self))
+        for name, default in _SAMPLE_OPTIONAL.items():
+            if data[name] == default:
+                del data[name]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Sample:
-        return cls(
-            subject=data["subject"],
-            metric=data["metric"],
-            value=float(data["value"]),
-            unit=data["unit"],
-            run=int(data["run"]),
-            phase=data.get("phase"),
-            warmup=bool(data.get("warmup", False)),
-            meta=dict(data.get("meta") or {}),
-        )
+        """The sample in a checked line or stored object, each value as its field's type
+        (a script may print ``412`` for a value, and JSON Schema takes ``3.0`` for a run)."""
+        return cls(**{name: _SAMPLE_READERS[name](value) for name, value in data.items()})
+
+
+def _reader(kind: Any) -> Callable[[Any], Any]:
+    """What makes a JSON value a field of type ``kind``: numbers and flags converted,
+    objects copied, the rest kept."""
+    if kind in (float, int, bool):
+        return kind
+    return dict if get_origin(kind) is dict else _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# Once, not per sample: a build reads thousands.
+_SAMPLE_OPTIONAL = {f.name: f.default if f.default_factory is MISSING else f.default_factory()
+                    for f in fields(Sample)
+                    if f.default is not MISSING or f.default_factory is not MISSING}
+_SAMPLE_READERS = {name: _reader(kind) for name, kind in get_type_hints(Sample).items()}
+# meta is free-form and nested: it is in the JSON, not the CSV
+SAMPLE_COLUMNS = tuple(f.name for f in fields(Sample) if f.name != "meta")
 
 
 @dataclass(frozen=True)
@@ -205,26 +217,17 @@ def samples_csv(result: Result, identified: bool = False) -> str:
         else ([], [])
     writer.writerow([*head, *SAMPLE_COLUMNS])
     for s in result.samples:
-        writer.writerow([*lead, s.subject, s.metric, repr(s.value), s.unit, s.run, s.phase or "",
-                         "true" if s.warmup else "false"])
+        writer.writerow([*lead, *(_csv_cell(getattr(s, name)) for name in SAMPLE_COLUMNS)])
     return out.getvalue()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write beside the target, fsync, then rename: a reader sees old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            # mkstemp makes 0600 files; results are shared and served, so readable by all.
-            os.fchmod(fh.fileno(), 0o644)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _csv_cell(value: Any) -> Any:
+    """Floats exact (``repr``), booleans as JSON writes them, None as nothing."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else value
 
 
 @dataclass(frozen=True)
