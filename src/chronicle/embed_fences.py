@@ -1,5 +1,11 @@
 """A markdown-it-py plugin: ``chart``, ``table`` and ``compare`` fences become figures.
 
+Kinds of chart: ``box``, ``strip``, ``bar`` and ``cdf`` draw each metric's values per
+subject; ``stacked`` draws one bar per subject whose segments are the metrics (phases
+that add up, e.g. ``metrics: [kernel_to_init_ms, init_to_app_ms, outside_ms]``);
+``line`` draws each metric against the metric named by ``x``, samples paired by run
+(e.g. ``x: instances`` for a density sweep).
+
 Syntax added: a fenced block whose info string starts with one of :data:`FENCE_KINDS`
 is an *embed*, not code. The second word names an experiment; the body is a small YAML
 mapping saying what to show (``DESIGN.md``, "Embedding in posts")::
@@ -36,7 +42,7 @@ import yaml
 from chronicle.errors import BuildError
 
 FENCE_KINDS = ("chart", "table", "compare")
-CHART_KINDS = ("box", "strip", "bar", "cdf")
+CHART_KINDS = ("box", "strip", "bar", "cdf", "stacked", "line")
 STATISTICS = ("median", "mean", "min", "p95")
 # key → what it must be; per fence kind, the keys it accepts.
 _KEY_TYPES = {
@@ -49,9 +55,10 @@ _KEY_TYPES = {
     "left": "a subject name",
     "right": "a subject name",
     "host": "a lab host name",
+    "x": "a metric name (the x axis of kind: line)",
 }
 _KEYS = {
-    "chart": ("metric", "metrics", "subjects", "kind", "title", "statistic", "host"),
+    "chart": ("metric", "metrics", "subjects", "kind", "title", "statistic", "host", "x"),
     "table": ("metric", "metrics", "subjects", "title", "host"),
     "compare": ("left", "right", "metric", "metrics", "kind", "title", "host"),
 }
@@ -74,6 +81,7 @@ class EmbedSpec:
     left: str = ""
     right: str = ""
     host: str = ""  # a lab host of site/lab.toml; empty: the newest good run's host
+    x: str = ""  # kind line: the metric along the x axis, paired with each value by run
     # where each key was written, for messages only
     key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False,
                                       metadata={"digest": False})
@@ -194,8 +202,19 @@ def parse_fence(fence: str, experiment: str, body: str, line: int, path: Path) -
         kind=choice("kind", CHART_KINDS, "strip" if fence == "compare" else "box"),
         title=text("title"),
         statistic=choice("statistic", STATISTICS, "median"),
-        left=text("left"), right=text("right"), host=text("host"), key_lines=key_lines,
+        left=text("left"), right=text("right"), host=text("host"), x=text("x"),
+        key_lines=key_lines,
     )
+    if fence == "compare" and spec.kind in ("stacked", "line"):
+        raise BuildError(f"```compare draws each side on its own: kind {spec.kind} needs a "
+                         "```chart", path, where("kind"))
+    if spec.kind == "line" and not spec.x:
+        raise BuildError("kind: line needs 'x: METRIC', the metric along its x axis (e.g. "
+                         "x: instances)", path, where("kind"))
+    if spec.x and spec.kind != "line":
+        raise BuildError(f"'x' is for kind: line only, not kind: {spec.kind}", path, where("x"))
+    if spec.x and spec.x in spec.metrics:
+        raise BuildError(f"'x' is {spec.x!r}, which is also a metric to draw", path, where("x"))
     if fence == "compare":
         for side in ("left", "right"):
             if not getattr(spec, side):
