@@ -335,7 +335,9 @@ def _draw_line(ax, panel: Panel, chart: Chart) -> None:
     ax.set_ylabel(_axis_label(panel))
     ax.set_ylim(bottom=0)
     ax.grid(axis="y")
-    ax.legend(loc="upper left", fontsize=9)
+    # above the axes: lines may run anywhere inside them
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(3, len(panel.series)),
+              fontsize=9)
 
 
 # Phases are told apart by colour within one bar; these slots are the palette's end, the
