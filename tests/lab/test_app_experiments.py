@@ -4,6 +4,7 @@ small guest; each stops where it should and leaves no instance and no qemu behin
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -14,13 +15,14 @@ import pytest
 
 from chronicle.lab.probes import descendants, process_exe
 from chronicle.lab.results import ResultStore
+from chronicle.lab.subjects.base import made_by
 from tests.support import (
     alive,
     app_site,
     built_guest,
     incus_client,
-    processes_mentioning,
     require,
+    run_seeing_qemu,
 )
 
 from .conftest import SRC
@@ -38,7 +40,7 @@ def client():
 
 
 def _ours(client, experiment: str) -> list[str]:
-    return [i.name for i in client.instances.all() if i.name.startswith(f"chronicle-{experiment}-")]
+    return [i.name for i in client.instances.all() if made_by(i.name, experiment)]
 
 
 def _values(result, subject: str, metric: str) -> list[float]:
@@ -47,33 +49,31 @@ def _values(result, subject: str, metric: str) -> list[float]:
 
 
 def test_footprint_app_measures_each_way_idle_and_after_its_burst(client, tmp_path):
-    site, env = app_site(tmp_path, ROOT, "footprint-app",
-                         {'guests = ["static-nginx", "rails-sqlite"]': 'guests = ["static-nginx"]'})
-    done = subprocess.run([sys.executable, "-m", "chronicle", "lab", "run", "footprint-app",
-                           "--quick", "--repeat", "1", "--root", str(site)],
-                          env=env, capture_output=True, text=True, timeout=400)
+    site, name, env = app_site(tmp_path, ROOT, "footprint-app", {
+        'guests = ["static-nginx", "rails-sqlite"]': f'guests = ["{GUEST}"]'})
+    done, qemus = run_seeing_qemu([sys.executable, "-m", "chronicle", "lab", "run", name,
+                                   "--quick", "--repeat", "1", "--root", str(site)], env, 400)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = ResultStore(site / "experiments" / "results").latest("footprint-app")
+    result = ResultStore(site / "experiments" / "results").latest(name)
     for way in ("qemu-microvm", "incus-container"):
-        name = f"{way}/{GUEST}"
-        assert _values(result, name, "pss_mib") and _values(result, name, "burst_pss_mib")
-        assert _values(result, name, "burst_ms")[0] > 0
-        assert result.subject_info(name)["requests"] == 20
+        subject = f"{way}/{GUEST}"
+        assert _values(result, subject, "pss_mib") and _values(result, subject, "burst_pss_mib")
+        assert _values(result, subject, "burst_ms")[0] > 0
+        assert result.subject_info(subject)["requests"] == 20
     assert _values(result, f"incus-container/{GUEST}", "burst_cgroup_mib")
-    assert _ours(client, "footprint-app") == []
-    assert processes_mentioning(str(site)) == []
+    assert _ours(client, name) == []
+    assert qemus and [p for p in qemus if alive(p)] == []
 
 
 def test_density_stops_at_its_budget_and_removes_every_instance(client, tmp_path):
     # One static-nginx microVM is about 600 MiB of PSS here: a budget of 1000 MiB holds
     # one and not two; containers reach quick mode's k = 2 well inside it.
-    site, env = app_site(tmp_path, ROOT, "density", {'guest = "rails-sqlite"': f'guest = "{GUEST}"',
-                                                     "budget_mib = 4096": "budget_mib = 1000"})
-    done = subprocess.run([sys.executable, "-m", "chronicle", "lab", "run", "density",
-                           "--quick", "--root", str(site)],
-                          env=env, capture_output=True, text=True, timeout=400)
+    site, name, env = app_site(tmp_path, ROOT, "density", {
+        'guest = "rails-sqlite"': f'guest = "{GUEST}"', "budget_mib = 4096": "budget_mib = 1000"})
+    done, qemus = run_seeing_qemu([sys.executable, "-m", "chronicle", "lab", "run", name,
+                                   "--quick", "--root", str(site)], env, 400)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = ResultStore(site / "experiments" / "results").latest("density")
+    result = ResultStore(site / "experiments" / "results").latest(name)
     vm, box = f"qemu-microvm/{GUEST}", f"incus-container/{GUEST}"
     assert _values(result, vm, "instances") == [1.0]
     assert "over the budget of 1000 MiB" in result.subject_info(vm)["stopped"]
@@ -82,13 +82,13 @@ def test_density_stops_at_its_budget_and_removes_every_instance(client, tmp_path
     one, two = _values(result, box, "total_pss_mib")
     assert two > one  # a second container costs something, if less than the first
     assert result.subject_info(box)["budget_mib"] == 1000
-    assert _ours(client, "density") == []
-    assert processes_mentioning(str(ROOT / ".lab" / "guests" / GUEST)) == []
+    assert _ours(client, name) == []
+    assert len(qemus) == 1 and [p for p in qemus if alive(p)] == []  # k = 1 only
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_density_interrupted_mid_step_leaves_nothing_behind(client, tmp_path, sig):
-    experiment = f"density-{sig.name.lower()}"
+    experiment = f"density-test-{sig.name.lower()}-{secrets.token_hex(3)}"
     env = dict(os.environ, PYTHONPATH=str(SRC), CHRONICLE_ROOT=str(ROOT),
                CHRONICLE_EXPERIMENT=experiment, CHRONICLE_QUICK="1", CHRONICLE_REPEAT="1",
                CHRONICLE_WARMUP="0", CHRONICLE_SCRATCH=str(tmp_path),
