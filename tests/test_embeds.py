@@ -234,6 +234,7 @@ def test_a_stacked_chart_gives_a_bar_to_a_subject_that_lacks_one_phase(tmp_path)
     assert "qemu-microvm: kernel_ms 906 ms, boot_ms 2,555 ms (medians)." in html
     assert "incus-container: boot_ms 511 ms (medians)." in html
     assert 'class="not-applicable"' in html  # its kernel_ms row in the data table: a dash
+    assert "median of each phase" in html
 
 
 def test_a_line_chart_tables_every_pair_it_draws(root):
@@ -243,6 +244,7 @@ def test_a_line_chart_tables_every_pair_it_draws(root):
     assert ("<tr><th scope=\"row\">qemu-microvm</th><td>boot_ms</td><td>203</td>"
             "<td>2,530</td><td>ms</td></tr>") in html
     assert html.count("<tr><th scope=\"row\">") == 20  # two subjects, ten runs each
+    assert "median of the runs at each pss_mib" in html
     assert "boot_ms in ms against pss_mib: incus-container (pss_mib: boot_ms) 2.51: 502," \
         in html
 

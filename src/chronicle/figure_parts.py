@@ -201,6 +201,10 @@ def caption(spec: Any, result: Result, figure: Figure, subjects: Sequence[str],
     n = (str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}") if counts else "0"
     statistic = spec.statistic + (" with 95% bootstrap interval"
                                   if spec.statistic == "median" else "")
+    if spec.x:  # a line's points are not one summary but one per x
+        statistic = f"{spec.statistic} of the runs at each {spec.x}"
+    elif spec.fence == "chart" and spec.kind == "stacked":
+        statistic = f"{spec.statistic} of each phase"
     return Caption(title=spec.title, note=note, n=n, statistic=statistic,
                    date=(result.started or "")[:10] or "unknown date", host=host_line(result),
                    accelerator=accelerator_line(result, subjects), result_id=result.id,
