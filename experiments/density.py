@@ -26,7 +26,10 @@ or half of the host's available memory). Per step, with the step's ``run`` index
 ``instances`` = k (the x of a line chart): ``total_pss_mib``, ``total_rss_mib``,
 ``total_cgroup_mib`` (containers), ``marginal_pss_mib`` and ``all_answer_ms``, as
 ``chronicle.lab.density`` defines them. Each subject's facts carry the budget, the
-largest k measured and why the sweep stopped.
+largest k measured and why the sweep stopped: the budget, or a step in which an
+instance died before answering (e.g. a container whose systemd found no inotify
+instance left: all unprivileged containers share the host's
+``fs.inotify.max_user_instances``, recorded in the provenance).
 
 Steps alternate between the subjects (k = 1 of each, then k = 2 of each, …), and every
 instance of a step is removed before the next starts. The VM side is TCG here: k
@@ -40,7 +43,15 @@ import os
 from pathlib import Path
 
 from chronicle import lab
-from chronicle.lab.density import MIB, available_memory, marginal, next_count, run_step
+from chronicle.lab.density import (
+    MIB,
+    available_memory,
+    inotify_instances,
+    marginal,
+    next_count,
+    run_step,
+)
+from chronicle.lab.subjects.base import SubjectError
 from chronicle.lab.subjects.guests import guest_subjects
 from chronicle.paths import lab_dir
 
@@ -61,6 +72,7 @@ if plan.quick:
 timeout = float(plan.params.get("boot_timeout_s", 900))
 settle = 0.5 if plan.quick else float(plan.params.get("settle_s", 3))
 
+lab.report(inotify_max_user_instances=inotify_instances())
 with lab.cleanup():
     for sweep in range(plan.repeat):
         steps: dict[str, list] = {name: [] for name in factories}
@@ -69,7 +81,14 @@ with lab.cleanup():
         rounds = 0
         while going:
             for _, name, _ in lab.schedule(sorted(going), 1, 0, plan.seed + rounds):
-                step = run_step(factories[name], going[name], timeout, settle)
+                try:
+                    step = run_step(factories[name], going[name], timeout, settle)
+                except SubjectError as exc:
+                    if not steps[name]:
+                        raise  # not even one instance: nothing measured, a failed run
+                    stopped[name] = f"{going[name]} instances failed: {exc.message}"
+                    del going[name]
+                    continue
                 steps[name].append(step)
                 run = sweep * max_instances + len(steps[name]) - 1
                 for metric, (value, unit) in step.metrics(marginal(steps[name])).items():

@@ -15,6 +15,10 @@ on 127.0.0.1, lets them settle, and sums what the host pays for them:
   ``(total(k) − total(k_prev)) / (k − k_prev)`` (for k = 1, the total);
 - ``all_answer_ms``: from the first start request to the last instance's first 200.
 
+A step in which an instance dies before its app answers (a qemu that exits, a container
+whose systemd cannot start) fails at once, naming what the instance's console said; the
+experiment then ends that subject's sweep there, with the reason in its facts.
+
 The next step doubles k, unless its predicted total — this total plus the new instances
 at this step's marginal cost — would exceed the budget, or ``max_instances``, or half of
 what the host has available now (the machine is shared: the sweep must never push it
@@ -31,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chronicle.lab.subjects.base import MIB, Subject
+from chronicle.lab.guestboot import url_answers
+from chronicle.lab.subjects.base import MIB, BootTimeout, Subject, SubjectError
 
 
 @dataclass(frozen=True)
@@ -92,16 +97,26 @@ def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int:
     raise RuntimeError(f"no MemAvailable in {meminfo}")
 
 
+def inotify_instances() -> int | None:
+    """The host's ``fs.inotify.max_user_instances``: each container's systemd needs some,
+    and every unprivileged container maps to the same host user, so the limit is shared."""
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def run_step(make: Callable[[], Subject], k: int, timeout: float, settle: float) -> Step:
-    """Start ``k`` instances, wait for every app, measure them together, remove them."""
+    """Start ``k`` instances, wait for every app, measure them together, remove them.
+
+    The apps are polled together, not one after another, so the time the last one
+    answered is when it answered; an instance that dies meanwhile ends the step at once
+    with what its console said, instead of after the whole timeout.
+    """
     with contextlib.ExitStack() as stack:
         started = time.monotonic()
         subjects = [stack.enter_context(make()) for _ in range(k)]
-        answered = []
-        for subject in subjects:
-            timings = subject.wait_booted(timeout)
-            assert timings.http_ms is not None, f"{subject.name} reports no app answer"
-            answered.append(subject.t0 + timings.http_ms / 1000.0)
+        answered = _wait_all(subjects, started + timeout)
         time.sleep(settle)
         prints = [subject.measure() for subject in subjects]
         facts = subjects[0].facts()
@@ -114,3 +129,47 @@ def run_step(make: Callable[[], Subject], k: int, timeout: float, settle: float)
         cgroup=None if None in cgroups else sum(c for c in cgroups if c is not None),
         facts=facts,
     )
+
+
+def _wait_all(subjects: Sequence[Any], deadline: float) -> list[float]:
+    """When each subject's app first answered 200 on 127.0.0.1."""
+    answered: dict[int, float] = {}
+    checked = 0.0
+    while len(answered) < len(subjects):
+        for index, subject in enumerate(subjects):
+            if index not in answered and url_answers(subject.http_port, subject.definition.app.url,
+                                                     timeout=0.2):
+                answered[index] = time.monotonic()
+        now = time.monotonic()
+        if len(answered) < len(subjects) and now - checked > 2.0:
+            checked = now
+            dead = [(i, why) for i, s in enumerate(subjects)
+                    if i not in answered and (why := _gone(s))]
+            if dead:
+                raise SubjectError(f"{len(dead)} of {len(subjects)} instances ended before "
+                                   f"their app answered; the first: {dead[0][1]}")
+        if now >= deadline:
+            raise BootTimeout(f"{len(subjects) - len(answered)} of {len(subjects)} instances "
+                              "never answered 200 within the boot timeout")
+        time.sleep(0.05)
+    return [answered[i] for i in range(len(subjects))]
+
+
+def _gone(subject: Any) -> str:
+    """Why the subject is no longer running ('' while it is): a qemu that exited, or a
+    container that stopped, with the last lines of its console."""
+    proc = getattr(subject, "proc", None)
+    if proc is not None:
+        if proc.poll() is None:
+            return ""
+        subject.watch.pump(0.1)
+        return f"qemu exited with code {proc.returncode}: {subject.watch.tail('serial', 3)}"
+    instance = subject.instance
+    if instance.state().status == "Running":
+        return ""
+    try:  # the container's console log, where a failing systemd says why
+        log = instance.client.api.instances[instance.name].console.get().text
+    except Exception:  # pylxd's API errors, or the instance going away meanwhile
+        log = ""
+    tail = " | ".join(line.strip() for line in log.strip().splitlines()[-3:])
+    return f"{instance.name} stopped" + (f": {tail}" if tail else "")
