@@ -9,13 +9,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import replace
 
 import pytest
 
+from chronicle.lab.density import run_step
 from chronicle.lab.probes import descendants, process_exe
 from chronicle.lab.results import ResultStore
-from chronicle.lab.subjects.base import made_by
+from chronicle.lab.subjects.base import SubjectError, made_by
+from chronicle.lab.subjects.guests import GuestContainer
 from tests.support import (
     alive,
     app_site,
@@ -37,6 +41,33 @@ def client():
     found = incus_client()
     built_guest(ROOT, GUEST, found)
     return found
+
+
+def test_a_density_step_whose_instance_dies_ends_at_once_saying_so(client):
+    definition, build = built_guest(ROOT, GUEST, client)
+    # a URL nginx answers 404: the app never counts as up, so only the stop ends the wait
+    never = replace(definition, app=replace(definition.app, url="/never-there"))
+    experiment = f"density-test-dies-{secrets.token_hex(3)}"
+
+    def stop_it() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for instance in client.instances.all():
+                if made_by(instance.name, experiment) and instance.status == "Running":
+                    instance.stop(force=True, wait=True)
+                    return
+            time.sleep(0.2)
+
+    stopper = threading.Thread(target=stop_it, daemon=True)
+    stopper.start()
+    started = time.monotonic()
+    with pytest.raises(SubjectError, match=r"1 of 1 instances ended before their app "
+                                           r"answered; the first: chronicle-density-test"):
+        run_step(lambda: GuestContainer(client, never, build, experiment=experiment), 1,
+                 timeout=300, settle=0)
+    stopper.join()
+    assert time.monotonic() - started < 90  # not the 300 s timeout
+    assert _ours(client, experiment) == []
 
 
 def _ours(client, experiment: str) -> list[str]:

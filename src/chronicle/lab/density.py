@@ -167,6 +167,9 @@ def _gone(subject: Any) -> str:
     instance = subject.instance
     if instance.state().status == "Running":
         return ""
+    # pylxd's sync() keeps a handle's old "Running" once the container stopped by itself,
+    # and clean-up, trusting it, would ask for a stop the daemon refuses: a fresh handle.
+    subject.instance = instance = instance.client.instances.get(instance.name)
     try:  # the container's console log, where a failing systemd says why
         log = instance.client.api.instances[instance.name].console.get().text
     except Exception:  # pylxd's API errors, or the instance going away meanwhile
