@@ -340,9 +340,9 @@ def _stacked_panels(spec: Any, result: Result, figure: Figure
         for m in spec.metrics]
     descriptions = []
     for subject in shown:
-        parts = [f"{m} {number(figure.summary(result, subject, m).median)} {result.unit(m)}"
-                 for m in spec.metrics if result.values(subject, m)]
-        descriptions.append(f"{subject}: " + ", ".join(parts) + " (medians).")
+        parts = [f"{m} {number(getattr(figure.summary(result, subject, m), spec.statistic))} "
+                 f"{result.unit(m)}" for m in spec.metrics if result.values(subject, m)]
+        descriptions.append(f"{subject}: " + ", ".join(parts) + f" ({spec.statistic}s).")
     return panels, descriptions, unmeasured
 
 
