@@ -29,6 +29,7 @@ starts, and on any error, timeout or signal (each subject cleans up on exit).
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from typing import Any
 
 from chronicle.lab.guestboot import url_answers
 from chronicle.lab.subjects.base import MIB, BootTimeout, Subject, SubjectError
+
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -174,5 +177,6 @@ def _gone(subject: Any) -> str:
         log = instance.client.api.instances[instance.name].console.get().text
     except Exception:  # pylxd's API errors, or the instance going away meanwhile
         log = ""
-    tail = " | ".join(line.strip() for line in log.strip().splitlines()[-3:])
+    log = _TERMINAL_CODES.sub("", log)  # systemd colours its console: keep the words
+    tail = " | ".join(line.strip() for line in log.strip().splitlines()[-3:] if line.strip())
     return f"{instance.name} stopped" + (f": {tail}" if tail else "")
