@@ -336,7 +336,7 @@ def _draw_line(ax, panel: Panel, chart: Chart) -> None:
     ax.set_ylim(bottom=0)
     ax.grid(axis="y")
     # above the axes: lines may run anywhere inside them
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(3, len(panel.series)),
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(2, len(panel.series)),
               fontsize=9)
 
 
@@ -371,7 +371,7 @@ def _draw_stacked(ax, chart: Chart) -> None:
                                                          else ""))
     ax.grid(axis="x")
     ax.set_axisbelow(True)
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(4, len(chart.panels)),
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(2, len(chart.panels)),
               fontsize=9)
 
 
