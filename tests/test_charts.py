@@ -34,11 +34,25 @@ def chart(kind: str = "box", shift: float = 0.0, title: str = "Boot to init") ->
         return Chart(kind=kind, title=title, description="qemu-microvm over three runs.",
                      panels=(), trends=(Trend("boot_ms", "ms", runs, lines,
                                               ((2, "key: inputs"),)),))
+    # xs: the instances of a density sweep, 1, 1, 2, 2, 4, …: read by kind line only
+    xs = tuple(float(2 ** (i // 2)) for i in range(10))
     return Chart(kind=kind, title=title, description="qemu-microvm median 2,555 ms.", panels=(
         Panel("boot_ms", "ms", (
-            Series("qemu-microvm", tuple(2500.0 + 10 * i + shift for i in range(10))),
-            Series("incus-container", tuple(500.0 + 2 * i for i in range(10))),
+            Series("qemu-microvm", tuple(2500.0 + 10 * i + shift for i in range(10)), xs=xs),
+            Series("incus-container", tuple(500.0 + 2 * i for i in range(10)), xs=xs),
         )),
+    ), x="instances" if kind == "line" else "", x_unit="count" if kind == "line" else "")
+
+
+def phases() -> Chart:
+    """A boot in phases: the container has no kernel of its own, so no first phase."""
+    return Chart(kind="stacked", title="Boot to app", description="phases", panels=(
+        Panel("kernel_to_init_ms", "ms", (Series("qemu-microvm", (5300.0, 5400.0)),
+                                          Series("incus-container", ()))),
+        Panel("init_to_app_ms", "ms", (Series("qemu-microvm", (11000.0, 11200.0)),
+                                       Series("incus-container", (260.0, 270.0)))),
+        Panel("outside_ms", "ms", (Series("qemu-microvm", (750.0, 760.0)),
+                                   Series("incus-container", (650.0, 700.0)))),
     ))
 
 
@@ -54,6 +68,29 @@ def test_the_same_chart_gives_the_same_bytes_in_a_fresh_process():
     other = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                            check=True).stdout
     assert other == draw_svg(chart("strip"))
+
+
+def test_the_same_stacked_chart_gives_the_same_bytes():
+    assert draw_svg(phases()) == draw_svg(phases())
+
+
+def test_a_stacked_chart_has_one_bar_per_subject_and_names_every_phase():
+    svg = draw_svg(phases()).decode()
+    for name in ("qemu-microvm", "incus-container", "kernel_to_init_ms", "init_to_app_ms",
+                 "outside_ms", "median of each phase (ms)"):
+        assert name in svg, name
+    # a phase the subject lacks is no segment, not a segment of length zero
+    whole = phases().panels[0].series[:1] + (Series("incus-container", (100.0,)),)
+    more = Chart(kind="stacked", title="t", description="d",
+                 panels=(Panel("kernel_to_init_ms", "ms", whole), *phases().panels[1:]))
+    patches = re.compile(r'<g id="[^"]*patch_\d+"')
+    assert len(patches.findall(draw_svg(more).decode())) == len(patches.findall(svg)) + 1
+
+
+def test_a_line_chart_puts_the_x_metric_along_its_x_axis():
+    svg = draw_svg(chart("line")).decode()
+    assert "instances (count)" in svg and "boot_ms (ms)" in svg
+    assert draw_svg(chart("line")) != draw_svg(chart("line", shift=5.0))
 
 
 def test_svg_has_no_date_creator_or_xml_prolog():

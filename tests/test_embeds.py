@@ -14,6 +14,7 @@ from chronicle.errors import BuildError, BuildErrors
 from chronicle.figure_parts import shown_ratio
 from chronicle.figures import Lab, Resolution, resolve_figures
 from chronicle.hooks import standard_hooks
+from chronicle.lab.results import Sample
 from chronicle.lab.stats import Ratio
 from chronicle.markdown import render_markdown
 from tests.support import (
@@ -123,6 +124,16 @@ def test_key_lines_point_into_the_file():
       "chronicle lab run --force boot-to-init"]),
     ("```compare boot-to-init\nleft: qemu-microvm\nright: incus-container\nkind: history\n```\n",
      8, ["kind: history is for ```chart"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nkind: line\n```\n", 7,
+     ["kind: line needs 'x: METRIC'"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nx: pss_mib\n```\n", 7,
+     ["'x' is for kind: line only, not kind: box"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nkind: line\nx: instances\n```\n", 8,
+     ["unknown metric 'instances'", "boot_ms, pss_mib"]),
+    ("```chart boot-to-init\nmetric: boot_ms\nkind: line\nx: [pss_mib]\n```\n", 8,
+     ["'x' must be a metric name"]),
+    ("```compare boot-to-init\nleft: qemu-microvm\nright: incus-container\nkind: stacked\n"
+     "```\n", 8, ["kind: stacked is for ```chart"]),
 ])
 def test_a_bad_embed_is_an_error_naming_post_line_and_choices(root, markdown, line, words):
     error = error_of(root, markdown)
@@ -224,6 +235,34 @@ def test_a_side_s_host_without_a_run_is_an_error_at_the_side_s_line(root):
 def test_subjects_keep_the_order_the_post_gives(root):
     html = post(root, "```table boot-to-init\nsubjects: [qemu-microvm, incus-container]\n```\n")
     assert html.index(">qemu-microvm<") < html.index(">incus-container<")
+
+
+def test_a_stacked_chart_gives_a_bar_to_a_subject_that_lacks_one_phase(tmp_path):
+    write_script(tmp_path)
+    result = make_result(key_parts=fresh_key_parts(tmp_path))
+    # the VM alone has a kernel of its own to boot: a phase the container cannot have
+    kernel = tuple(Sample("qemu-microvm", "kernel_ms", 900.0 + run, "ms", run)
+                   for run in range(1, 11))
+    store_result(tmp_path, replace(result, samples=result.samples + kernel))
+    html = post(tmp_path, "```chart boot-to-init\nkind: stacked\n"
+                          "metrics: [kernel_ms, boot_ms]\n```\n")
+    assert "embed-unmeasured" not in html  # the container is drawn, with one segment
+    assert "qemu-microvm: kernel_ms 906 ms, boot_ms 2,555 ms (medians)." in html
+    assert "incus-container: boot_ms 511 ms (medians)." in html
+    assert 'class="not-applicable"' in html  # its kernel_ms row in the data table: a dash
+    assert "median of each phase" in html
+
+
+def test_a_line_chart_tables_every_pair_it_draws(root):
+    html = post(root, "```chart boot-to-init\nkind: line\nx: pss_mib\nmetric: boot_ms\n```\n")
+    assert "<th scope=\"col\">pss_mib</th>" in html
+    # run 3 of the VM: pss_mib 203, boot_ms 2,530 — paired by run, in x order
+    assert ("<tr><th scope=\"row\">qemu-microvm</th><td>boot_ms</td><td>203</td>"
+            "<td>2,530</td><td>ms</td></tr>") in html
+    assert html.count("<tr><th scope=\"row\">") == 20  # two subjects, ten runs each
+    assert "median of the runs at each pss_mib" in html
+    assert "boot_ms in ms against pss_mib: incus-container (pss_mib: boot_ms) 2.51: 502," \
+        in html
 
 
 def test_table_shows_median_interval_n_and_unit_for_every_metric(root):

@@ -117,6 +117,7 @@ class Series:
     subject: str
     values: tuple[float, ...]
     colour: str = ""  # the site's colour for the subject; empty: subject_colour()
+    xs: tuple[float, ...] = ()  # a line chart's x for each value (the same run's)
 
     @property
     def color(self) -> str:
@@ -163,6 +164,8 @@ class Chart:
     statistic: str = "median"
     compact: bool = False  # small figure inside a comparison column
     trends: tuple[Trend, ...] = ()  # what a history draws instead of panels
+    x: str = ""  # a line chart's x axis: the metric it reads and its unit
+    x_unit: str = ""
 
     def key(self) -> str:
         """Content hash: the data, the spec, and the code and library that draw it."""
@@ -234,16 +237,22 @@ def _figure(chart: Chart) -> Figure:
     subjects = max(len(p.series) for p in chart.panels) if chart.panels else 1
     if chart.compact:
         width, per_panel = 3.2, 0.8
-    elif chart.kind == "cdf":
+    elif chart.kind in ("cdf", "line"):
         width, per_panel = 7.0, 2.8
     else:
         width, per_panel = 7.0, 0.9 + 0.42 * subjects
     from matplotlib.figure import Figure
 
+    if chart.kind == "stacked":  # every panel is a segment of the same bars
+        figure = Figure(figsize=(width, per_panel + 0.5), layout="constrained")
+        _draw_stacked(figure.subplots(), chart)
+        return figure
     figure = Figure(figsize=(width, per_panel * len(chart.panels) + 0.1), layout="constrained")
     axes = figure.subplots(len(chart.panels), 1, squeeze=False)[:, 0]
     for ax, panel in zip(axes, chart.panels, strict=True):
         _DRAWERS[chart.kind](ax, panel, chart)
+        if chart.kind == "line":
+            continue  # its axes are x against the metric, labelled by the drawer
         ax.set_xlabel(_axis_label(panel))
         if panel.limits is not None:
             ax.set_xlim(*panel.limits)
@@ -328,7 +337,6 @@ def _draw_cdf(ax, panel: Panel, chart: Chart) -> None:
     ax.legend(loc="lower right", fontsize=9)
 
 
-_DRAWERS = {"box": _draw_box, "strip": _draw_strip, "bar": _draw_bar, "cdf": _draw_cdf}
 # a history tells subjects apart by colour, and a subject's hosts and accelerators by
 # dash and marker
 _LINE_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
@@ -365,6 +373,72 @@ def _draw_history(ax, trend: Trend) -> None:
     ax.grid(axis="y")
     ax.set_axisbelow(True)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+
+
+def _statistic(values: np.ndarray, statistic: str) -> float:
+    if statistic == "p95":
+        return float(np.percentile(values, 95))
+    return float({"median": np.median, "mean": np.mean, "min": np.min}[statistic](values))
+
+
+def _draw_line(ax, panel: Panel, chart: Chart) -> None:
+    """Each subject's statistic per distinct x, joined, over every sample as a dot."""
+    for series in panel.series:
+        xs = np.asarray(series.xs, dtype=float)
+        ys = np.asarray(series.values, dtype=float)
+        if ys.size == 0:
+            continue
+        ax.scatter(xs, ys, s=14, color=series.color, alpha=0.55, linewidths=0)
+        levels = np.unique(xs)
+        ax.plot(levels, [_statistic(ys[xs == x], chart.statistic) for x in levels],
+                marker="o", markersize=4, color=series.color, linewidth=1.8,
+                label=series.subject)
+    ax.set_xlabel(f"{chart.x} ({chart.x_unit})" if chart.x_unit else chart.x)
+    ax.set_ylabel(_axis_label(panel))
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y")
+    # above the axes: lines may run anywhere inside them
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(2, len(panel.series)),
+              fontsize=9)
+
+
+# Phases are told apart by colour within one bar; these slots are the palette's end, the
+# ones known subjects do not take, so a phase is not read as a subject.
+_SEGMENT_COLOURS = PALETTE[len(KNOWN_SUBJECTS):] + PALETTE[:len(KNOWN_SUBJECTS)]
+
+
+def _draw_stacked(ax, chart: Chart) -> None:
+    """One bar per subject, one segment per panel (a phase): the statistic of each."""
+    subjects = list(dict.fromkeys(s.subject for p in chart.panels for s in p.series))
+    positions = dict(zip(subjects, range(len(subjects), 0, -1), strict=True))
+    ends = dict.fromkeys(subjects, 0.0)
+    for index, panel in enumerate(chart.panels):
+        colour = _SEGMENT_COLOURS[index % len(_SEGMENT_COLOURS)]
+        label: str | None = panel.metric  # once per phase, on its first drawn segment
+        for series in panel.series:
+            if not series.values:
+                continue
+            value = _statistic(np.asarray(series.values, dtype=float), chart.statistic)
+            ax.barh(positions[series.subject], value, left=ends[series.subject], height=0.55,
+                    color=colour, edgecolor=_INK, linewidth=0.4,
+                    label=label)
+            label = None
+            ends[series.subject] += value
+    ax.set_yticks(list(positions.values()), subjects)
+    ax.set_ylim(0.4, len(subjects) + 0.6)
+    ax.tick_params(axis="y", length=0)
+    ax.set_xlim(left=0)
+    units = sorted({p.unit for p in chart.panels})
+    ax.set_xlabel(f"{chart.statistic} of each phase" + (f" ({units[0]})" if len(units) == 1
+                                                         else ""))
+    ax.grid(axis="x")
+    ax.set_axisbelow(True)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(2, len(chart.panels)),
+              fontsize=9)
+
+
+_DRAWERS = {"box": _draw_box, "strip": _draw_strip, "bar": _draw_bar, "cdf": _draw_cdf,
+            "line": _draw_line}
 
 
 _ID = re.compile(r'\bid="([^"]+)"')

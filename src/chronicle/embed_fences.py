@@ -1,5 +1,11 @@
 """A markdown-it-py plugin: ``chart``, ``table`` and ``compare`` fences become figures.
 
+Kinds of chart: ``box``, ``strip``, ``bar`` and ``cdf`` draw each metric's values per
+subject; ``stacked`` draws one bar per subject whose segments are the metrics (phases
+that add up, e.g. ``metrics: [kernel_to_init_ms, init_to_app_ms, outside_ms]``);
+``line`` draws each metric against the metric named by ``x``, samples paired by run
+(e.g. ``x: instances`` for a density sweep).
+
 Syntax added: a fenced block whose info string starts with one of :data:`FENCE_KINDS`
 is an *embed*, not code. The second word names an experiment; the body is a small YAML
 mapping saying what to show (``DESIGN.md``, "Embedding in posts")::
@@ -45,7 +51,7 @@ import yaml
 from chronicle.errors import BuildError
 
 FENCE_KINDS = ("chart", "table", "compare")
-CHART_KINDS = ("box", "strip", "bar", "cdf", "history")
+CHART_KINDS = ("box", "strip", "bar", "cdf", "stacked", "line", "history")
 STATISTICS = ("median", "mean", "min", "p95")
 MIXES = ("hosts", "accelerators")  # what a fence's ``mix:`` may allow one figure to hold
 SIDE_KEYS = ("subject", "host")
@@ -63,10 +69,11 @@ _KEY_TYPES = {
     "host": "a lab host name",
     "result": "a run id, as `chronicle lab history` lists them",
     "as_of": "a date, YYYY-MM-DD",
+    "x": "a metric name (the x axis of kind: line)",
 }
 _KEYS = {
     "chart": ("metric", "metrics", "subjects", "kind", "title", "statistic", "host", "result",
-              "as_of", "mix"),
+              "as_of", "mix", "x"),
     "table": ("metric", "metrics", "subjects", "title", "host", "result", "as_of", "mix"),
     "compare": ("left", "right", "metric", "metrics", "kind", "title", "host", "result",
                 "as_of", "mix"),
@@ -99,6 +106,7 @@ class EmbedSpec:
     # (``as_of``, YYYY-MM-DD) instead of the newest; a history then ends at that run
     result: str = ""
     as_of: str = ""
+    x: str = ""  # kind line: the metric along the x axis, paired with each value by run
     # where each key was written, for messages only
     key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False,
                                       metadata={"digest": False})
@@ -265,12 +273,19 @@ def parse_fence(fence: str, experiment: str, body: str, line: int, path: Path) -
         statistic=choice("statistic", STATISTICS, "median"),
         left=sides["left"][0], right=sides["right"][0], left_host=sides["left"][1],
         right_host=sides["right"][1], host=text("host"), result=text("result"), as_of=as_of,
-        mix=tuple(m for m in MIXES if m in mix), key_lines=key_lines,
+        mix=tuple(m for m in MIXES if m in mix), x=text("x"), key_lines=key_lines,
     )
-    if spec.kind == "history" and fence != "chart":
-        raise BuildError("kind: history is for ```chart: a comparison shows one run",
-                         path, where("kind"))
-
+    if fence == "compare" and spec.kind in ("stacked", "line", "history"):
+        what = "a comparison shows one run" if spec.kind == "history" else \
+            "a comparison draws each side on its own"
+        raise BuildError(f"kind: {spec.kind} is for ```chart: {what}", path, where("kind"))
+    if spec.kind == "line" and not spec.x:
+        raise BuildError("kind: line needs 'x: METRIC', the metric along its x axis (e.g. "
+                         "x: instances)", path, where("kind"))
+    if spec.x and spec.kind != "line":
+        raise BuildError(f"'x' is for kind: line only, not kind: {spec.kind}", path, where("x"))
+    if spec.x and spec.x in spec.metrics:
+        raise BuildError(f"'x' is {spec.x!r}, which is also a metric to draw", path, where("x"))
     if fence == "compare":
         for side in ("left", "right"):
             if not getattr(spec, side):

@@ -222,6 +222,10 @@ def caption(spec: Any, result: Result, figure: Figure, subjects: Sequence[str],
     n = (str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}") if counts else "0"
     statistic = spec.statistic + (" with 95% bootstrap interval"
                                   if spec.statistic == "median" else "")
+    if spec.x:  # a line's points are not one summary but one per x
+        statistic = f"{spec.statistic} of the runs at each {spec.x}"
+    elif spec.fence == "chart" and spec.kind == "stacked":
+        statistic = f"{spec.statistic} of each phase"
     return Caption(title=spec.title, note=note, n=n, statistic=statistic,
                    date=(result.started or "")[:10] or "unknown date",
                    host=host_line(result, named=bool(spec.mix)),
@@ -319,9 +323,27 @@ def figure_context(figure: Figure, charts: ChartCache) -> tuple[str, dict[str, A
 
 
 def _chart(spec: Any, result: Result, figure: Figure, charts: ChartCache) -> dict[str, Any]:
-    panels = []
-    descriptions = []
-    unmeasured: dict[str, str] = {}
+    if spec.kind == "stacked":
+        panels, descriptions, unmeasured = _stacked_panels(spec, result, figure)
+    else:
+        panels, descriptions, unmeasured = _panels(spec, result, figure)
+    title = spec.title or f"{result.experiment}: {', '.join(spec.metrics)} ({spec.kind})"
+    x_unit = result.unit(spec.x) if spec.x else ""
+    svg = Markup(charts.svg(Chart(kind=spec.kind, title=title,
+                                  description=" ".join(descriptions), panels=tuple(panels),
+                                  statistic=spec.statistic, x=spec.x, x_unit=x_unit))
+                 ) if panels else None
+    return {"badges": badges(result, spec.subjects, figure), "svg": svg,
+            "unmeasured": [(s, figure.colour(s), r) for s, r in unmeasured.items()],
+            "rows": data_rows(result, figure, spec.metrics, spec.subjects),
+            "points": points(result, spec.x, spec.metrics, spec.subjects) if spec.x else [],
+            "caption": caption(spec, result, figure, spec.subjects)}
+
+
+def _panels(spec: Any, result: Result, figure: Figure
+            ) -> tuple[list[Panel], list[str], dict[str, str]]:
+    """A panel per metric, of the subjects measured on it; why the others are not."""
+    panels, descriptions, unmeasured = [], [], {}
     for metric in spec.metrics:
         shown = _measured(result, spec.subjects, metric)
         for subject in spec.subjects:
@@ -329,16 +351,77 @@ def _chart(spec: Any, result: Result, figure: Figure, charts: ChartCache) -> dic
                 unmeasured[subject] = unmeasured_reason(result, subject, metric) or ""
         if not shown:
             continue
-        panels.append(panel(result, figure, metric, shown))
-        descriptions.append(describe(result, figure, metric, shown))
-    title = spec.title or f"{result.experiment}: {', '.join(spec.metrics)} ({spec.kind})"
-    svg = Markup(charts.svg(Chart(kind=spec.kind, title=title,
-                                  description=" ".join(descriptions), panels=tuple(panels),
-                                  statistic=spec.statistic))) if panels else None
-    return {"badges": badges(result, spec.subjects, figure), "svg": svg,
-            "unmeasured": [(s, figure.colour(s), r) for s, r in unmeasured.items()],
-            "rows": data_rows(result, figure, spec.metrics, spec.subjects),
-            "caption": caption(spec, result, figure, spec.subjects)}
+        if spec.x:
+            pairs = {s: _paired(result, s, spec.x, metric) for s in shown}
+            panels.append(Panel(metric, result.unit(metric), tuple(
+                Series(s, pairs[s][1], figure.colour(s), xs=pairs[s][0]) for s in shown)))
+            descriptions.append(describe_line(result, spec.x, metric, shown))
+        else:
+            panels.append(panel(result, figure, metric, shown))
+            descriptions.append(describe(result, figure, metric, shown))
+    return panels, descriptions, unmeasured
+
+
+def _stacked_panels(spec: Any, result: Result, figure: Figure
+                    ) -> tuple[list[Panel], list[str], dict[str, str]]:
+    """A segment per metric: a subject lacking one phase (a container has no kernel of its
+    own) still has a bar; only a subject with none of them is not measured."""
+    shown = [s for s in spec.subjects
+             if any(unmeasured_reason(result, s, m) is None for m in spec.metrics)]
+    unmeasured = {s: unmeasured_reason(result, s) or NO_SAMPLES
+                  for s in spec.subjects if s not in shown}
+    panels = [Panel(m, result.unit(m), tuple(
+        Series(s, tuple(result.values(s, m)), figure.colour(s)) for s in shown))
+        for m in spec.metrics]
+    descriptions = []
+    for subject in shown:
+        parts = [f"{m} {number(getattr(figure.summary(result, subject, m), spec.statistic))} "
+                 f"{result.unit(m)}" for m in spec.metrics if result.values(subject, m)]
+        descriptions.append(f"{subject}: " + ", ".join(parts) + f" ({spec.statistic}s).")
+    return panels, descriptions, unmeasured
+
+
+def _paired(result: Result, subject: str, x: str, metric: str
+            ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(xs, values)``: each value of ``metric`` with the value of ``x`` from its run."""
+    at = {s.run: s.value for s in result.measured if s.subject == subject and s.metric == x}
+    pairs = [(at[s.run], s.value) for s in result.measured
+             if s.subject == subject and s.metric == metric and s.run in at]
+    return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of a line chart: its x and the metric's value there."""
+
+    subject: str
+    metric: str
+    x_name: str
+    x: str
+    value: str
+    unit: str
+
+
+def points(result: Result, x: str, metrics: Sequence[str],
+           subjects: Sequence[str]) -> list[Point]:
+    """A line chart's data table: every pair it draws, by subject, metric and x."""
+    rows = []
+    for subject in subjects:
+        for metric in metrics:
+            xs, values = _paired(result, subject, x, metric)
+            rows += [Point(subject, metric, x, number(a), number(b), result.unit(metric))
+                     for a, b in sorted(zip(xs, values, strict=True))]
+    return rows
+
+
+def describe_line(result: Result, x: str, metric: str, subjects: Sequence[str]) -> str:
+    parts = []
+    for subject in subjects:
+        xs, values = _paired(result, subject, x, metric)
+        pairs = ", ".join(f"{number(a)}: {number(b)}" for a, b in sorted(zip(xs, values,
+                                                                             strict=True)))
+        parts.append(f"{subject} ({x}: {metric}) {pairs}")  # every point, for screen readers
+    return f"{metric} in {result.unit(metric)} against {x}: " + "; ".join(parts) + "."
 
 
 @dataclass(frozen=True)

@@ -658,6 +658,8 @@ def resolve(spec: EmbedSpec, result: Result, path: Path,
 
     for metric in spec.metrics:
         check(metric, metrics, "metric", "metrics" if "metrics" in spec.key_lines else "metric")
+    if spec.x:
+        check(spec.x, metrics, "metric", "x")
     for subject in spec.subjects:
         check(subject, subjects, "subject", "subjects")
     for side in ("left", "right"):

@@ -1,0 +1,151 @@
+"""footprint-app and density, quick, as a user runs them: real Incus, real qemu, the
+small guest; each stops where it should and leaves no instance and no qemu behind."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from chronicle.lab.density import run_step
+from chronicle.lab.probes import descendants, process_exe
+from chronicle.lab.results import ResultStore
+from chronicle.lab.subjects.base import SubjectError, made_by
+from chronicle.lab.subjects.guests import GuestContainer
+from tests.support import (
+    alive,
+    app_site,
+    built_guest,
+    incus_client,
+    require,
+    run_seeing_qemu,
+)
+
+from .conftest import SRC
+
+ROOT = SRC.parent
+GUEST = "static-nginx"
+
+
+@pytest.fixture(scope="module")
+def client():
+    require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
+    found = incus_client()
+    built_guest(ROOT, GUEST, found)
+    return found
+
+
+def test_a_density_step_whose_instance_dies_ends_at_once_saying_so(client):
+    definition, build = built_guest(ROOT, GUEST, client)
+    # a URL nginx answers 404: the app never counts as up, so only the stop ends the wait
+    never = replace(definition, app=replace(definition.app, url="/never-there"))
+    experiment = f"density-test-dies-{secrets.token_hex(3)}"
+
+    def stop_it() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for instance in client.instances.all():
+                if made_by(instance.name, experiment) and instance.status == "Running":
+                    instance.stop(force=True, wait=True)
+                    return
+            time.sleep(0.2)
+
+    stopper = threading.Thread(target=stop_it, daemon=True)
+    stopper.start()
+    started = time.monotonic()
+    with pytest.raises(SubjectError, match=r"1 of 1 instances ended before their app "
+                                           r"answered; the first: chronicle-density-test"):
+        run_step(lambda: GuestContainer(client, never, build, experiment=experiment), 1,
+                 timeout=300, settle=0)
+    stopper.join()
+    assert time.monotonic() - started < 90  # not the 300 s timeout
+    assert _ours(client, experiment) == []
+
+
+def _ours(client, experiment: str) -> list[str]:
+    return [i.name for i in client.instances.all() if made_by(i.name, experiment)]
+
+
+def _values(result, subject: str, metric: str) -> list[float]:
+    return [s.value for s in sorted(result.measured, key=lambda s: s.run)
+            if s.subject == subject and s.metric == metric]
+
+
+def test_footprint_app_measures_each_way_idle_and_after_its_burst(client, tmp_path):
+    site, name, env = app_site(tmp_path, ROOT, "footprint-app", {
+        'guests = ["static-nginx", "rails-sqlite"]': f'guests = ["{GUEST}"]'})
+    done, qemus = run_seeing_qemu([sys.executable, "-m", "chronicle", "lab", "run", name,
+                                   "--quick", "--repeat", "1", "--root", str(site)], env, 400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = ResultStore(site / "experiments" / "results").latest(name)
+    for way in ("qemu-microvm", "incus-container"):
+        subject = f"{way}/{GUEST}"
+        assert _values(result, subject, "pss_mib") and _values(result, subject, "burst_pss_mib")
+        assert _values(result, subject, "burst_ms")[0] > 0
+        assert result.subject_info(subject)["requests"] == 20
+    assert _values(result, f"incus-container/{GUEST}", "burst_cgroup_mib")
+    assert _ours(client, name) == []
+    assert qemus and [p for p in qemus if alive(p)] == []
+
+
+def test_density_stops_at_its_budget_and_removes_every_instance(client, tmp_path):
+    # One static-nginx microVM is about 600 MiB of PSS here: a budget of 1000 MiB holds
+    # one and not two; containers reach quick mode's k = 2 well inside it.
+    site, name, env = app_site(tmp_path, ROOT, "density", {
+        'guest = "rails-sqlite"': f'guest = "{GUEST}"', "budget_mib = 4096": "budget_mib = 1000"})
+    done, qemus = run_seeing_qemu([sys.executable, "-m", "chronicle", "lab", "run", name,
+                                   "--quick", "--root", str(site)], env, 400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = ResultStore(site / "experiments" / "results").latest(name)
+    vm, box = f"qemu-microvm/{GUEST}", f"incus-container/{GUEST}"
+    assert _values(result, vm, "instances") == [1.0]
+    assert "over the budget of 1000 MiB" in result.subject_info(vm)["stopped"]
+    assert _values(result, box, "instances") == [1.0, 2.0]
+    assert "max_instances" in result.subject_info(box)["stopped"]
+    one, two = _values(result, box, "total_pss_mib")
+    assert two > one  # a second container costs something, if less than the first
+    assert result.subject_info(box)["budget_mib"] == 1000
+    assert _ours(client, name) == []
+    assert len(qemus) == 1 and [p for p in qemus if alive(p)] == []  # k = 1 only
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_density_interrupted_mid_step_leaves_nothing_behind(client, tmp_path, sig):
+    experiment = f"density-test-{sig.name.lower()}-{secrets.token_hex(3)}"
+    env = dict(os.environ, PYTHONPATH=str(SRC), CHRONICLE_ROOT=str(ROOT),
+               CHRONICLE_EXPERIMENT=experiment, CHRONICLE_QUICK="1", CHRONICLE_REPEAT="1",
+               CHRONICLE_WARMUP="0", CHRONICLE_SCRATCH=str(tmp_path),
+               CHRONICLE_PARAMS=f'{{"guest": "{GUEST}", "budget_mib": 4096}}')
+    proc = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "density.py")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    seen_qemu: set[int] = set()
+    try:
+        # Steps run one at a time: signal in the second one, once a qemu and an instance
+        # have both existed, whichever of them the seeded order started first.
+        deadline = time.monotonic() + 240
+        seen_instance = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            seen_qemu |= {p for p in descendants(proc.pid) if "qemu-system" in process_exe(p)}
+            seen_instance = seen_instance or bool(_ours(client, experiment))
+            if seen_qemu and seen_instance:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the experiment ended before it could be interrupted"
+        os.kill(proc.pid, sig)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0, stderr.decode(errors="replace")[-2000:]
+    assert _ours(client, experiment) == []
+    assert [p for p in seen_qemu if alive(p)] == []
