@@ -26,7 +26,9 @@ WIDE, NARROW = 1280, 390
 
 
 def showcase_source() -> Path:
-    found = sorted((REPO / "posts").glob("*-microvm-vs-incus.md"))
+    # the slug exactly: the Rails post's name ends the same way
+    found = sorted(p for p in (REPO / "posts").glob("*-microvm-vs-incus.md")
+                   if p.stem[11:] == "microvm-vs-incus")
     assert found, "the showcase post posts/<date>-microvm-vs-incus.md is missing"
     return found[-1]
 
