@@ -211,6 +211,11 @@ def time_all(args: argparse.Namespace, tools: list[str], peers: dict[str, Path |
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # The tools run as an author's installed copy does, from cached bytecode, which the
+    # warm-up build writes. Without it a Chronicle run from a source folder compiles each
+    # module it imports on every build: ~0.1 s more for a blog with figures (numpy's
+    # statistics, the charts) than for a plain one, on a 0.5 s rebuild at N = 1,000.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     tools = [t for t in TOOLS if t in (args.only or TOOLS)]
     peers = ensure_peers(args.work) if {"hugo", "pelican"} & set(tools) else {}
     source, chronicle_from = chronicle_source(args.rev, args.work)
