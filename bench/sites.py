@@ -86,13 +86,15 @@ def _edit_target(posts: list[Path]) -> Path:
 
 
 def chronicle_tool(work: Path, posts: list[corpus.SyntheticPost],
-                   source: Path | None = None, figures: bool = False) -> Tool | str:
+                   source: Path | None = None, figures: bool = False,
+                   seed: int = corpus.DEFAULT_SEED) -> Tool | str:
     """Chronicle as an author runs it: ``chronicle build --root SITE``; a str says why not.
 
     ``source``: a ``src/`` folder to run Chronicle from instead of the installed one (a
     fixed revision, while others edit the working tree). ``figures``: the figure-heavy
     blog (:mod:`bench.figures`), the tool ``chronicle-figures``, whose rows are compared
-    with the plain blog's same case.
+    with the plain blog's same case; ``seed`` makes its figures and experiments, as it made
+    ``posts``.
     """
     exe = Path(sys.executable).parent / "chronicle"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "chronicle"]
@@ -110,8 +112,8 @@ def chronicle_tool(work: Path, posts: list[corpus.SyntheticPost],
     (site / "site").mkdir(parents=True)
     shutil.copyfile(PEERS / "chronicle" / "site.toml", site / "site" / "site.toml")
     if figures:
-        posts = figure_corpus.with_figures(posts)
-        figure_corpus.write_experiments(site)
+        posts = figure_corpus.with_figures(posts, seed)
+        figure_corpus.write_experiments(site, seed)
     paths = corpus.write_posts(site / "posts", posts, "chronicle")
     version = subprocess.run([*command, "--version"], capture_output=True, text=True,
                              env=env).stdout
@@ -125,9 +127,10 @@ def chronicle_tool(work: Path, posts: list[corpus.SyntheticPost],
             Case("cold", lambda run: _wipe(cache, output), "cold"),
             Case("no-change", lambda run: None, "no-change"),
             Case("edit-one", lambda run: corpus.edit_post(target, f"c{run}"), "edit-one"),
-            Case("result-change", lambda run: _replace_result(site, run + 1), "result-change"),
+            Case("result-change", lambda run: _replace_result(site, run + 1, seed),
+                 "result-change"),
         ]
-        tool.after["result-change"] = lambda: check_result_change(tool)
+        tool.after["result-change"] = lambda: check_result_change(tool, seed)
         return tool
     target = _edit_target(paths)
     tool.cases = [
@@ -187,17 +190,18 @@ def write_result(site: Path, serial: int) -> Path:
     return ResultStore(site / "experiments" / "results").write(result)
 
 
-def _replace_result(site: Path, serial: int) -> Path:
+def _replace_result(site: Path, serial: int, seed: int = corpus.DEFAULT_SEED) -> Path:
     """A new stored run of the first synthetic experiment (the others stay as they are)."""
-    return figure_corpus.write_result(site, figure_corpus.make_experiments()[0], serial)
+    return figure_corpus.write_result(site, figure_corpus.make_experiments(seed)[0], serial,
+                                      seed)
 
 
-def check_result_change(tool: Tool) -> str:
+def check_result_change(tool: Tool, seed: int = corpus.DEFAULT_SEED) -> str:
     """After the timed result changes, one more, untimed: how many output files it wrote
     against how many pages show that experiment, and whether the output then equals a
     clean build's. A note for the table."""
-    experiment = figure_corpus.make_experiments()[0].name
-    _replace_result(tool.site, 1000)
+    experiment = figure_corpus.make_experiments(seed)[0].name
+    _replace_result(tool.site, 1000, seed)
     done = subprocess.run(tool.command, cwd=tool.cwd, capture_output=True, text=True,
                           env=tool.env)
     written = re.search(r"(\d+) written", done.stdout)

@@ -189,3 +189,15 @@ def test_figure_corpus_builds_fresh_and_a_replaced_result_is_another_run(tmp_pat
     assert again != stored[0] and again.parent == stored[0].parent
     assert json.loads(again.read_text())["samples"] != json.loads(stored[0].read_text())[
         "samples"]
+
+
+def test_the_figure_blog_of_another_seed_shows_that_seed_s_experiments(tmp_path):
+    from bench import figures, sites
+
+    from chronicle.lab.results import ResultStore
+
+    tool = sites.chronicle_tool(tmp_path, corpus.make_corpus(6, 11), figures=True, seed=11)
+    shapes = {e.name: e.subjects for e in figures.make_experiments(11)}
+    assert shapes != {e.name: e.subjects for e in figures.make_experiments(7)}
+    store = ResultStore(tool.site / "experiments" / "results")
+    assert {name: tuple(store.shown(name).subjects) for name in shapes} == shapes

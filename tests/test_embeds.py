@@ -527,3 +527,37 @@ def test_a_placeholder_for_a_bad_file_is_still_a_warning(tmp_path):
     assert found.warnings[path] == (f"{path}: {bad.relative_to(tmp_path)} is not a valid result "
                                     "(samples/1/value: inf is not a finite number); boot-to-init "
                                     "has no valid run: a placeholder shown",)
+
+
+def _one_table_twice(root: Path) -> tuple[str, str]:
+    """The same table shown by two posts, on lines 5 and 7 of their files, drawn by one
+    renderer: what one build process does for a blog that repeats a figure."""
+    fence = "```table boot-to-init\nmetrics: [boot_ms]\n```\n"
+    paths = [root / "posts" / "2026-11-01-a.md", root / "posts" / "2026-11-02-b.md"]
+    bodies = [render_markdown(fence, paths[0], first_line=5),
+              render_markdown("Two lines\nof prose.\n\n" + fence, paths[1], first_line=5)]
+    found = resolve_figures({p: r.embeds for p, r in zip(paths, bodies, strict=True)},
+                            Lab.of_site(root))
+    renderer = figure_renderer(root)
+    return tuple(fill(r.html, lambda i, p=p: renderer.figure(found.figures[p][i]))
+                 for p, r in zip(paths, bodies, strict=True))
+
+
+def test_a_figure_two_posts_show_keeps_each_post_s_own_id(root):
+    first, second = _one_table_twice(root)
+    assert 'id="table-boot-to-init-5"' in first and "-8" not in first
+    assert 'id="table-boot-to-init-8"' in second and "-5" not in second
+    figure = second[second.index("<figure"):]
+    assert first.replace("-5", "-8") == figure
+
+
+def test_a_site_template_that_reworks_the_id_still_gets_each_post_s_own(root):
+    theme = Path(__file__).parent.parent / "themes" / "chronicle" / "templates" / "figures"
+    own = (theme / "table.html").read_text().replace('id="{{ id }}"',
+                                                     'id="{{ id }}" data-ref="{{ id|upper }}"')
+    assert own != (theme / "table.html").read_text()
+    (root / "site" / "templates" / "figures").mkdir(parents=True)
+    (root / "site" / "templates" / "figures" / "table.html").write_text(own)
+    first, second = _one_table_twice(root)
+    assert 'data-ref="TABLE-BOOT-TO-INIT-5"' in first
+    assert 'data-ref="TABLE-BOOT-TO-INIT-8"' in second

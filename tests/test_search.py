@@ -223,3 +223,55 @@ def test_a_post_with_embeds_is_indexed_from_what_its_embeds_show(tmp_path):
     (stored,) = records((out / INDEX_PATH).read_bytes())
     assert stored == records((out / "fresh.json").read_bytes())[0]
     assert {"qemu-microvm", "median"} <= set(stored["words"])  # not in the fence itself
+
+
+def _figure_post_index(tmp_path: Path, body: str) -> tuple[Path, Path]:
+    """A blog of one post with ``body`` (figures of boot-to-init), built with its index
+    and, beside it, the index an uncached build makes from the whole text."""
+    from tests.support import fresh_experiment, make_site, write_post
+
+    root = make_site(tmp_path / "blog")
+    fresh_experiment(root)
+    write_post(root, "numbers", body)
+    return root, _build_with_fresh_index(root, tmp_path / "out")
+
+
+def _build_with_fresh_index(root: Path, out: Path) -> Path:
+    from chronicle.build import BuildOptions, Generator, build
+    from chronicle.hooks import standard_hooks
+
+    fresh = Generator("fresh", lambda s, r: [("fresh.json", search_index(s, body=r.body))])
+    build(standard_hooks(BuildOptions(root=root, out=out, extra_pages=(fresh,))))
+    return out
+
+
+LONG_PROSE = " ".join(f"word{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(45))
+FIGURES_AFTER_PROSE = (f"{LONG_PROSE}\n\n```table boot-to-init\nmetric: boot_ms\n```\n\n"
+                       "Between the figures.\n\n```chart boot-to-init\nmetric: pss_mib\n```\n")
+
+
+def test_a_post_whose_figures_follow_its_first_words_is_indexed_as_from_its_text(tmp_path):
+    _, out = _figure_post_index(tmp_path, FIGURES_AFTER_PROSE)
+    (stored,) = records((out / INDEX_PATH).read_bytes())
+    assert stored == records((out / "fresh.json").read_bytes())[0]
+    assert stored["excerpt"].startswith("wordaa wordba") and stored["excerpt"].endswith(" …")
+    assert {"between", "median", "qemu-microvm", "wordsb"} <= set(stored["words"])
+
+
+def test_a_new_result_indexes_the_posts_showing_it_without_their_prose_again(tmp_path,
+                                                                             monkeypatch):
+    from chronicle import search
+    from tests.support import fresh_key_parts, make_result, store_result
+
+    root, out = _figure_post_index(tmp_path, FIGURES_AFTER_PROSE)
+    store_result(root, make_result(started="2026-11-21T10:00:00.000000Z", shift=5000.0,
+                                   key_parts=fresh_key_parts(root)))
+
+    def again(html):  # noqa: ANN001, ANN202
+        raise AssertionError("the post's prose was read again")
+
+    monkeypatch.setattr(search, "prose_words", again)
+    _build_with_fresh_index(root, out)
+    (stored,) = records((out / INDEX_PATH).read_bytes())
+    assert "20261121t100000z" in stored["words"]  # the new run's id: indexed again
+    assert stored == records((out / "fresh.json").read_bytes())[0]

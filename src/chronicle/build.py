@@ -295,7 +295,7 @@ def parse_docs(docs: list[Doc], cache: Cache) -> Parsed:
     """Render every document's markdown: cached by file hash, the rest in parallel."""
     from chronicle.markdown import Rendered, render_markdown
     from chronicle.model import Body
-    from chronicle.search import RECORD_NAMESPACE, post_record
+    from chronicle.search import PROSE_NAMESPACE, RECORD_NAMESPACE, post_record, prose_words
 
     version = code_version()
     keys = [digest("body", d.hash, str(d.doc.source), version) for d in docs]
@@ -317,10 +317,12 @@ def parse_docs(docs: list[Doc], cache: Cache) -> Parsed:
             else:
                 # a post's search record, made while its text is in hand: the index
                 # then never reads the bodies back (see chronicle.search)
-                record = None
-                if isinstance(doc.doc, Post) and not r.embeds:  # else: made with its figures
-                    record = post_record(_entry(doc, Body(keys[missing[j]]), r), r.text,
-                                         r.terms)
+                record = None  # what goes into the cache for the search index
+                if isinstance(doc.doc, Post) and not r.embeds:
+                    record = (RECORD_NAMESPACE, *post_record(
+                        _entry(doc, Body(keys[missing[j]]), r), r.text, r.terms))
+                elif isinstance(doc.doc, Post):  # its record is made with its figures
+                    record = (PROSE_NAMESPACE, keys[missing[j]], prose_words(r.html))
                 results.append((r.html, (r.headings, r.words, r.warnings, r.embeds), [],
                                 record))
         return results
@@ -332,7 +334,7 @@ def parse_docs(docs: list[Doc], cache: Cache) -> Parsed:
             cache.put("html", key, html)
             cache.put("body", key, meta)
             if record is not None:
-                cache.put(RECORD_NAMESPACE, *record)
+                cache.put(*record)
             known[key] = meta
             if j % 500 == 499:
                 cache.flush()  # content-addressed entries: keeping them is always safe

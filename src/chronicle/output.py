@@ -324,6 +324,9 @@ class Outputs:
                     contexts.append(context)
             prepare = meanwhile
 
+        # every figure those pages show, made first on every core: each chart drawn once
+        renderer.make_figures(f for job in todo for f in job.figures())
+
         def work(indices: Iterable[int]) -> list[tuple[str, str, dict[str, str], bool]]:
             done = []
             for i in indices:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +36,12 @@ from chronicle.model import Site, Tag
 from chronicle.paths import BUNDLED_THEMES as BUNDLED_THEMES  # where the preview watches
 from chronicle.paths import SitePaths, packaged_theme
 
+# Stand-ins for a figure's id while its HTML is made for any line (Renderer.figure):
+# letters only, so any filter that keeps an id as it is keeps them too.
+_ID_MARKS = ("chronicleidmarkq", "chronicleidmarkz")
+# Fewer figures to make than this and a pool costs more than it saves (a figure whose
+# charts are drawn already takes ~2 ms; one to draw, ~50 ms a chart).
+MAKE_FIGURES_MIN = 24
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
           "September", "October", "November", "December")
 
@@ -152,8 +158,9 @@ class Renderer:
         self.env.globals["body"] = self.body
         self.env.filters.update(isodate=_isodate, human_date=_human_date)
         self._made: dict[tuple[str, str], tuple[Any, Recorder]] = {}
-        # a figure's HTML and what making it read, by digest: made once a process
-        self._figures: dict[tuple[str, bool], tuple[str, Recorder]] = {}
+        # a figure's HTML and what making it read, by figure and charts (see figure)
+        self._figures: dict[tuple[Any, bool], tuple[str, Recorder]] = {}
+        self._placed: set[tuple[Any, bool]] = set()  # figures whose HTML is per line
 
     def lab(self) -> Any:
         """The build's view of the results store (a :class:`chronicle.figures.Lab`)."""
@@ -185,23 +192,88 @@ class Renderer:
         return fill(document.html, lambda index: self.figure(figures[index], charts))
 
     def figure(self, figure: Any, charts: bool = True) -> str:
-        """A figure's HTML from the theme's ``figures/<kind>.html``, made once a process;
-        what it read is replayed into each page that shows it (as with ``once``)."""
-        key = (figure.digest, charts)
-        made = self._figures.get(key)
-        outer = self.env.recorder
-        if made is None:
-            from chronicle.figure_parts import figure_context
-            from chronicle.figures import NO_CHARTS
+        """A figure's HTML from the theme's ``figures/<kind>.html``; what it read is
+        replayed into each page that shows it (as with ``once``).
 
-            self.env.recorder = inner = Recorder()
-            try:
-                drawn = _RecordedCharts(self.charts, inner) if charts else NO_CHARTS
-                template, context = figure_context(figure, drawn)
-                made = self._figures[key] = (self._render_text(template, context), inner)
-            finally:
-                self.env.recorder = outer
-        return self._replayed(made, outer)
+        Made once a process per figure *as it would be on any line*: a blog shows the same
+        figure in many posts, and only its id (which names its line) differs between
+        them, so that is put in afterwards (see :meth:`_make_figure`)."""
+        key, marked = self._figure_key(figure, charts)
+        made = self._figures.get(key)
+        if made is None:
+            made = self._make_figure(figure, charts, placed=not marked)
+            if made[0] is None:  # the template does more with the id than show it
+                self._placed.add(key)
+                key, marked = (figure, charts), False
+                made = self._make_figure(figure, charts, placed=True)
+            self._figures[key] = made
+        text, reads = made
+        if marked:
+            from chronicle.figure_parts import figure_id
+
+            text = text.replace(_ID_MARKS[0], figure_id(figure.spec))
+        return self._replayed((text, reads), self.env.recorder)
+
+    def _figure_key(self, figure: Any, charts: bool) -> tuple[tuple[Any, bool], bool]:
+        """The key of a figure's HTML in :attr:`_figures`, and whether its id is still to
+        be put in (the figure on line 0 stands for it on any line)."""
+        anywhere = _anywhere(figure, charts)
+        if anywhere in self._placed:
+            return (figure, charts), False
+        return anywhere, True
+
+    def _make_figure(self, figure: Any, charts: bool, placed: bool = False
+                     ) -> tuple[str | None, Recorder]:
+        """The figure's HTML and what making it read. Unless ``placed``, with a mark for
+        its id, rendered twice with two marks to be sure the template only shows the id:
+        if not, the text is None and the figure must be made for each line."""
+        from chronicle.figure_parts import figure_context
+        from chronicle.figures import NO_CHARTS
+
+        outer = self.env.recorder
+        self.env.recorder = inner = Recorder()
+        try:
+            drawn = _RecordedCharts(self.charts, inner) if charts else NO_CHARTS
+            template, context = figure_context(figure, drawn)
+            if placed:
+                return self._render_text(template, context), inner
+            first, second = (self._render_text(template, {**context, "id": mark})
+                             for mark in _ID_MARKS)
+        finally:
+            self.env.recorder = outer
+        same = first.replace(_ID_MARKS[0], _ID_MARKS[1]) == second
+        return (first if same else None), inner
+
+    def make_figures(self, figures: Iterable[Any]) -> None:
+        """Make the HTML of every figure in ``figures`` not made yet, on every core, with
+        and without charts: pages rendered next (by processes forked from this one) find
+        them made, and each chart of a cold build is drawn once, not once per process."""
+        from chronicle.parallel import iter_chunks
+
+        todo: dict[Any, Any] = {}
+        for figure in figures:
+            key, _ = self._figure_key(figure, True)
+            if key not in self._figures:
+                todo.setdefault(key, figure)
+        wanted = list(todo.values())
+
+        def work(indices: Iterable[int]) -> list[tuple[int, bool, bool, Any, Recorder]]:
+            done = []
+            for i in indices:
+                for charts in (True, False):
+                    self.figure(wanted[i], charts)
+                    key, marked = self._figure_key(wanted[i], charts)
+                    # the figures stay here (they hold their results): only indices travel
+                    done.append((i, charts, marked, *self._figures[key]))
+            return done
+
+        for i, charts, marked, text, reads in iter_chunks(
+                work, len(wanted), minimum=MAKE_FIGURES_MIN, small=True):
+            key = _anywhere(wanted[i], charts)
+            if not marked:  # made for its line only (see figure)
+                self._placed.add(key)
+                key = (wanted[i], charts)
+            self._figures[key] = (text, reads)
 
     def _once(self, macro: Any, entry: Any) -> Any:
         """``macro(entry)``, computed once per entry and process.
@@ -287,6 +359,11 @@ class Renderer:
         return output_file(url), self.render(template, url, **context)
 
 
+def _anywhere(figure: Any, charts: bool) -> tuple[Any, bool]:
+    """A figure as it would be on any line: what most of its HTML depends on."""
+    return replace(figure, spec=replace(figure.spec, line=0)), charts
+
+
 class _RecordedCharts:
     """The chart cache, noting in a figure's record each chart file it shows
     (``chart:KEY``: the file is named by its content, so the name is its hash)."""
@@ -310,6 +387,14 @@ class PageJob:
 
     def render(self, renderer: Renderer) -> bytes:
         return renderer.render(self.template, self.url, **self.context)
+
+    def figures(self) -> list[Any]:
+        """The figures of the bodies this page may show: its post's or page's, or its
+        feed's entries'."""
+        documents = [self.context.get("entry"), self.context.get("page")]
+        feed = self.context.get("feed")
+        documents += feed.entries if feed is not None else []
+        return [f for d in documents if d is not None for f in getattr(d, "figures", ())]
 
 
 def page_jobs(site: Site) -> list[PageJob]:

@@ -58,7 +58,8 @@ too up us was we were what when which who why will with would you your
 
 
 def search_index(site: Site, cache: Any = None,
-                 body: Callable[[Entry], str] | None = None) -> bytes:
+                 body: Callable[[Entry], str] | None = None,
+                 figure: Callable[[Any], str] | None = None) -> bytes:
     """The bytes of ``search.json`` for ``site``.
 
     With a build cache (``renderer.cache``), each post's record is the one the build
@@ -69,16 +70,25 @@ def search_index(site: Site, cache: Any = None,
     but the excerpt keeps footnote marks that the text of the parsed tokens leaves out.
     A post with figures is indexed from what its figures show (their tables, captions
     and badges): ``body(entry)`` gives its HTML with them drawn in (the parser knows only
-    their placeholders, so these records are always made here).
+    their placeholders, so these records are always made here). With ``figure`` (one
+    figure's HTML), from its prose's words, kept in the cache by its body (see
+    :func:`prose_words`), and each figure's: a new result then re-indexes the posts
+    showing it without reading their prose again.
     """
     keys = [record_key(entry) for entry in site.entries]
     known: dict[str, bytes] = cache.get_many(RECORD_NAMESPACE, keys) if cache else {}
     missing = [i for i, key in enumerate(keys) if key not in known]
+    figure_words = _FigureWords(figure) if figure is not None else None
     for start in range(0, len(missing), RECORDS_PER_CHUNK):
-        for i in missing[start:start + RECORDS_PER_CHUNK]:
-            entry = site.entries[i]
-            html = body(entry) if body is not None and entry.figures else None
-            key, record = post_record(entry, html=html)
+        chunk = [site.entries[i] for i in missing[start:start + RECORDS_PER_CHUNK]]
+        proses = _proses(chunk, cache) if figure_words is not None else {}
+        for entry in chunk:
+            prose = proses.get(entry.body.digest)
+            if prose is not None and figure_words is not None:
+                key, record = _figure_post_record(entry, prose, figure_words, body)
+            else:
+                html = body(entry) if body is not None and entry.figures else None
+                key, record = post_record(entry, html=html)
             known[key] = record
             if cache is not None:
                 cache.put(RECORD_NAMESPACE, key, record)
@@ -122,13 +132,79 @@ def post_record(entry: Entry, text: str | None = None, terms: Iterable[str] | No
     })
 
 
+# A post with figures: its prose's words and, when its first figure comes after
+# EXCERPT_WORDS words, its excerpt (prose_words), keyed by the body's digest.
+PROSE_NAMESPACE = "search-prose"
+
+
+def prose_words(html: str) -> tuple[list[str], str | None]:
+    """The words of a body with figure placeholders (comments: no text), and its excerpt
+    if the words before the first placeholder decide it (else None). A figure is a block
+    of its own, so the words of the whole are those of its parts."""
+    from chronicle.embed_fences import PLACEHOLDER_MARK
+
+    lead = html_text(html[:html.find(PLACEHOLDER_MARK)] if PLACEHOLDER_MARK in html else html)
+    decided = len(lead.split(None, EXCERPT_WORDS)) > EXCERPT_WORDS
+    return index_words([html_text(html)]), excerpt(lead) if decided else None
+
+
+def _proses(entries: list[Entry], cache: Any) -> dict[str, tuple[list[str], str | None]]:
+    """:func:`prose_words` of the entries with figures, from the cache or made here."""
+    wanted = {entry.body.digest: entry for entry in entries if entry.figures}
+    found = cache.get_many(PROSE_NAMESPACE, list(wanted)) if cache is not None else {}
+    for key, entry in wanted.items():
+        if key not in found:
+            found[key] = prose_words(entry.html)
+            if cache is not None:
+                cache.put(PROSE_NAMESPACE, key, found[key])
+    return found
+
+
+class _FigureWords:
+    """Each figure's words, by its HTML (a blog shows the same figures again and again)."""
+
+    def __init__(self, figure: Callable[[Any], str]):
+        self.figure = figure
+        self.known: dict[str, list[str]] = {}
+
+    def __call__(self, figure: Any) -> list[str]:
+        html = self.figure(figure)
+        if html not in self.known:
+            self.known[html] = index_words([html_text(html)])
+        return self.known[html]
+
+
+def _figure_post_record(entry: Entry, prose: tuple[list[str], str | None],
+                        figure_words: _FigureWords,
+                        body: Callable[[Entry], str] | None) -> tuple[str, bytes]:
+    """:func:`post_record` of a post with figures, from its prose's words and excerpt and
+    its figures' words: the same record, without its whole text."""
+    words, lead = prose
+    found = {*words, *index_words([entry.title, entry.summary, " ".join(entry.tags)])}
+    for figure in entry.figures:
+        found.update(figure_words(figure))
+    if lead is None:  # a figure among the first words: the excerpt needs the whole text
+        lead = excerpt(html_text(body(entry) if body is not None else entry.html))
+    return record_key(entry), _record_json({
+        "kind": "post",
+        "title": entry.title,
+        "url": entry.url,
+        "date": entry.date.date().isoformat(),
+        "tags": list(entry.tags),
+        "summary": entry.summary,
+        "excerpt": lead,
+        "words": sorted(found),
+    })
+
+
 def search_files(site: Site, renderer: Any = None) -> list[tuple[str, bytes]]:
     """An ``extra_pages`` generator for :class:`chronicle.build.BuildOptions`."""
     if renderer is None:
         return [(INDEX_PATH, search_index(site))]
     # the figures' text without drawing their charts: an index never shows an SVG
     return [(INDEX_PATH, search_index(site, getattr(renderer, "cache", None),
-                                      lambda entry: renderer.body(entry, charts=False)))]
+                                      lambda entry: renderer.body(entry, charts=False),
+                                      lambda figure: renderer.figure(figure, charts=False)))]
 
 
 def html_text(html: str) -> str:

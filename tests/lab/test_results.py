@@ -69,6 +69,15 @@ def test_warmups_are_stored_but_not_measured(site):
     assert len(result.samples) == 2 and result.values("a", "m") == [1]
 
 
+def test_values_are_each_subject_s_in_run_order_and_the_caller_s_to_keep():
+    result = make_result(n=3)
+    assert result.values("qemu-microvm", "boot_ms") == [2510.0, 2520.0, 2530.0]
+    assert result.values("incus-container", "pss_mib") == [2.51, 2.52, 2.53]
+    assert result.values("incus-container", "nothing") == []
+    result.values("qemu-microvm", "boot_ms").clear()
+    assert result.values("qemu-microvm", "boot_ms") == [2510.0, 2520.0, 2530.0]
+
+
 def test_only_warmups_is_a_failed_run(site):
     site.script("ow", "from chronicle import lab\nlab.emit('a', 'm', 9, 'ms', 0, warmup=True)\n")
     result = runner.run(site.experiment("ow"), site.store(), OPTIONS)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
@@ -123,7 +124,16 @@ class Result:
         return sorted({s.metric for s in self.measured})
 
     def values(self, subject: str, metric: str) -> list[float]:
-        return [s.value for s in self.measured if s.subject == subject and s.metric == metric]
+        return list(self._series.get((subject, metric), ()))
+
+    @cached_property
+    def _series(self) -> dict[tuple[str, str], tuple[float, ...]]:
+        """Measured values by subject and metric, gathered once: a build asks for one
+        result's values tens of thousands of times (every figure, every comparison)."""
+        found: dict[tuple[str, str], list[float]] = {}
+        for s in self.measured:
+            found.setdefault((s.subject, s.metric), []).append(s.value)
+        return {key: tuple(values) for key, values in found.items()}
 
     def unit(self, metric: str) -> str:
         for s in self.measured:
