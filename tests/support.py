@@ -112,11 +112,40 @@ def app_site(tmp_path: Path, root: Path, experiment: str, edits: dict[str, str]
     return site, name, env
 
 
+def qemus_below(pid: int) -> set[int]:
+    """The qemu processes among ``pid``'s descendants now."""
+    from chronicle.lab.probes import descendants, process_exe
+
+    return {p for p in descendants(pid) if "qemu-system" in process_exe(p)}
+
+
+def interrupt_when(proc: subprocess.Popen, sig: int, ready, within: float,
+                   wait: float = 90) -> tuple[bytes, set[int]]:
+    """Send ``sig`` to ``proc`` (started with ``start_new_session``) once
+    ``ready(qemus_now, qemus_seen)`` holds, then wait for it to end: ``(stderr, every qemu
+    seen below it)``. Whatever happens, nothing of its group outlives the call."""
+    seen: set[int] = set()
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and proc.poll() is None:
+            now = qemus_below(proc.pid)
+            seen |= now
+            if ready(now, seen):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the experiment ended before it could be interrupted"
+        os.kill(proc.pid, sig)
+        _, stderr = proc.communicate(timeout=wait)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return stderr, seen
+
+
 def run_seeing_qemu(argv: list[str], env: dict[str, str], timeout: float
                     ) -> tuple[subprocess.CompletedProcess, set[int]]:
     """Run ``argv`` to its end, noting every qemu process below it meanwhile."""
-    from chronicle.lab.probes import descendants, process_exe
-
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     seen: set[int] = set()
@@ -125,7 +154,7 @@ def run_seeing_qemu(argv: list[str], env: dict[str, str], timeout: float
     reader.start()
     deadline = time.monotonic() + timeout
     while reader.is_alive() and time.monotonic() < deadline:
-        seen |= {p for p in descendants(proc.pid) if "qemu-system" in process_exe(p)}
+        seen |= qemus_below(proc.pid)
         time.sleep(0.1)
     if reader.is_alive():
         proc.kill()

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from chronicle.lab.probes import descendants, process_exe
-from tests.support import require
+from chronicle.lab.probes import process_exe
+from tests.support import alive, interrupt_when, require
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "experiments" / "boot-to-init.py"
@@ -34,14 +34,6 @@ def client():
         found = None
     require(found is not None, "Incus with the chronicle-busybox image (`chronicle lab setup`)")
     return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
 
 
 def _ours(client, prefix: str) -> list[str]:
@@ -64,27 +56,12 @@ def test_interrupt_mid_boot_leaves_nothing_behind(client, tmp_path, sig, wait_fo
     experiment = f"test-leak-{secrets.token_hex(3)}"
     prefix = f"chronicle-{experiment}-"
     proc = _start(tmp_path, experiment)
-    seen_qemu: set[int] = set()
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            qemus = {p for p in descendants(proc.pid) if "qemu-system" in process_exe(p)}
-            seen_qemu |= qemus
-            if (wait_for == "qemu" and qemus) or (
-                wait_for == "instance" and _ours(client, prefix)
-            ):
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "the experiment ended before it could be interrupted"
-        os.kill(proc.pid, sig)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stderr, seen_qemu = interrupt_when(
+        proc, sig, lambda now, seen: bool(now) if wait_for == "qemu" else bool(
+            _ours(client, prefix)), within=120, wait=60)
     assert proc.returncode != 0, stderr.decode(errors="replace")[-2000:]
     assert _ours(client, prefix) == []
-    assert [p for p in seen_qemu if _running(p)] == []
+    assert [p for p in seen_qemu if alive(p)] == []
 
 
 def test_qemu_dies_with_an_experiment_that_is_killed_outright(tmp_path):
@@ -118,13 +95,13 @@ def test_qemu_dies_with_an_experiment_that_is_killed_outright(tmp_path):
     deadline = time.monotonic() + 10
     while "qemu-system" not in process_exe(qemu) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert _running(qemu)
+    assert alive(qemu)
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 20
-    while _running(qemu) and time.monotonic() < deadline:
+    while alive(qemu) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _running(qemu)
+    assert not alive(qemu)
 
 
 def test_runner_deletes_instances_of_a_script_killed_by_sigkill(client, tmp_path):
