@@ -561,3 +561,20 @@ def test_a_site_template_that_reworks_the_id_still_gets_each_post_s_own(root):
     first, second = _one_table_twice(root)
     assert 'data-ref="TABLE-BOOT-TO-INIT-5"' in first
     assert 'data-ref="TABLE-BOOT-TO-INIT-8"' in second
+
+
+def test_a_post_dated_by_day_was_written_about_that_days_runs(tmp_path):
+    # The stored run started at 10:00 on the post's day: a post dated by day alone may
+    # have been written after it, so that run, not "none yet", is what its author saw.
+    make_site(tmp_path)
+    fresh_experiment(tmp_path)
+    write_post(tmp_path, "seen", "```table boot-to-init\nmetric: boot_ms\n```\n",
+               date="2026-11-20")
+    store_result(tmp_path, make_result(started="2026-11-22T10:00:00.000000Z",
+                                       finished="2026-11-22T10:05:00.000000Z", shift=1000.0,
+                                       key_parts=fresh_key_parts(tmp_path)))
+    build(standard_hooks(BuildOptions(root=tmp_path)))
+    html = (tmp_path / "output" / "2026" / "11" / "seen" / "index.html").read_text()
+    assert "update-note" in html and "2,555\u00a0ms to 3,555\u00a0ms" in html
+    assert "<updated>2026-11-22T10:05:00+00:00</updated>" in (
+        tmp_path / "output" / "atom.xml").read_text()

@@ -382,7 +382,7 @@ def resolve_figures(parsed: Parsed, paths: SitePaths, config: SiteConfig,
     from chronicle.figures import resolve_figures as resolve
 
     lab = Lab.of_site(paths.root, urlsplit(config.base_url).path or "/", cache)
-    posted = {doc.doc.source: doc.doc.date for doc, _, rendered in parsed.documents
+    posted = {doc.doc.source: doc.doc.written_by for doc, _, rendered in parsed.documents
               if rendered.embeds and isinstance(doc.doc, Post)}
     found = resolve(specs, lab, options.allow_missing, posted)
     if not found.errors:

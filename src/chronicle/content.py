@@ -22,7 +22,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, time, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ class Post:
     toc: bool | None = None  # None: decided by the number of headings
     aliases: tuple[str, ...] = ()  # old site paths that redirect here
     permalink: str | None = None  # front matter ``url``: replaces the dated URL
+    day_only: bool = False  # ``date`` named a day, no time of day
 
     @cached_property  # asked for thousands of times while building lists
     def url(self) -> str:
@@ -67,6 +68,12 @@ class Post:
     @property
     def last_modified(self) -> datetime:
         return self.updated or self.date
+
+    @property
+    def written_by(self) -> datetime:
+        """The latest the post may have been written: a post dated by day alone was
+        written some time that day, about the runs made up to its end."""
+        return self.date + timedelta(days=1) if self.day_only else self.date
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,15 @@ def read_post(path: Path, tz: tzinfo, data: bytes | None = None) -> Post:
         aliases=_aliases(meta, path, lines),
         permalink=(site_path(meta["url"], "url", path, lines.get("url"))
                    if meta.get("url") is not None else None),
+        day_only=is_day(meta["date"]),
     )
+
+
+def is_day(value: Any) -> bool:
+    """A date without a time of day: a YAML date, or ``YYYY-MM-DD`` as text."""
+    if isinstance(value, str):
+        return len(value.strip()) == 10
+    return isinstance(value, date) and not isinstance(value, datetime)
 
 
 def read_page(path: Path, data: bytes | None = None) -> Page:
