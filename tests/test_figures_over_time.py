@@ -105,8 +105,9 @@ def test_an_update_note_follows_a_shifted_run_and_not_a_same_level_one(root):
     shifted = lab_run(root)
     out = built(root)
     day = shifted.started[:10]
-    assert (f"fast’s boot_ms in <code>level</code> moved from 104\u00a0ms to 154\u00a0ms "
-            f"(regressed) on <time datetime=\"{day}\">{day}</time>, "
-            f'<a href="/lab/level/#run-{shifted.id}">') in page(out, "noted")
+    assert (f"<strong>Updated <time datetime=\"{day}\">{day}</time>:</strong> "
+            f'<a href="/lab/level/#run-{shifted.id}">run <code>{shifted.id}</code></a> of '
+            "<code>level</code> moved fast’s boot_ms from 104\u00a0ms to 154\u00a0ms "
+            "(regressed).") in page(out, "noted")
     feed = (out / "atom.xml").read_text()
     assert f"<updated>{shifted.finished[:19]}" in feed

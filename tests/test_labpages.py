@@ -168,9 +168,10 @@ def test_feed_updated_moves_when_a_shown_number_moves_and_not_on_a_mere_rerun(ro
     build(options(root))
     assert "<updated>2026-11-25T09:30:00" in output(root, "atom.xml")
     later = output(root, "2026/11/later/index.html")
-    assert ("qemu-microvm’s boot_ms in <code>boot-to-init</code> moved from 2,555\u00a0ms "
-            "to 3,555\u00a0ms (regressed) on <time datetime=\"2026-11-25\">2026-11-25</time>, "
-            f'<a href="/lab/boot-to-init/#run-{moved.id}">') in later
+    assert ("<strong>Updated <time datetime=\"2026-11-25\">2026-11-25</time>:</strong> "
+            f'<a href="/lab/boot-to-init/#run-{moved.id}">run <code>{moved.id}</code></a> of '
+            "<code>boot-to-init</code> moved qemu-microvm’s boot_ms from 2,555\u00a0ms to "
+            "3,555\u00a0ms (regressed).") in later
 
 
 def test_strict_build_fails_on_a_stale_embedded_result(root):
