@@ -55,10 +55,6 @@ class HistoryCaption:
     newer: Newer | None
 
 
-def run_date(run: Result) -> str:
-    return run.started[:10] or f"{run.id[:4]}-{run.id[4:6]}-{run.id[6:8]}"
-
-
 def run_commit(run: Result) -> str:
     return str((run.provenance.get("git") or {}).get("commit") or "")[:7] or "no git"
 
@@ -103,7 +99,7 @@ def history_context(spec: Any, figure: Figure, charts: ChartCache) -> dict[str, 
     runs = figure.runs
     changes = key_changes(runs)
     marks = tuple((i, "key: " + ", ".join(parts)) for i, parts in enumerate(changes) if parts)
-    labels = tuple(f"{run_date(r)}\n{run_commit(r)}" for r in runs)
+    labels = tuple(f"{r.day}\n{run_commit(r)}" for r in runs)
     trends, rows, descriptions = [], [], []
     for metric in spec.metrics:
         unit = next(r.unit(metric) for r in runs if metric in r.metrics)
@@ -117,7 +113,7 @@ def history_context(spec: Any, figure: Figure, charts: ChartCache) -> dict[str, 
                 if not run.values(subject, metric):
                     continue
                 s = figure.summary(run, subject, metric)
-                rows.append(HistoryRow(run_date(run), run.id, run_commit(run), run.lab_host,
+                rows.append(HistoryRow(run.day, run.id, run_commit(run), run.lab_host,
                                        run.accelerator(subject) or "not a VM", subject, metric,
                                        unit, s.n, number(s.median),
                                        interval(s.median_low, s.median_high),
@@ -130,6 +126,6 @@ def history_context(spec: Any, figure: Figure, charts: ChartCache) -> dict[str, 
                                   description=" ".join(descriptions), panels=(),
                                   trends=tuple(trends))))
     return {"badges": badges(runs[-1], spec.subjects, figure), "svg": svg, "rows": rows,
-            "caption": HistoryCaption(spec.title, len(runs), run_date(runs[0]),
-                                      run_date(runs[-1]), figure.lab_url, spec.experiment,
+            "caption": HistoryCaption(spec.title, len(runs), runs[0].day,
+                                      runs[-1].day, figure.lab_url, spec.experiment,
                                       newer(figure))}

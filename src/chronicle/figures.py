@@ -294,7 +294,7 @@ class Lab:
             # a pin shows an older run on purpose: what is newer is said, not badged
             newer = self.newer(result, host)
             shown = dict(shown, stale=(), skipped=(),
-                         newer=(newer.id, _date(newer)) if newer else ())
+                         newer=(newer.id, newer.day) if newer else ())
         shows = self.input_digest(spec.source_on(host))
         return Figure(spec=spec, colours=tuple((s, self.colour(s)) for s in sorted(subjects)),
                       result=result, stats=self.stats,
@@ -317,7 +317,7 @@ class Lab:
         good = self.good_runs(experiment, host)
         if key == "result":
             return next((r for r in good if r.id == value), None)
-        before = [r for r in good if _date(r) <= value]
+        before = [r for r in good if r.day <= value]
         full = [r for r in before if not r.quick]
         return (full or before)[-1] if before else None
 
@@ -406,7 +406,7 @@ class Lab:
                     else [result]
                 found = digest("pinned" if pin else "history",
                                *(self.result_digest(r) for r in runs),
-                               *((newer.id, _date(newer)) if newer else ()),
+                               *((newer.id, newer.day) if newer else ()),
                                *(() if pin else self.staleness(result)),
                                *(() if pin else (f"{p}:{s}" for p, s in self.skipped(result))),
                                *(f"{s}={c}" for s, c in sorted(self.colours.items())),
@@ -473,20 +473,21 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                 made.append(Figure(spec=spec, lab_url=lab.lab_url(spec.experiment),
                                    shows=shows[0] if len(shows) == 1 else digest(*shows)))
                 continue
-            runs = lab.history(spec.experiment, spec.host, result) \
-                if spec.kind == "history" else []
+            history = spec.kind == "history"
+            # quick runs are shown while no full one exists, but a history leaves them out
+            runs = lab.history(spec.experiment, spec.host, result) if history else []
             try:
                 spec = resolve(spec, result, path,
                                lab.history_names(runs) if runs else lab.names(result),
                                lab.names(found[1])[1] if spec.split else None)
-                if runs:
+                if history:
                     check_history(spec, runs, path)
             except BuildError as exc:
                 errors.append(exc)
                 continue
             other = lab.figure(spec, found[1], host=spec.hosts[1]) if spec.split else None
             figure = lab.figure(spec, result, runs, host=spec.hosts[0], other=other)
-            if not runs:  # a history draws a line per host and accelerator, each named
+            if not history:  # a history draws a line per host and accelerator, each named
                 try:
                     check_mix(figure, path)
                 except BuildError as exc:
@@ -600,7 +601,7 @@ def pinned_run(lab: Lab, spec: EmbedSpec, path: Path, host: str | None = None) -
             why = (f"no run {spec.result!r} of {of} (nearest: {nearest}; "
                    f"`chronicle lab history {spec.experiment}` lists them all)")
         raise BuildError(why, path, spec.line_of("result"))
-    first = f"its first good run is from {_date(good[0])}" if good else "it has no good run"
+    first = f"its first good run is from {good[0].day}" if good else "it has no good run"
     raise BuildError(f"no good run of {of} on or before {spec.as_of} ({first})", path,
                      spec.line_of("as_of"))
 
@@ -680,11 +681,6 @@ class _NoCharts:
 
 
 NO_CHARTS: Any = _NoCharts()
-
-
-def _date(result: Result) -> str:
-    """The UTC day a run started, ``YYYY-MM-DD`` (from its id when it has no start)."""
-    return result.started[:10] or f"{result.id[:4]}-{result.id[4:6]}-{result.id[6:8]}"
 
 
 def parse_time(text: str) -> datetime | None:

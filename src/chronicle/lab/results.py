@@ -166,6 +166,12 @@ class Result:
     def finished(self) -> str:
         return str(self.provenance.get("finished", ""))
 
+    @property
+    def day(self) -> str:
+        """The UTC day the run started, ``YYYY-MM-DD`` (from its id, which begins with
+        its start time, when none was recorded)."""
+        return self.started[:10] or f"{self.id[:4]}-{self.id[4:6]}-{self.id[6:8]}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT_VERSION,
