@@ -68,10 +68,10 @@ def update_notes(figures: Sequence[Figure], posted: datetime, lab: Lab
             found_line = _timeline(lab, current, subject)
             if found_line is None:
                 continue
-            line, starts, at = found_line
-            # the run newest on the line at the post's date, the one its author saw (ids
-            # and start times sort alike but for a clock that ran fast: then the id wins)
-            seen = bisect_right(starts, posted, hi=at + 1) - 1
+            line, finished, at = found_line
+            # the run newest on the line at the post's date, the one its author saw: the
+            # newest that had finished by then (the id wins over a clock that ran fast)
+            seen = bisect_right(finished, posted, hi=at + 1) - 1
             if seen in (-1, at):
                 continue
             for metric in spec.metrics:
@@ -80,14 +80,15 @@ def update_notes(figures: Sequence[Figure], posted: datetime, lab: Lab
                     continue
                 verdict, old, new, since = found
                 unit = current.unit(metric)
+                # when the change reached the store: the run that made it finished
+                when = parse_time(since.finished or since.started) or posted
                 note = UpdateNote(
-                    date=since.started[:10], experiment=spec.experiment, subject=subject,
+                    date=f"{when.astimezone(UTC):%Y-%m-%d}", experiment=spec.experiment,
+                    subject=subject,
                     metric=metric, verdict=verdict, before=with_unit(old, unit),
                     after=with_unit(new, unit), result_id=since.id,
                     url=f"{lab.lab_url(spec.experiment)}#run-{since.id}")
-                # when the change reached the store: the run that made it finished
-                notes[(spec.experiment, current.lab_host, subject, metric)] = \
-                    (note, parse_time(since.finished or since.started) or posted)
+                notes[(spec.experiment, current.lab_host, subject, metric)] = (note, when)
     found = sorted(notes.values(), key=lambda pair: (pair[1], pair[0].experiment,
                                                      pair[0].subject, pair[0].metric))
     return tuple(note for note, _ in found), max((at for _, at in found), default=None)
@@ -95,8 +96,8 @@ def update_notes(figures: Sequence[Figure], posted: datetime, lab: Lab
 
 def _timeline(lab: Lab, current: Result, subject: str
               ) -> tuple[tuple[Result, ...], list[datetime], int] | None:
-    """``current``'s line for ``subject`` (its good runs, oldest first), their start
-    times and where ``current`` is on it; None when it is not a good full run of one.
+    """``current``'s line for ``subject`` (its good runs, oldest first), when each
+    finished and where ``current`` is on it; None when it is not a good full run of one.
     Found once per run and subject: a blog shows each run in many figures."""
     from chronicle.figures import parse_time
 
@@ -109,7 +110,7 @@ def _timeline(lab: Lab, current: Result, subject: str
         line = lab_history.lines(runs, subject).get(lab_history.line_of(current, subject), ())
         at = next((i for i, r in enumerate(line) if r.id == current.id), None)
         lab.timelines[key] = None if at is None else (
-            line, [parse_time(r.started) or _NEVER for r in line], at)
+            line, [parse_time(r.finished or r.started) or _NEVER for r in line], at)
     return lab.timelines[key]
 
 
