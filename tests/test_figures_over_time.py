@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from chronicle.build import BuildOptions, build
+from chronicle.errors import BuildErrors
 from chronicle.hooks import standard_hooks
 from tests.support import lab_run, level_experiment, make_site, set_level, write_post
 
@@ -111,3 +112,16 @@ def test_an_update_note_follows_a_shifted_run_and_not_a_same_level_one(root):
             "(regressed).") in page(out, "noted")
     feed = (out / "atom.xml").read_text()
     assert f"<updated>{shifted.finished[:19]}" in feed
+
+
+def test_a_history_of_quick_runs_alone_is_an_error_naming_the_fence(root):
+    # quick runs are shown while no full one exists, but a history leaves them out
+    lab_run(root, "level", "--quick")
+    lab_run(root, "level", "--quick")
+    write_post(root, "trend", "```chart level\nmetric: boot_ms\nkind: history\n```\n",
+               date=TODAY)
+    with pytest.raises(BuildErrors) as caught:
+        built(root)
+    [error] = caught.value.errors
+    assert "needs two good runs that measured it, and there is none" in error.message
+    assert (error.path.name, error.line) == (f"{TODAY}-trend.md", 7)  # its metric: line
