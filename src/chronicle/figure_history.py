@@ -61,14 +61,9 @@ def run_commit(run: Result) -> str:
 
 def key_changes(runs: Sequence[Result]) -> list[tuple[str, ...]]:
     """Per run, the parts of its key that differ from the same host's run before it
-    (empty for the first run of each host): other hosts differ in environment anyway."""
-    before: dict[str, Result] = {}
-    found = []
-    for run in runs:
-        previous = before.get(run.lab_host)
-        found.append(lab_history.key_changes(previous, run) if previous is not None else ())
-        before[run.lab_host] = run
-    return found
+    (empty for the first run of each host)."""
+    return [lab_history.key_changes(previous, run) if previous is not None else ()
+            for previous, run in zip(lab_history.previous_by_host(runs), runs, strict=True)]
 
 
 def history_lines(figure: Figure, metric: str) -> tuple[Line, ...]:

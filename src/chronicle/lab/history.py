@@ -101,6 +101,17 @@ def previous_on_line(runs: Iterable[Result], current: Result, subject: str
     return before[-1] if before else None
 
 
+def previous_by_host(runs: Sequence[Result]) -> list[Result | None]:
+    """Per run of ``runs`` (oldest first), the run before it from the same lab host;
+    None for each host's first. Another host's run differs in environment anyway."""
+    before: dict[str, Result] = {}
+    found: list[Result | None] = []
+    for run in runs:
+        found.append(before.get(run.lab_host))
+        before[run.lab_host] = run
+    return found
+
+
 def key_changes(previous: Result, current: Result) -> tuple[str, ...]:
     """Which parts of the cache key (script, inputs, params, environment) differ between
     the two runs, in that order; a part only one run recorded counts as changed."""

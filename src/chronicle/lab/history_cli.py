@@ -98,12 +98,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         for column in ("run", "date", "commit", "host", "accelerator", "key since previous",
                        *subjects):
             table.add_column(escape(column), justify="right" if column in subjects else "left")
-        for index, run in enumerate(runs):
+        for previous, run in zip(history.previous_by_host(runs), runs, strict=True):
             if not any(run.values(s, metric) for s in subjects):
                 continue
             table.add_row(run.id, run.started[:16].replace("T", " ") or run.id[:15],
                           str((run.provenance.get("git") or {}).get("commit", "-"))[:10],
-                          run.lab_host, _accelerators(run), _since(runs[:index], run),
+                          run.lab_host, _accelerators(run), _since(previous, run),
                           *(_median(run.values(s, metric)) for s in subjects))
         out.print(table)
     if len(runs) == 1:
@@ -121,12 +121,10 @@ def _accelerators(run: Result) -> str:
     return ", ".join(found) or "-"
 
 
-def _since(earlier: list[Result], run: Result) -> str:
-    """What changed in the key since the previous good run on the same host."""
-    same_host = [r for r in earlier if r.lab_host == run.lab_host]
-    if not same_host:
+def _since(previous: Result | None, run: Result) -> str:
+    """What changed in the key since ``previous``, the good run before on the same host."""
+    if previous is None:
         return "first run on this host"
-    previous = same_host[-1]
     if history.is_repeat(previous, run):
         return "none (A/A repeat)"
     return ", ".join(history.key_changes(previous, run)) or "none"
