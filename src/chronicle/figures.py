@@ -301,8 +301,9 @@ class Lab:
                       shows=digest(shows, other.shows) if other is not None else shows,
                       runs=tuple(runs), other=other, **shown)
 
-    def good_runs(self, experiment: str, host: str = "") -> list[Result]:
-        """The experiment's good runs (from ``host`` if named), oldest first."""
+    def ok_runs(self, experiment: str, host: str = "") -> list[Result]:
+        """The experiment's runs with status ok (from ``host`` if named), quick ones
+        too, oldest first: what a pin may name."""
         return [r for r in self.store.runs(experiment)
                 if r.status == "ok" and (not host or r.lab_host == host)]
 
@@ -314,7 +315,7 @@ class Lab:
     def pinned(self, experiment: str, host: str, pin: str) -> Result | None:
         """The good run a pin (:attr:`EmbedSpec.pin`) picks, or None when none fits."""
         key, _, value = pin.partition("=")
-        good = self.good_runs(experiment, host)
+        good = self.ok_runs(experiment, host)
         if key == "result":
             return next((r for r in good if r.id == value), None)
         before = [r for r in good if r.day <= value]
@@ -327,7 +328,7 @@ class Lab:
         full), oldest first, up to ``until`` when the figure is pinned."""
         from chronicle.lab.history import good_runs
 
-        return [r for r in good_runs(self.good_runs(experiment, host))
+        return [r for r in good_runs(self.ok_runs(experiment, host))
                 if until is None or r.id <= until.id]
 
     def history_names(self, runs: Sequence[Result]) -> tuple[list[str], list[str]]:
@@ -586,7 +587,7 @@ def pinned_run(lab: Lab, spec: EmbedSpec, path: Path, host: str | None = None) -
     found = lab.pinned(spec.experiment, host, spec.pin)
     if found is not None:
         return found
-    good = lab.good_runs(spec.experiment, host)
+    good = lab.ok_runs(spec.experiment, host)
     of = f"{spec.experiment}" + (f" from host {host!r}" if host else "")
     if spec.result:
         stored = next((r for r in lab.store.runs(spec.experiment) if r.id == spec.result), None)
