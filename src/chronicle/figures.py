@@ -448,6 +448,9 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
     errors: list[BuildError] = []
     shown_by: dict[tuple[str, str], set[Path]] = {}  # (experiment, host) → documents
     known = lab.experiments()
+    # a blog shows the same figure in many posts: each distinct spec (line included, as
+    # its figure shows it) is resolved once; an error is not kept, each fence reports it
+    resolved: dict[EmbedSpec, tuple[Figure, tuple[Result | None, ...]]] = {}
     for path, doc_specs in specs.items():
         made: list[Figure] = []
         used: dict[str, Result] = {}
@@ -457,42 +460,20 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                 errors.append(BuildError(f"unknown experiment {spec.experiment!r} (known: "
                                          f"{', '.join(known) or 'none yet'})", path, spec.line))
                 continue
-            try:
-                # a comparison of two hosts: each side its own host's run, left first
-                found = [shown_run(lab, spec, host, path, allow_missing)
-                         for host in dict.fromkeys(spec.hosts)]
-            except BuildError as exc:
-                errors.append(exc)
-                continue
-            result = None if None in found else found[0]
-            if result is None:
-                bad = lab.store.bad_files(spec.experiment)
-                if bad:
-                    placeholders_for_bad[spec.experiment] = bad[-1]
-                shows = [lab.input_digest(source) for source in spec.sources]
-                made.append(Figure(spec=spec, lab_url=lab.lab_url(spec.experiment),
-                                   shows=shows[0] if len(shows) == 1 else digest(*shows)))
-                continue
-            runs = lab.history(spec.experiment, spec.host, result) \
-                if spec.kind == "history" else []
-            try:
-                spec = resolve(spec, result, path,
-                               lab.history_names(runs) if runs else lab.names(result),
-                               lab.names(found[1])[1] if spec.split else None)
-                if runs:
-                    check_history(spec, runs, path)
-            except BuildError as exc:
-                errors.append(exc)
-                continue
-            other = lab.figure(spec, found[1], host=spec.hosts[1]) if spec.split else None
-            figure = lab.figure(spec, result, runs, host=spec.hosts[0], other=other)
-            if not runs:  # a history draws a line per host and accelerator, each named
+            if spec in resolved:
+                figure, found = resolved[spec]
+            else:
                 try:
-                    check_mix(figure, path)
+                    figure, found = resolve_one(spec, lab, path, allow_missing)
                 except BuildError as exc:
                     errors.append(exc)
                     continue
-            if not spec.pin:
+                resolved[spec] = figure, found
+            if figure.result is None:
+                bad = lab.store.bad_files(spec.experiment)
+                if bad:
+                    placeholders_for_bad[spec.experiment] = bad[-1]
+            elif not spec.pin:
                 # one post may show an experiment from two hosts: each its own result
                 for host, run in zip(dict.fromkeys(spec.hosts), found, strict=True):
                     used[f"{spec.experiment} on {host}" if host else spec.experiment] = run
@@ -516,6 +497,31 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                       errors=tuple(errors),
                       inputs={f"result:{s}": lab.input_digest(s) for s in sources},
                       notes={p: found for p, found in notes.items() if found})
+
+
+def resolve_one(spec: EmbedSpec, lab: Lab, path: Path, allow_missing: bool
+                ) -> tuple[Figure, tuple[Result | None, ...]]:
+    """``spec``'s figure and the run each of its hosts shows (None for a placeholder's);
+    a BuildError at the fence's line when it cannot be shown."""
+    # a comparison of two hosts: each side its own host's run, left first
+    found = tuple(shown_run(lab, spec, host, path, allow_missing)
+                  for host in dict.fromkeys(spec.hosts))
+    result = None if None in found else found[0]
+    if result is None:
+        shows = [lab.input_digest(source) for source in spec.sources]
+        return Figure(spec=spec, lab_url=lab.lab_url(spec.experiment),
+                      shows=shows[0] if len(shows) == 1 else digest(*shows)), found
+    runs = lab.history(spec.experiment, spec.host, result) if spec.kind == "history" else []
+    spec = resolve(spec, result, path,
+                   lab.history_names(runs) if runs else lab.names(result),
+                   lab.names(found[1])[1] if spec.split else None)
+    if runs:
+        check_history(spec, runs, path)
+    other = lab.figure(spec, found[1], host=spec.hosts[1]) if spec.split else None
+    figure = lab.figure(spec, result, runs, host=spec.hosts[0], other=other)
+    if not runs:  # a history draws a line per host and accelerator, each named
+        check_mix(figure, path)
+    return figure, found
 
 
 def shown_run(lab: Lab, spec: EmbedSpec, host: str, path: Path, allow_missing: bool
