@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -448,8 +448,10 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
     errors: list[BuildError] = []
     shown_by: dict[tuple[str, str], set[Path]] = {}  # (experiment, host) → documents
     known = lab.experiments()
-    # a blog shows the same figure in many posts: each distinct spec (line included, as
-    # its figure shows it) is resolved once; an error is not kept, each fence reports it
+    # a blog shows the same figure in many posts: each is resolved once as it would be
+    # on any line, then put on each line it stands on (its id names the line); an error
+    # is not kept, so each fence reports it at its own line
+    anywhere: dict[tuple[Any, ...], tuple[Figure, tuple[Result | None, ...]]] = {}
     resolved: dict[EmbedSpec, tuple[Figure, tuple[Result | None, ...]]] = {}
     for path, doc_specs in specs.items():
         made: list[Figure] = []
@@ -463,11 +465,17 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
             if spec in resolved:
                 figure, found = resolved[spec]
             else:
-                try:
-                    figure, found = resolve_one(spec, lab, path, allow_missing)
-                except BuildError as exc:
-                    errors.append(exc)
-                    continue
+                unplaced = _unplaced(spec)
+                if unplaced in anywhere:
+                    figure, found = anywhere[unplaced]
+                    figure = _placed(figure, spec)
+                else:
+                    try:
+                        figure, found = resolve_one(spec, lab, path, allow_missing)
+                    except BuildError as exc:
+                        errors.append(exc)
+                        continue
+                    anywhere[unplaced] = figure, found
                 resolved[spec] = figure, found
             if figure.result is None:
                 bad = lab.store.bad_files(spec.experiment)
@@ -492,7 +500,7 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
         if result is not None and lab.staleness(result):
             stale.append(StaleResult(experiment, result.id, lab.staleness(result),
                                      tuple(sorted(shown_by[experiment, host]))))
-    sources = sorted({s for made in figures.values() for f in made for s in f.sources})
+    sources = sorted({s for figure, _ in anywhere.values() for s in figure.sources})
     return Resolution(figures=figures, warnings=warnings, updated=updated, stale=tuple(stale),
                       errors=tuple(errors),
                       inputs={f"result:{s}": lab.input_digest(s) for s in sources},
@@ -522,6 +530,25 @@ def resolve_one(spec: EmbedSpec, lab: Lab, path: Path, allow_missing: bool
     if not runs:  # a history draws a line per host and accelerator, each named
         check_mix(figure, path)
     return figure, found
+
+
+_PLACES = ("line", "key_lines")  # where a fence stands, not what it asks for
+_ASKS = tuple(f.name for f in fields(EmbedSpec) if f.name not in _PLACES)
+
+
+def _unplaced(spec: EmbedSpec) -> tuple[Any, ...]:
+    """What a spec asks for, wherever it stands."""
+    return tuple(getattr(spec, name) for name in _ASKS)
+
+
+def _placed(figure: Figure, spec: EmbedSpec) -> Figure:
+    """``figure``, resolved from a spec asking what ``spec`` asks, on ``spec``'s line."""
+    def moved(shown: Figure) -> Figure:
+        return replace(shown, spec=replace(shown.spec, line=spec.line,
+                                           key_lines=spec.key_lines))
+
+    placed = moved(figure)
+    return placed if figure.other is None else replace(placed, other=moved(figure.other))
 
 
 def shown_run(lab: Lab, spec: EmbedSpec, host: str, path: Path, allow_missing: bool
