@@ -275,3 +275,23 @@ def test_a_new_result_indexes_the_posts_showing_it_without_their_prose_again(tmp
     (stored,) = records((out / INDEX_PATH).read_bytes())
     assert "20261121t100000z" in stored["words"]  # the new run's id: indexed again
     assert stored == records((out / "fresh.json").read_bytes())[0]
+
+
+def test_a_figure_template_showing_its_id_as_text_indexes_each_line_s_own(tmp_path):
+    # the words of a figure shown on many lines are found once, unless its id is text
+    from tests.support import fresh_experiment, make_site, write_post
+
+    root = make_site(tmp_path / "blog")
+    fresh_experiment(root)
+    theme = Path(__file__).parent.parent / "themes" / "chronicle" / "templates" / "figures"
+    own = (theme / "table.html").read_text().replace("</figure>",
+                                                     "<p>see {{ id }}</p></figure>")
+    (root / "site" / "templates" / "figures").mkdir(parents=True)
+    (root / "site" / "templates" / "figures" / "table.html").write_text(own)
+    fence = "```table boot-to-init\nmetric: boot_ms\n```\n"
+    write_post(root, "twice", f"{fence}\nAgain:\n\n{fence}")
+    out = _build_with_fresh_index(root, tmp_path / "out")
+    (stored,) = records((out / INDEX_PATH).read_bytes())
+    assert stored == records((out / "fresh.json").read_bytes())[0]
+    shown = [w for w in stored["words"] if w.startswith("table-boot-to-init-")]
+    assert len(shown) == 2
