@@ -169,14 +169,15 @@ class _FigureWords:
     again and again, on other lines, and an id in a tag's attribute is no text."""
 
     def __init__(self, figure: Callable[[Any], str]):
-        from chronicle.figure_parts import figure_id
-
-        self.figure, self.figure_id = figure, figure_id
+        self.figure = figure
         self.known: dict[str, list[str] | None] = {}
 
     def __call__(self, figure: Any) -> list[str]:
+        # imported here: a blog without figures never loads it (nor numpy with it)
+        from chronicle.figure_parts import figure_id
+
         html = self.figure(figure)
-        anywhere = html.replace(self.figure_id(figure.spec), _ID_MARK)
+        anywhere = html.replace(figure_id(figure.spec), _ID_MARK)
         if anywhere not in self.known:
             text = html_text(anywhere)
             # an id shown as text is a word of its own line's figure only
