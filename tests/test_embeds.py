@@ -149,6 +149,25 @@ def test_every_bad_embed_of_a_post_is_reported_together(root):
     assert [e.line for e in caught.value.errors] == [5, 10]
 
 
+def test_one_bad_fence_in_two_posts_is_reported_in_each(root):
+    fence = "```table boot-to-init\nmetrics: [disk_mib]\n```\n"
+    paths = [root / "posts" / "2026-11-01-a.md", root / "posts" / "2026-11-02-b.md"]
+    found = resolve_figures({p: render_markdown(fence, p, first_line=5).embeds
+                             for p in paths}, Lab.of_site(root))
+    assert [(e.path, e.line) for e in found.errors] == [(paths[0], 6), (paths[1], 6)]
+    assert all("unknown metric 'disk_mib'" in e.message for e in found.errors)
+
+
+def test_one_good_fence_in_two_posts_is_one_figure_shown_by_both(root):
+    fence = "```table boot-to-init\nmetrics: [boot_ms]\n```\n"
+    paths = [root / "posts" / "2026-11-01-a.md", root / "posts" / "2026-11-02-b.md"]
+    found = resolve_figures({p: render_markdown(fence, p, first_line=5).embeds
+                             for p in paths}, Lab.of_site(root))
+    first, second = (found.figures[p] for p in paths)
+    assert first == second and first[0].result is not None
+    assert found.warnings == {paths[0]: (), paths[1]: ()}
+
+
 def test_a_never_run_experiment_is_an_error_naming_the_command(tmp_path):
     write_script(tmp_path, "boot-to-http")
     error = error_of(tmp_path, "```chart boot-to-http\nmetric: boot_ms\n```\n")

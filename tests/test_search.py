@@ -275,3 +275,48 @@ def test_a_new_result_indexes_the_posts_showing_it_without_their_prose_again(tmp
     (stored,) = records((out / INDEX_PATH).read_bytes())
     assert "20261121t100000z" in stored["words"]  # the new run's id: indexed again
     assert stored == records((out / "fresh.json").read_bytes())[0]
+
+
+def test_a_figure_template_showing_its_id_as_text_indexes_each_line_s_own(tmp_path):
+    # the words of a figure shown on many lines are found once, unless its id is text
+    from tests.support import fresh_experiment, make_site, write_post
+
+    root = make_site(tmp_path / "blog")
+    fresh_experiment(root)
+    theme = Path(__file__).parent.parent / "themes" / "chronicle" / "templates" / "figures"
+    own = (theme / "table.html").read_text().replace("</figure>",
+                                                     "<p>see {{ id }}</p></figure>")
+    (root / "site" / "templates" / "figures").mkdir(parents=True)
+    (root / "site" / "templates" / "figures" / "table.html").write_text(own)
+    fence = "```table boot-to-init\nmetric: boot_ms\n```\n"
+    write_post(root, "twice", f"{fence}\nAgain:\n\n{fence}")
+    out = _build_with_fresh_index(root, tmp_path / "out")
+    (stored,) = records((out / INDEX_PATH).read_bytes())
+    assert stored == records((out / "fresh.json").read_bytes())[0]
+    shown = [w for w in stored["words"] if w.startswith("table-boot-to-init-")]
+    assert len(shown) == 2
+
+
+def test_a_blog_without_figures_is_indexed_again_without_importing_numpy(tmp_path):
+    # numpy and the figure modules cost a blog that shows no figure ~0.15 s a build; an
+    # edit re-makes the index, and the lab pages (which need them) are left as they were
+    import subprocess
+    import sys
+
+    from chronicle.build import BuildOptions, build
+    from chronicle.hooks import standard_hooks
+    from tests.support import make_site, write_post
+
+    root = make_site(tmp_path / "blog")
+    write_post(root, "words", "Only prose here.\n")
+    build(standard_hooks(BuildOptions(root=root)))
+    write_post(root, "words", "Only prose here, edited.\n")
+    script = ("import sys\nfrom pathlib import Path\n"
+              "from chronicle.build import BuildOptions, build\n"
+              "from chronicle.hooks import standard_hooks\n"
+              f"build(standard_hooks(BuildOptions(root=Path({str(root)!r}))))\n"
+              "assert 'chronicle.search' in sys.modules, 'the index was not made'\n"
+              "print('numpy' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -449,6 +449,11 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
     errors: list[BuildError] = []
     shown_by: dict[tuple[str, str], set[Path]] = {}  # (experiment, host) → documents
     known = lab.experiments()
+    # a blog shows the same figure in many posts: each is resolved once as it would be
+    # on any line, then put on each line it stands on (its id names the line); an error
+    # is not kept, so each fence reports it at its own line
+    anywhere: dict[tuple[Any, ...], tuple[Figure, tuple[Result | None, ...]]] = {}
+    resolved: dict[EmbedSpec, tuple[Figure, tuple[Result | None, ...]]] = {}
     for path, doc_specs in specs.items():
         made: list[Figure] = []
         used: dict[str, Result] = {}
@@ -458,43 +463,26 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                 errors.append(BuildError(f"unknown experiment {spec.experiment!r} (known: "
                                          f"{', '.join(known) or 'none yet'})", path, spec.line))
                 continue
-            try:
-                # a comparison of two hosts: each side its own host's run, left first
-                found = [shown_run(lab, spec, host, path, allow_missing)
-                         for host in dict.fromkeys(spec.hosts)]
-            except BuildError as exc:
-                errors.append(exc)
-                continue
-            result = None if None in found else found[0]
-            if result is None:
+            if spec in resolved:
+                figure, found = resolved[spec]
+            else:
+                unplaced = _unplaced(spec)
+                if unplaced in anywhere:
+                    figure, found = anywhere[unplaced]
+                    figure = _placed(figure, spec)
+                else:
+                    try:
+                        figure, found = resolve_one(spec, lab, path, allow_missing)
+                    except BuildError as exc:
+                        errors.append(exc)
+                        continue
+                    anywhere[unplaced] = figure, found
+                resolved[spec] = figure, found
+            if figure.result is None:
                 bad = lab.store.bad_files(spec.experiment)
                 if bad:
                     placeholders_for_bad[spec.experiment] = bad[-1]
-                shows = [lab.input_digest(source) for source in spec.sources]
-                made.append(Figure(spec=spec, lab_url=lab.lab_url(spec.experiment),
-                                   shows=shows[0] if len(shows) == 1 else digest(*shows)))
-                continue
-            history = spec.kind == "history"
-            # quick runs are shown while no full one exists, but a history leaves them out
-            runs = lab.history(spec.experiment, spec.host, result) if history else []
-            try:
-                spec = resolve(spec, result, path,
-                               lab.history_names(runs) if runs else lab.names(result),
-                               lab.names(found[1])[1] if spec.split else None)
-                if history:
-                    check_history(spec, runs, path)
-            except BuildError as exc:
-                errors.append(exc)
-                continue
-            other = lab.figure(spec, found[1], host=spec.hosts[1]) if spec.split else None
-            figure = lab.figure(spec, result, runs, host=spec.hosts[0], other=other)
-            if not history:  # a history draws a line per host and accelerator, each named
-                try:
-                    check_mix(figure, path)
-                except BuildError as exc:
-                    errors.append(exc)
-                    continue
-            if not spec.pin:
+            elif not spec.pin:
                 # one post may show an experiment from two hosts: each its own result
                 for host, run in zip(dict.fromkeys(spec.hosts), found, strict=True):
                     used[f"{spec.experiment} on {host}" if host else spec.experiment] = run
@@ -513,11 +501,57 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
         if result is not None and lab.staleness(result):
             stale.append(StaleResult(experiment, result.id, lab.staleness(result),
                                      tuple(sorted(shown_by[experiment, host]))))
-    sources = sorted({s for made in figures.values() for f in made for s in f.sources})
+    sources = sorted({s for figure, _ in anywhere.values() for s in figure.sources})
     return Resolution(figures=figures, warnings=warnings, updated=updated, stale=tuple(stale),
                       errors=tuple(errors),
                       inputs={f"result:{s}": lab.input_digest(s) for s in sources},
                       notes={p: found for p, found in notes.items() if found})
+
+
+def resolve_one(spec: EmbedSpec, lab: Lab, path: Path, allow_missing: bool
+                ) -> tuple[Figure, tuple[Result | None, ...]]:
+    """``spec``'s figure and the run each of its hosts shows (None for a placeholder's);
+    a BuildError at the fence's line when it cannot be shown."""
+    # a comparison of two hosts: each side its own host's run, left first
+    found = tuple(shown_run(lab, spec, host, path, allow_missing)
+                  for host in dict.fromkeys(spec.hosts))
+    result = None if None in found else found[0]
+    if result is None:
+        shows = [lab.input_digest(source) for source in spec.sources]
+        return Figure(spec=spec, lab_url=lab.lab_url(spec.experiment),
+                      shows=shows[0] if len(shows) == 1 else digest(*shows)), found
+    history = spec.kind == "history"
+    # quick runs are shown while no full one exists, but a history leaves them out
+    runs = lab.history(spec.experiment, spec.host, result) if history else []
+    spec = resolve(spec, result, path,
+                   lab.history_names(runs) if runs else lab.names(result),
+                   lab.names(found[1])[1] if spec.split else None)
+    if history:
+        check_history(spec, runs, path)
+    other = lab.figure(spec, found[1], host=spec.hosts[1]) if spec.split else None
+    figure = lab.figure(spec, result, runs, host=spec.hosts[0], other=other)
+    if not history:  # a history draws a line per host and accelerator, each named
+        check_mix(figure, path)
+    return figure, found
+
+
+_PLACES = ("line", "key_lines")  # where a fence stands, not what it asks for
+_ASKS = tuple(f.name for f in fields(EmbedSpec) if f.name not in _PLACES)
+
+
+def _unplaced(spec: EmbedSpec) -> tuple[Any, ...]:
+    """What a spec asks for, wherever it stands."""
+    return tuple(getattr(spec, name) for name in _ASKS)
+
+
+def _placed(figure: Figure, spec: EmbedSpec) -> Figure:
+    """``figure``, resolved from a spec asking what ``spec`` asks, on ``spec``'s line."""
+    def moved(shown: Figure) -> Figure:
+        return replace(shown, spec=replace(shown.spec, line=spec.line,
+                                           key_lines=spec.key_lines))
+
+    placed = moved(figure)
+    return placed if figure.other is None else replace(placed, other=moved(figure.other))
 
 
 def shown_run(lab: Lab, spec: EmbedSpec, host: str, path: Path, allow_missing: bool

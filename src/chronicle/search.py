@@ -160,18 +160,30 @@ def _proses(entries: list[Entry], cache: Any) -> dict[str, tuple[list[str], str 
     return found
 
 
+# stands for a figure's id (which names its line): a character no page text holds
+_ID_MARK = "\ue000"
+
+
 class _FigureWords:
-    """Each figure's words, by its HTML (a blog shows the same figures again and again)."""
+    """Each figure's words, by its HTML with its id marked: a blog shows the same figures
+    again and again, on other lines, and an id in a tag's attribute is no text."""
 
     def __init__(self, figure: Callable[[Any], str]):
         self.figure = figure
-        self.known: dict[str, list[str]] = {}
+        self.known: dict[str, list[str] | None] = {}
 
     def __call__(self, figure: Any) -> list[str]:
+        # imported here: a blog without figures never loads it (nor numpy with it)
+        from chronicle.figure_parts import figure_id
+
         html = self.figure(figure)
-        if html not in self.known:
-            self.known[html] = index_words([html_text(html)])
-        return self.known[html]
+        anywhere = html.replace(figure_id(figure.spec), _ID_MARK)
+        if anywhere not in self.known:
+            text = html_text(anywhere)
+            # an id shown as text is a word of its own line's figure only
+            self.known[anywhere] = None if _ID_MARK in text else index_words([text])
+        found = self.known[anywhere]
+        return found if found is not None else index_words([html_text(html)])
 
 
 def _figure_post_record(entry: Entry, prose: tuple[list[str], str | None],
