@@ -118,6 +118,11 @@ def post_record(entry: Entry, text: str | None = None, terms: Iterable[str] | No
     if text is None:
         text = html_text(entry.html if html is None else html)
     body_words = term_words(terms) if terms is not None else index_words([text])
+    return _post_json(entry, excerpt(text), body_words)
+
+
+def _post_json(entry: Entry, lead: str, body_words: Iterable[str]) -> tuple[str, bytes]:
+    """A post's record from its excerpt and its body's words."""
     # index_words works word by word, so the words of the parts are the parts' words
     words = index_words([entry.title, entry.summary, " ".join(entry.tags)])
     return record_key(entry), _record_json({
@@ -127,7 +132,7 @@ def post_record(entry: Entry, text: str | None = None, terms: Iterable[str] | No
         "date": entry.date.date().isoformat(),
         "tags": list(entry.tags),
         "summary": entry.summary,
-        "excerpt": excerpt(text),
+        "excerpt": lead,
         "words": sorted({*words, *body_words}),
     })
 
@@ -192,21 +197,12 @@ def _figure_post_record(entry: Entry, prose: tuple[list[str], str | None],
     """:func:`post_record` of a post with figures, from its prose's words and excerpt and
     its figures' words: the same record, without its whole text."""
     words, lead = prose
-    found = {*words, *index_words([entry.title, entry.summary, " ".join(entry.tags)])}
+    found = set(words)
     for figure in entry.figures:
         found.update(figure_words(figure))
     if lead is None:  # a figure among the first words: the excerpt needs the whole text
         lead = excerpt(html_text(body(entry) if body is not None else entry.html))
-    return record_key(entry), _record_json({
-        "kind": "post",
-        "title": entry.title,
-        "url": entry.url,
-        "date": entry.date.date().isoformat(),
-        "tags": list(entry.tags),
-        "summary": entry.summary,
-        "excerpt": lead,
-        "words": sorted(found),
-    })
+    return _post_json(entry, lead, found)
 
 
 def search_files(site: Site, renderer: Any = None) -> list[tuple[str, bytes]]:
