@@ -360,8 +360,15 @@ class Renderer:
 
 
 def _anywhere(figure: Any, charts: bool) -> tuple[Any, bool]:
-    """A figure as it would be on any line: what most of its HTML depends on."""
-    return replace(figure, spec=replace(figure.spec, line=0)), charts
+    """A figure as it would be on any line: what most of its HTML depends on. A
+    comparison of two hosts carries its other side's figure on the same line too."""
+    def unplaced(shown: Any) -> Any:
+        return replace(shown, spec=replace(shown.spec, line=0))
+
+    anywhere = unplaced(figure)
+    if figure.other is not None:
+        anywhere = replace(anywhere, other=unplaced(figure.other))
+    return anywhere, charts
 
 
 class _RecordedCharts:
