@@ -11,6 +11,7 @@
     identity = "~/.ssh/lab_ed25519"   # optional
     ssh_config = "lab_ssh_config"     # optional: `ssh -F`, instead of ~/.ssh/config
     incus = "https://kvmbox.example.net:8443"   # optional: this host's Incus API
+    incus_target = "member2"          # optional: the cluster member instances go to
     workdir = "/srv/chronicle"        # optional: the host's working folder
     python = "/usr/bin/python3"       # optional: the interpreter Chronicle runs with there
 
@@ -40,6 +41,7 @@ HOST_KEYS: dict[str, tuple[str, type]] = {
     "identity": ("a string", str),
     "ssh_config": ("a string", str),
     "incus": ("a string", str),
+    "incus_target": ("a string", str),
     "workdir": ("a string", str),
     "python": ("a string", str),
 }
@@ -63,6 +65,7 @@ class LabHost:
     identity: Path | None = None
     ssh_config: Path | None = None
     incus: str | None = None
+    incus_target: str | None = None
     workdir: str | None = None
     python: str | None = None
     source: str = ""
@@ -188,8 +191,12 @@ def _host(name: str, table: dict[str, Any], path: Path, text: str) -> LabHost:
     if incus is not None and not re.match(r"^https://[^/\s]+", incus):
         raise LabError(f"key '{key}.incus' must be an https:// URL", path,
                        toml_key_line(text, "incus"))
+    if table.get("incus_target") is not None and incus is None:
+        raise LabError(f"key '{key}.incus_target' needs '{key}.incus'", path,
+                       toml_key_line(text, "incus_target"))
     return LabHost(name=name, ssh=table["ssh"], port=port, identity=files.get("identity"),
                    ssh_config=files.get("ssh_config"), incus=incus,
+                   incus_target=table.get("incus_target"),
                    workdir=table.get("workdir"), python=table.get("python"),
                    source=table["source"])
 
