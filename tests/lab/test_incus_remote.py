@@ -93,10 +93,23 @@ def test_a_changed_server_certificate_is_refused(trusted, incus_https):
     assert "Traceback" not in done.stderr
 
 
+def test_without_a_token_the_certificate_is_pinned_but_not_trusted(tmp_path, incus_https):
+    root = make_site(tmp_path / "blog")
+    (root / "site" / "lab.toml").write_text(incus_https.host_table(HOST))
+    done = chronicle(root, incus_https.lab, "trust", HOST)
+    assert done.returncode == 1
+    assert f"sha256 {served_fingerprint(incus_https.port)} (pinned)" in done.stdout
+    assert "not trusted yet" in done.stderr and "incus config trust add" in done.stderr
+    hosts = chronicle(root, incus_https.lab, "hosts")
+    assert hosts.returncode == 1
+    assert "does not trust" in hosts.stdout
+
+
 def test_an_api_that_does_not_answer_is_a_clear_error(tmp_path):
     root = make_site(tmp_path / "blog")
     (root / "site" / "lab.toml").write_text(
-        f'[hosts.{HOST}]\nssh = "root@127.0.0.1"\nincus = "https://127.0.0.1:{free_port()}"\n')
+        f'[hosts.{HOST}]\nssh = "root@127.0.0.1"\nport = 1\n'
+        f'incus = "https://127.0.0.1:{free_port()}"\n')
     done = chronicle(root, tmp_path / "lab", "trust", HOST)
     assert done.returncode == 1
     assert f"host {HOST!r}" in done.stderr and "does not answer" in done.stderr
