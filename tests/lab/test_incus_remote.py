@@ -13,7 +13,7 @@ import pytest
 from chronicle.lab.incus_remote import fingerprint
 from chronicle.lab.probes import free_port
 from chronicle.lab.results import ResultStore
-from tests.support import REPO, LoopbackIncus, make_site
+from tests.support import REPO, LoopbackIncus, make_site, write_script
 
 from .conftest import cli_env
 
@@ -133,3 +133,41 @@ def test_a_target_on_a_daemon_not_clustered_is_refused(trusted, incus_https):
     assert done.returncode == 1
     assert "not clustered" in done.stderr and "member1" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+SIGTERM_DEAF = """\
+#!/usr/bin/env python3
+# /// chronicle
+# title = "deaf"
+# timeout = 8
+# ///
+import signal, time
+from chronicle.lab import host
+from chronicle.lab.subjects.base import unique_name
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+config = {"name": unique_name("deaf"), "type": "container", "profiles": ["default"],
+          "source": {"type": "image", "alias": "chronicle-busybox"}}
+host.incus_client().instances.create(config, wait=True).start(wait=True)
+print('{"subject": "a", "metric": "m", "value": 1, "unit": "", "run": 0}', flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_runner_deletes_what_a_killed_script_left_on_the_remote(
+        trusted, incus_https, monkeypatch, tmp_path):
+    """A script deaf to SIGTERM dies by SIGKILL: the runner deletes the instance it made
+    through the remote API, though this machine's own Incus (hidden here) has none."""
+    from chronicle.lab import experiment as exp
+    from chronicle.lab import incus_remote, runner
+    from chronicle.lab.hosts import load_hosts
+
+    monkeypatch.setenv("INCUS_DIR", str(tmp_path / "no-incus-here"))
+    write_script(trusted, "deaf", SIGTERM_DEAF)
+    remote = incus_remote.remote(incus_https.lab, load_hosts(trusted)[HOST])
+    experiment = next(e for e in exp.discover(trusted) if e.name == "deaf")
+    result = runner.run(experiment, ResultStore(trusted / "experiments" / "results"),
+                        runner.RunOptions(grace=1.0, lab_host=HOST, incus=remote))
+    assert result.status == "failed" and "timed out" in (result.error or "")
+    assert "deleted leftover Incus instance chronicle-deaf-" in result.log
+    assert [i.name for i in incus_https.client.instances.all()
+            if i.name.startswith("chronicle-deaf-")] == []

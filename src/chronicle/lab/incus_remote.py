@@ -62,6 +62,23 @@ class Remote:
         host = LabHost(self.host, incus=self.url, incus_target=self.target, source=ENV)
         return connect(Path(self.lab), host, timeout=timeout)
 
+    def sweep(self, experiment: str) -> list[str]:
+        """Delete what a run of ``experiment`` killed by SIGKILL left on this remote (the
+        twin of ``incus.sweep_experiment`` for the local daemon); the names deleted."""
+        from pylxd.exceptions import LXDAPIException
+
+        from chronicle.lab.subjects.base import made_by
+        from chronicle.lab.subjects.incus import delete_instance
+
+        try:
+            client = self.client(timeout=10)
+            names = [i.name for i in client.instances.all() if made_by(i.name, experiment)]
+        except (LabError, LXDAPIException):
+            return []
+        for name in names:
+            delete_instance(client.instances.get(name))
+        return names
+
     def provenance(self) -> dict[str, Any]:
         return {"url": self.url, "fingerprint": self.fingerprint, "target": self.target,
                 "taken": list(THROUGH_API), "not_taken": dict(NOT_THROUGH_API)}
