@@ -4,6 +4,7 @@ is a remote Incus host (``lab trust``, ``lab run --incus``, ``lab hosts``)."""
 from __future__ import annotations
 
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import pytest
 from chronicle.lab.incus_remote import fingerprint
 from chronicle.lab.probes import free_port
 from chronicle.lab.results import ResultStore
-from tests.support import REPO, LoopbackIncus, make_site, write_script
+from chronicle.lab.subjects.base import made_by
+from tests.support import REPO, LoopbackIncus, interrupt_when, make_site, write_script
 
 from .conftest import cli_env
 
@@ -76,9 +78,8 @@ def test_an_incus_subject_boots_through_the_https_api(trusted, incus_https):
     metrics = {s.metric for s in result.samples if s.subject == "incus-container"}
     assert "cgroup_mib" in metrics and "pss_mib" not in metrics
     assert "--on incusbox" in facts["subjects"]["qemu-microvm"]["reason"]
-    left = [i.name for i in incus_https.client.instances.all()
-            if i.name.startswith("chronicle-footprint-")]
-    assert left == []
+    assert [i.name for i in incus_https.client.instances.all()
+            if made_by(i.name, "footprint")] == []
 
 
 def test_a_changed_server_certificate_is_refused(trusted, incus_https):
@@ -170,4 +171,23 @@ def test_the_runner_deletes_what_a_killed_script_left_on_the_remote(
     assert result.status == "failed" and "timed out" in (result.error or "")
     assert "deleted leftover Incus instance chronicle-deaf-" in result.log
     assert [i.name for i in incus_https.client.instances.all()
-            if i.name.startswith("chronicle-deaf-")] == []
+            if made_by(i.name, "deaf")] == []
+
+
+def test_ctrl_c_leaves_no_instance_on_the_remote(trusted, incus_https, tmp_path):
+    """Ctrl-C while an instance made through the API is up: the run is cancelled and the
+    instance deleted through the API (this machine's own Incus is hidden from the CLI)."""
+    def ours() -> list[str]:
+        return [i.name for i in incus_https.client.instances.all()
+                if made_by(i.name, "footprint")]
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chronicle", "lab", "run", "footprint", "--incus", HOST,
+         "--root", str(trusted)],
+        env={**cli_env(), "CHRONICLE_LAB_DIR": str(incus_https.lab),
+             "INCUS_DIR": str(tmp_path / "no-incus-here")},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    stderr, _ = interrupt_when(proc, signal.SIGINT, lambda now, seen: bool(ours()),
+                               within=60)
+    assert proc.returncode == 130, stderr.decode()
+    assert ours() == []
