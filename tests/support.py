@@ -486,10 +486,10 @@ class LoopbackIncus:
         return made.stdout.strip()
 
     def host_table(self, name: str, **extra: str) -> str:
-        """A ``[hosts.NAME]`` table of a lab.toml whose ``incus`` is this API; its ssh
-        leads nowhere (port 1): only the API is reachable, as for a bare Incus host."""
-        lines = [f"[hosts.{name}]", 'ssh = "root@127.0.0.1"', "port = 1",
-                 f'incus = "{self.url}"', *(f'{k} = "{v}"' for k, v in extra.items())]
+        """A ``[hosts.NAME]`` table of a lab.toml whose ``incus`` is this API, and no
+        ``ssh``: a host reached only through its Incus API."""
+        lines = [f"[hosts.{name}]", f'incus = "{self.url}"',
+                 *(f'{k} = "{v}"' for k, v in extra.items())]
         return "\n".join(lines) + "\n"
 
     def stop(self) -> None:

@@ -61,7 +61,9 @@ def test_trust_pins_the_servers_certificate_and_is_trusted(trusted, incus_https)
     assert "trusted" in again.stdout.splitlines()[-1]
     hosts = chronicle(trusted, incus_https.lab, "hosts")
     row = next(line for line in hosts.stdout.splitlines() if HOST in line)
-    assert "trusted" in row, hosts.stdout
+    assert "(none)" in row and "trusted" in row, hosts.stdout
+    on = chronicle(trusted, incus_https.lab, "run", "footprint", "--on", HOST)
+    assert on.returncode == 1 and f"--incus {HOST}" in on.stderr
 
 
 def test_an_incus_subject_boots_through_the_https_api(trusted, incus_https):

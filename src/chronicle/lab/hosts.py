@@ -15,7 +15,8 @@
     workdir = "/srv/chronicle"        # optional: the host's working folder
     python = "/usr/bin/python3"       # optional: the interpreter Chronicle runs with there
 
-A ``[hosts.NAME]`` table may also add to or override an inventory host of that name.
+A ``[hosts.NAME]`` table may also add to or override an inventory host of that name. A
+host with ``incus`` needs no ``ssh``: ``lab run --incus`` reaches it through its API.
 Relative paths are relative to ``site/``. The machine Chronicle runs on is the implicit
 host ``local``. Every mistake is a LabError naming the file, the key and its line.
 """
@@ -57,7 +58,8 @@ ANSIBLE_VARS = {
 
 @dataclass(frozen=True)
 class LabHost:
-    """One host. ``ssh`` is the destination as given; ``local`` has none."""
+    """One host. ``ssh`` is the destination as given; ``local`` has none, nor has a host
+    reached only through its Incus API (``incus``)."""
 
     name: str
     ssh: str | None = None
@@ -72,7 +74,7 @@ class LabHost:
 
     @property
     def is_local(self) -> bool:
-        return self.ssh is None
+        return self.name == LOCAL
 
 
 def config_path(root: Path) -> Path:
@@ -169,10 +171,11 @@ def _host(name: str, table: dict[str, Any], path: Path, text: str) -> LabHost:
     if not NAME.match(name):
         raise LabError(f"key {key!r}: a host name is letters, digits, '.', '_' and '-'",
                        path, line)
-    if not table.get("ssh"):
-        raise LabError(f"key '{key}.ssh' is required (the destination ssh reaches)", path,
+    if not table.get("ssh") and not table.get("incus"):
+        raise LabError(f"key '{key}.ssh' is required (the destination ssh reaches), or "
+                       f"'{key}.incus' for a host reached only through its Incus API", path,
                        line)
-    if table["ssh"].startswith("-"):
+    if table.get("ssh", "").startswith("-"):
         raise LabError(f"key '{key}.ssh' must be a destination, not an option", path,
                        toml_key_line(text, "ssh"))
     port = table.get("port")
@@ -194,7 +197,8 @@ def _host(name: str, table: dict[str, Any], path: Path, text: str) -> LabHost:
     if table.get("incus_target") is not None and incus is None:
         raise LabError(f"key '{key}.incus_target' needs '{key}.incus'", path,
                        toml_key_line(text, "incus_target"))
-    return LabHost(name=name, ssh=table["ssh"], port=port, identity=files.get("identity"),
+    return LabHost(name=name, ssh=table.get("ssh") or None, port=port,
+                   identity=files.get("identity"),
                    ssh_config=files.get("ssh_config"), incus=incus,
                    incus_target=table.get("incus_target"),
                    workdir=table.get("workdir"), python=table.get("python"),

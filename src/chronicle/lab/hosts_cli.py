@@ -51,6 +51,11 @@ def _chosen(args: argparse.Namespace, single: bool = False):
     chosen = lab_hosts.pick(hosts, args.on, lab_hosts.config_path(root))
     if any(h.is_local for h in chosen):
         raise LabError("--on names remote hosts; for this machine leave --on out")
+    for host in chosen:
+        if host.ssh is None:
+            raise LabError(f"host {host.name!r} has no 'ssh' for --on to reach; its Incus API "
+                           f"is reached with `chronicle lab run --incus {host.name}`",
+                           lab_hosts.config_path(root))
     if single and len(chosen) > 1:
         raise LabError("this command takes one host with --on")
     return root, chosen
@@ -132,7 +137,10 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     hosts = list(lab_hosts.load_hosts(root).values())
     rows: dict[str, tuple[bool, str]] = {}
     rows[lab_hosts.LOCAL] = (True, remote.summary(asdict(doctor.collect(root=root))))
-    remotes = [h for h in hosts if not h.is_local]
+    remotes = [h for h in hosts if not h.is_local and h.ssh]
+    for host in hosts:
+        if not host.is_local and not host.ssh:
+            rows[host.name] = (True, "no ssh: only its Incus API")
     with remote.Hosts(remotes, root) as connections:
         def look(conn: remote.Connection) -> None:
             try:
@@ -158,7 +166,8 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     for host in hosts:
         ok, text = rows[host.name]
         api_ok, api = apis.get(host.name, (True, ""))
-        table.add_row(host.name, host.ssh or "(this machine)",
+        where = host.ssh or ("(this machine)" if host.is_local else "(none)")
+        table.add_row(host.name, where,
                       "[green]yes[/]" if ok else "[red]no[/]", escape(text),
                       escape(api) if api_ok else f"[red]no[/]: {escape(api)}")
     console.print(table)

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from chronicle.errors import LabError
 from chronicle.lab.hosts import LabHost
+from chronicle.swap import atomic_write
 
 ENV = "CHRONICLE_INCUS_REMOTE"
 CLIENT_NAME = "chronicle"
@@ -160,7 +161,7 @@ def pin(lab: Path, host: LabHost) -> tuple[str, bool]:
         _same_as_pinned(host, path, fingerprint(pem))
         return fingerprint(pem), False
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(pem, encoding="ascii")
+    atomic_write(path, pem.encode("ascii"))  # a torn pin would refuse every connection
     return fingerprint(pem), True
 
 
