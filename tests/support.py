@@ -450,6 +450,61 @@ class LoopbackSSH:
         self.proc = None
 
 
+class LoopbackIncus:
+    """The local Incus daemon as a remote Incus: its API on 127.0.0.1:PORT over HTTPS,
+    reached with a client certificate it trusts through a real trust token. ``stop()``
+    removes every trust entry and unused token named ``NAME`` and puts
+    ``core.https_address`` back as it was: nothing is left in the daemon."""
+
+    NAME = "chronicle-test"
+
+    def __init__(self, lab: Path):
+        from chronicle.lab.probes import free_port
+
+        self.lab = lab
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.client: Any = None
+        self.before: str | None = None
+
+    def start(self) -> LoopbackIncus:
+        self.client = incus_client()
+        require(shutil.which("incus") is not None, "the incus command (trust tokens)")
+        self.before = self.client.api.get().json()["metadata"]["config"].get(
+            "core.https_address", "")
+        self.client.api.patch(json={"config": {"core.https_address": f"127.0.0.1:{self.port}"}})
+        deadline = time.monotonic() + 10
+        while not port_open(self.port):
+            assert time.monotonic() < deadline, "incusd did not listen within 10 s"
+            time.sleep(0.02)
+        return self
+
+    def token(self) -> str:
+        """A trust token, as `incus config trust add NAME` prints it on the host."""
+        made = subprocess.run(["incus", "config", "trust", "add", self.NAME, "--quiet"],
+                              capture_output=True, text=True, timeout=30, check=True)
+        return made.stdout.strip()
+
+    def host_table(self, name: str, **extra: str) -> str:
+        """A ``[hosts.NAME]`` table of a lab.toml whose ``incus`` is this API, and no
+        ``ssh``: a host reached only through its Incus API."""
+        lines = [f"[hosts.{name}]", f'incus = "{self.url}"',
+                 *(f'{k} = "{v}"' for k, v in extra.items())]
+        return "\n".join(lines) + "\n"
+
+    def stop(self) -> None:
+        if self.client is None:
+            return
+        for cert in self.client.certificates.all():
+            if cert.name == self.NAME:
+                cert.delete()
+        while subprocess.run(["incus", "config", "trust", "revoke-token", self.NAME],
+                             capture_output=True, timeout=30).returncode == 0:
+            pass
+        self.client.api.patch(json={"config": {"core.https_address": self.before or ""}})
+        self.client = None
+
+
 def descendants(pid: int) -> list[int]:
     found = []
     for child in children(pid):

@@ -33,6 +33,13 @@ def test_a_declared_host_is_read_with_its_settings(tmp_path):
     assert not box.is_local and load_hosts(tmp_path)[LOCAL].is_local
 
 
+def test_a_host_reached_only_through_its_incus_api_needs_no_ssh(tmp_path):
+    lab_toml(tmp_path, '[hosts.box]\nincus = "https://box:8443"\nincus_target = "m2"\n')
+    box = load_hosts(tmp_path)["box"]
+    assert (box.ssh, box.incus, box.incus_target) == (None, "https://box:8443", "m2")
+    assert not box.is_local
+
+
 @pytest.mark.parametrize("table, words, line", [
     ('ssh = "a"\nusername = "root"\n', "unknown key 'hosts.box.username'", 3),
     ('ssh = "a"\nport = "22"\n', "key 'hosts.box.port' must be an integer", 3),
@@ -41,6 +48,7 @@ def test_a_declared_host_is_read_with_its_settings(tmp_path):
     ('ssh = "a"\nidentity = "~/no/such/key"\n', "key 'hosts.box.identity': no such file", 3),
     ('ssh = "a"\nincus = "http://box:8443"\n', "key 'hosts.box.incus' must be an https://", 3),
     ('ssh = "-oProxyCommand=x"\n', "key 'hosts.box.ssh' must be a destination", 2),
+    ('ssh = "a"\nincus_target = "m1"\n', "key 'hosts.box.incus_target' needs", 3),
 ])
 def test_a_bad_host_table_names_the_file_the_key_and_its_line(tmp_path, table, words, line):
     path = lab_toml(tmp_path, "[hosts.box]\n" + table)

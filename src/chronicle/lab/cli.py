@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the interleaving order")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="live progress display (default: when stderr is a terminal)")
+    p.add_argument("--incus", metavar="HOST",
+                   help="boot the Incus subjects through this lab host's Incus API (HTTPS); "
+                        "the run is that host's")
 
     p = command("show", cmd_show, "statistics and provenance of the latest good result")
     p.add_argument("name", metavar="NAME")
@@ -234,15 +237,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise LabError("no experiments found (no file here has a `# /// chronicle` block)",
                        paths.experiments)
     store = ResultStore(paths.results)
+    remote = hosts_cli.incus_remote_of(paths.root, args.incus) if args.incus else None
+    label = remote.host if remote else args.as_host
     options = runner.RunOptions(quick=args.quick, repeat=args.repeat, seed=args.seed,
-                                lab_host=args.as_host,
+                                lab_host=label, incus=remote,
                                 git=json.loads(args.git_state) if args.git_state else None)
     err = _console(stderr=True)
     for line in leftovers.sweep(paths.cache):
         err.print(f"chronicle: {line}", markup=False)
     worst = 0
     for experiment in chosen:
-        good = store.shown(experiment.name, host=args.as_host)
+        good = store.shown(experiment.name, host=label)
         _warn_bad_files(err, store.bad_files(experiment.name), paths)
         repeats = None
         if good is not None and not good.quick and (args.again or not args.force):

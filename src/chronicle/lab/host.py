@@ -8,7 +8,8 @@ Contract (subjects, doctor and provenance code against this):
 - ``accelerator() -> "kvm" | "tcg"``: what qemu should use here.
 - ``tsc_khz() -> int | None``: for the guest's ``tsc_early_khz=`` (under TCG the TSC is
   never calibrated otherwise and early boot crawls).
-- ``qemu_version()``, ``which(name)``, ``incus_socket()``, ``incus_client()``,
+- ``qemu_version()``, ``which(name)``, ``incus_socket()``, ``incus_client()`` (the local
+  socket, or the remote API of ``lab run --incus``), ``incus_remote()``,
   ``incus_vm_support(client) -> (bool, reason)``.
 """
 
@@ -111,10 +112,21 @@ def incus_socket(incus_dir: Path = INCUS_DIR) -> Path:
     return Path(os.environ.get("INCUS_DIR", incus_dir)) / "unix.socket"
 
 
+def incus_remote() -> Any:
+    """The remote Incus API this run was pointed at (``lab run --incus HOST``), or None."""
+    from chronicle.lab.incus_remote import Remote
+
+    return Remote.from_env()
+
+
 def incus_client(timeout: float = 30) -> Any:
-    """A pylxd client on the Incus socket; LabError when the daemon is not answering."""
+    """A pylxd client on the Incus socket, or on the remote API of ``lab run --incus``;
+    LabError when the daemon is not answering."""
     import pylxd  # slow import; only the lab needs it
 
+    remote = incus_remote()
+    if remote is not None:
+        return remote.client(timeout)
     socket = incus_socket()
     if not socket.exists():
         raise LabError("Incus is not running: run `chronicle lab setup`", socket)
@@ -135,6 +147,8 @@ def incus_vm_support(client: Any) -> tuple[bool, str]:
     if "qemu" in drivers.split(" | ") or "qemu" in drivers:
         return True, f"drivers: {drivers}"
     reasons = [f"the daemon loaded no qemu driver (drivers: {drivers or 'none'})"]
+    if incus_remote() is not None:  # this machine's devices say nothing of a remote's
+        return False, reasons[0]
     if not Path("/dev/vhost-vsock").exists():
         reasons.append("no /dev/vhost-vsock")
     kind = kvm_kind()

@@ -11,10 +11,12 @@
     identity = "~/.ssh/lab_ed25519"   # optional
     ssh_config = "lab_ssh_config"     # optional: `ssh -F`, instead of ~/.ssh/config
     incus = "https://kvmbox.example.net:8443"   # optional: this host's Incus API
+    incus_target = "member2"          # optional: the cluster member instances go to
     workdir = "/srv/chronicle"        # optional: the host's working folder
     python = "/usr/bin/python3"       # optional: the interpreter Chronicle runs with there
 
-A ``[hosts.NAME]`` table may also add to or override an inventory host of that name.
+A ``[hosts.NAME]`` table may also add to or override an inventory host of that name. A
+host with ``incus`` needs no ``ssh``: ``lab run --incus`` reaches it through its API.
 Relative paths are relative to ``site/``. The machine Chronicle runs on is the implicit
 host ``local``. Every mistake is a LabError naming the file, the key and its line.
 """
@@ -40,6 +42,7 @@ HOST_KEYS: dict[str, tuple[str, type]] = {
     "identity": ("a string", str),
     "ssh_config": ("a string", str),
     "incus": ("a string", str),
+    "incus_target": ("a string", str),
     "workdir": ("a string", str),
     "python": ("a string", str),
 }
@@ -55,7 +58,8 @@ ANSIBLE_VARS = {
 
 @dataclass(frozen=True)
 class LabHost:
-    """One host. ``ssh`` is the destination as given; ``local`` has none."""
+    """One host. ``ssh`` is the destination as given; ``local`` has none, nor has a host
+    reached only through its Incus API (``incus``)."""
 
     name: str
     ssh: str | None = None
@@ -63,13 +67,14 @@ class LabHost:
     identity: Path | None = None
     ssh_config: Path | None = None
     incus: str | None = None
+    incus_target: str | None = None
     workdir: str | None = None
     python: str | None = None
     source: str = ""
 
     @property
     def is_local(self) -> bool:
-        return self.ssh is None
+        return self.name == LOCAL
 
 
 def config_path(root: Path) -> Path:
@@ -166,10 +171,11 @@ def _host(name: str, table: dict[str, Any], path: Path, text: str) -> LabHost:
     if not NAME.match(name):
         raise LabError(f"key {key!r}: a host name is letters, digits, '.', '_' and '-'",
                        path, line)
-    if not table.get("ssh"):
-        raise LabError(f"key '{key}.ssh' is required (the destination ssh reaches)", path,
+    if not table.get("ssh") and not table.get("incus"):
+        raise LabError(f"key '{key}.ssh' is required (the destination ssh reaches), or "
+                       f"'{key}.incus' for a host reached only through its Incus API", path,
                        line)
-    if table["ssh"].startswith("-"):
+    if table.get("ssh", "").startswith("-"):
         raise LabError(f"key '{key}.ssh' must be a destination, not an option", path,
                        toml_key_line(text, "ssh"))
     port = table.get("port")
@@ -188,8 +194,13 @@ def _host(name: str, table: dict[str, Any], path: Path, text: str) -> LabHost:
     if incus is not None and not re.match(r"^https://[^/\s]+", incus):
         raise LabError(f"key '{key}.incus' must be an https:// URL", path,
                        toml_key_line(text, "incus"))
-    return LabHost(name=name, ssh=table["ssh"], port=port, identity=files.get("identity"),
+    if table.get("incus_target") is not None and incus is None:
+        raise LabError(f"key '{key}.incus_target' needs '{key}.incus'", path,
+                       toml_key_line(text, "incus_target"))
+    return LabHost(name=name, ssh=table.get("ssh") or None, port=port,
+                   identity=files.get("identity"),
                    ssh_config=files.get("ssh_config"), incus=incus,
+                   incus_target=table.get("incus_target"),
                    workdir=table.get("workdir"), python=table.get("python"),
                    source=table["source"])
 

@@ -63,6 +63,9 @@ class RunOptions:
     # The id of the fresh run this one repeats (`lab run --again`): the two are an A/A
     # pair, which measures how much this host's runs move when nothing changed.
     repeats: str | None = None
+    # `lab run --incus HOST`: the script's Incus subjects talk to HOST's API (an
+    # `incus_remote.Remote`); the run is HOST's, and its host facts are the API's.
+    incus: Any = None
 
 
 @dataclass
@@ -159,6 +162,18 @@ def _plan(experiment: exp.Experiment, options: RunOptions) -> dict[str, Any]:
     return {"repeat": repeat, "warmup": warmup, "quick": options.quick, "seed": options.seed}
 
 
+def _remote_facts(remote: Any) -> dict[str, Any]:
+    """What a run through a remote Incus API records of where it ran: the API's own
+    account of its machine, in place of this machine's."""
+    from chronicle.lab import host
+    from chronicle.lab.incus_remote import host_facts
+
+    client = remote.client(timeout=30)
+    return {"host": host_facts(client), "tools": {"incus": host.incus_version(client)},
+            "incus_remote": {"url": remote.url, "fingerprint": remote.fingerprint,
+                             "target": remote.target}}
+
+
 def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOptions,
                 progress: Progress, cache: Path) -> Result:
     environment = exp.environment_facts(experiment)
@@ -173,6 +188,8 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
         facts["git"] = options.git
     if options.repeats is not None:
         facts["repeats"] = options.repeats
+    if options.incus is not None:
+        facts.update(_remote_facts(options.incus))
     scratch = Path(tempfile.mkdtemp(prefix=f"chronicle-{experiment.name}-"))
     state = _Run()
     run_name = leftovers.run_name(experiment.name)
@@ -181,6 +198,8 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
         argv = command(experiment)
         env = script_env(experiment, plan, scratch)
         env[RUN_ENV] = run_name
+        if options.incus is not None:
+            env[options.incus.ENV] = options.incus.to_env()
         _execute(experiment, argv, env, state, options, progress,
                  leftovers.RunRecord.mine(run_name, experiment.name, held.cgroup), held, cache)
     finally:
@@ -238,7 +257,7 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
                 if pipe:
                     pipe.close()
             proc.wait()
-            _sweep_instances(experiment, state)
+            _sweep_instances(experiment, state, options.incus)
         elif held.cgroup is not None:
             ended = end_cgroup(held.cgroup)
         if ended:
@@ -256,11 +275,13 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
             state.status, state.error = "failed", "the script printed no measured samples"
 
 
-def _sweep_instances(experiment: exp.Experiment, state: _Run) -> None:
+def _sweep_instances(experiment: exp.Experiment, state: _Run, remote: Any = None) -> None:
     """Instances outlive a killed script: delete what it left, and say so in the log."""
     from chronicle.lab.subjects.incus import sweep_experiment
 
-    for name in sweep_experiment(experiment.name):
+    swept = sweep_experiment(experiment.name) if remote is None else remote.sweep(
+        experiment.name)
+    for name in swept:
         state.add_log(f"chronicle: deleted leftover Incus instance {name}\n".encode())
 
 

@@ -115,8 +115,8 @@ class Footprint:
     where the storage driver does not report it: never a made-up number).
     """
 
-    pss: int
-    rss: int
+    pss: int | None  # None where the host's /proc is out of reach (a remote Incus API)
+    rss: int | None
     disk: int | None
     cgroup: int | None = None
     cgroup_peak: int | None = None

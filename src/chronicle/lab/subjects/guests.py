@@ -151,6 +151,12 @@ def guest_subjects(experiment: str, root: Path, lab: Path, name: str
     definition = guestdef.find(root, name)
     factories: dict[str, Callable[[], Subject]] = {}
     unsupported: dict[str, str] = {}
+    remote = host.incus_remote()
+    if remote is not None:
+        reason = (f"a guest's image is built and its app probed on this machine, not "
+                  f"through {remote.host}'s Incus API: use `chronicle lab run --on "
+                  f"{remote.host}` to measure it on {remote.host}")
+        return {}, {"qemu-microvm": reason, "incus-container": reason}
     try:
         if not host.incus_socket().exists():
             raise Unsupported("Incus is not running (run `chronicle lab setup`)")

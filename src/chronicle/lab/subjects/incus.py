@@ -9,7 +9,9 @@ and, with ``http_port``, create → HTTP answering on 127.0.0.1 through a proxy 
 Memory: the cgroup's ``usage`` and ``usage_peak`` from ``state()`` — these include page
 cache, and for a VM they come from the in-guest agent instead, so they are reported
 apart — and the PSS of every host process that exists for the instance: the payload
-cgroup's processes plus the ``[lxc monitor]`` above them (for a VM, qemu).
+cgroup's processes plus the ``[lxc monitor]`` above them (for a VM, qemu). Through a
+remote host's API (``lab run --incus HOST``) only the API's figures are taken; the facts
+say which were not and why.
 
 Names are ``chronicle-<experiment>-<random>``; clean-up force-stops and deletes the
 instance (and with it its proxy device and root volume), even when the create request
@@ -101,7 +103,10 @@ class IncusInstance(Subject):
         alias: str = BUSYBOX_ALIAS,
         http_port: int | None = None,
         app_port: int = 80,
+        remote: Any = None,
     ):
+        """``remote``: the ``incus_remote.Remote`` that ``client`` talks to, if not the
+        local socket; its host's /proc is out of reach, so PSS and RSS are not taken."""
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
@@ -111,6 +116,7 @@ class IncusInstance(Subject):
         self.alias = alias
         self.http_port = http_port
         self.app_port = app_port
+        self.remote = remote
         self.instance_name = unique_name(experiment)
         self.instance: Any = None
         self.requested = False  # a create request went out: clean-up must look for it
@@ -136,7 +142,10 @@ class IncusInstance(Subject):
         facts["storage"] = env.get("storage", "")
         if self.kind == "virtual-machine":
             facts["accelerator"] = "kvm"
-            facts["kvm_kind"] = host.kvm_kind()
+            # This machine's KVM says nothing of a remote's; the API does not tell.
+            facts["kvm_kind"] = host.kvm_kind() if self.remote is None else None
+        if self.remote is not None:
+            facts["incus_remote"] = self.remote.provenance()
         return facts
 
     def start(self) -> None:
@@ -147,7 +156,8 @@ class IncusInstance(Subject):
         self.t0 = time.monotonic()
         self.requested = True
         try:
-            self.instance = self.client.instances.create(config, wait=True)
+            self.instance = self.client.instances.create(
+                config, wait=True, target=self.remote.target if self.remote else None)
         except LXDAPIException as exc:
             self.requested = False  # the daemon refused: there is nothing to clean up
             raise SubjectError(f"{self.name}: cannot create {self.instance_name}: {exc}") from exc
@@ -198,11 +208,16 @@ class IncusInstance(Subject):
         assert self.instance is not None, "start() first"
         state = self.instance.state()
         memory = state.memory or {}
+        root = (state.disk or {}).get("root") or {}
+        image = self.client.images.get_by_alias(self.alias)
+        if self.remote is not None:
+            # Only what the API reports; PSS and RSS would be this machine's processes.
+            return Footprint(pss=None, rss=None, disk=root.get("usage"),
+                             cgroup=memory.get("usage"), cgroup_peak=memory.get("usage_peak"),
+                             image=image.size)
         payload, monitor = self._host_pids(state.pid)
         usage = total_memory(payload + monitor)
         monitor_usage = total_memory(monitor)
-        root = (state.disk or {}).get("root") or {}
-        image = self.client.images.get_by_alias(self.alias)
         return Footprint(
             pss=usage.pss_kib * 1024,
             rss=usage.rss_kib * 1024,

@@ -54,7 +54,14 @@ Offer = dict[str, "Callable[[], Subject] | str"]  # a factory, or why not
 
 def lineup(experiment: str, scratch: Path, *, http: bool = False,
            lab: Path | None = None) -> Lineup:
-    """Every subject, each either with a factory or with the reason it cannot run."""
+    """Every subject, each either with a factory or with the reason it cannot run.
+
+    In a run through a remote Incus API (``lab run --incus HOST``) only the Incus
+    subjects are HOST's; the others would boot on this machine, so they are left out.
+    """
+    from chronicle.lab import host
+
+    remote = host.incus_remote()
     offers: dict[str, Callable[[], Subject] | str] = {}
     families = (
         (("qemu-microvm", "microvm-run"), _microvms),
@@ -63,6 +70,9 @@ def lineup(experiment: str, scratch: Path, *, http: bool = False,
         (("incus-container", "incus-vm"), _incus),
     )
     for names, offer in families:
+        if remote is not None and offer is not _incus:
+            offers.update(dict.fromkeys(names, not_through_api(remote.host)))
+            continue
         try:
             offers.update(offer(experiment=experiment, scratch=scratch, http=http, lab=lab))
         except Unsupported as exc:
@@ -166,8 +176,13 @@ def _incus(*, experiment: str, scratch: Path, http: bool, lab: Path | None) -> O
     from chronicle.lab import host
     from chronicle.lab.subjects.incus import BUSYBOX_ALIAS, IncusInstance
 
-    if not host.incus_socket().exists():
+    remote = host.incus_remote()
+    if remote is None and not host.incus_socket().exists():
         raise Unsupported("Incus is not running (run `chronicle lab setup`)")
+    if remote is not None and http:
+        raise Unsupported(f"HTTP is probed on this machine's 127.0.0.1, but the proxy of an "
+                          f"instance made through {remote.host}'s Incus API listens on "
+                          f"{remote.host}'s: use `chronicle lab run --on {remote.host}`")
     client = host.incus_client()
     try:
         client.images.get_by_alias(BUSYBOX_ALIAS)
@@ -177,7 +192,8 @@ def _incus(*, experiment: str, scratch: Path, http: bool, lab: Path | None) -> O
     def make(kind: str) -> Callable[[], Subject]:
         def open_instance() -> Subject:
             port = free_port() if http else None
-            return IncusInstance(client, experiment=experiment, kind=kind, http_port=port)
+            return IncusInstance(client, experiment=experiment, kind=kind, http_port=port,
+                                 remote=remote)
         return open_instance
 
     offer: Offer = {"incus-container": make("container")}
@@ -187,6 +203,13 @@ def _incus(*, experiment: str, scratch: Path, http: bool, lab: Path | None) -> O
     except Unsupported as exc:
         offer["incus-vm"] = exc.reason
     return offer
+
+
+def not_through_api(name: str) -> str:
+    """Why a subject that boots on this machine is left out of a run through ``name``'s
+    Incus API: its numbers would be this machine's, labelled as ``name``'s."""
+    return (f"boots on this machine, not through {name}'s Incus API: use "
+            f"`chronicle lab run --on {name}` to measure it on {name}")
 
 
 def report_lineup(subjects: Lineup) -> None:
