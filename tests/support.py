@@ -119,6 +119,15 @@ def qemus_below(pid: int) -> set[int]:
     return {p for p in descendants(pid) if "qemu-system" in process_exe(p)}
 
 
+def incus_requests_in_flight(client, prefix: str) -> list[str]:
+    """What the daemon is doing right now to instances named ``prefix…``: the running
+    operations' descriptions ("Creating instance", "Starting instance", …)."""
+    from chronicle.lab.subjects.incus import operations_on
+
+    return [operation["description"] for name, running in operations_on(client).items()
+            if name.startswith(prefix) for operation in running]
+
+
 def interrupt_when(proc: subprocess.Popen, sig: int, ready, within: float,
                    wait: float = 90) -> tuple[bytes, set[int]]:
     """Send ``sig`` to ``proc`` (started with ``start_new_session``) once
