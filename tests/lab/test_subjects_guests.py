@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import threading
+import time
+from dataclasses import replace
 
 import pytest
 
 from chronicle.errors import LabError
 from chronicle.lab import host
+from chronicle.lab.subjects.base import SubjectError
 from chronicle.lab.subjects.guests import GuestContainer, GuestMicrovm, guest_subjects
 from chronicle.lab.subjects.qemu import choose_accel
 from tests.support import built_guest, incus_client, processes_mentioning, require
@@ -63,3 +68,31 @@ def test_a_guest_not_built_from_its_definition_says_how_to_build_it(guest, tmp_p
     shutil.copy(ROOT / "experiments" / "guests" / f"{NAME}.toml", folder / "fresh.toml")
     with pytest.raises(LabError, match="run `chronicle lab guest build fresh`"):
         guest_subjects("t", tmp_path, tmp_path / "lab", "fresh")
+
+
+def test_a_container_that_powers_off_before_its_app_answers_fails_at_once(guest):
+    client, definition, found = guest
+    # A URL nginx answers 404: the app never counts as up, so only the stop can end the
+    # wait before its timeout.
+    never = replace(definition, app=replace(definition.app, url="/never-there"))
+    with GuestContainer(client, never, found, experiment="guest-test-halts") as box:
+        poweroff = threading.Thread(target=_power_off, args=(box.instance,), daemon=True)
+        poweroff.start()
+        started = time.monotonic()
+        with pytest.raises(SubjectError, match=rf"{box.instance_name} is Stopp(ed|ing)"):
+            box.wait_booted(120)
+        assert time.monotonic() - started < 30  # not the 120 s timeout
+        name = box.instance_name
+    poweroff.join()
+    assert name not in [i.name for i in client.instances.all()]
+
+
+def _power_off(instance) -> None:
+    """Power the container off from inside, as a guest whose systemd halts would: retried
+    while its systemd is too young to take the request."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # gone already, or not up yet
+            if instance.execute(["systemctl", "poweroff"]).exit_code == 0:
+                return
+        time.sleep(0.5)

@@ -29,7 +29,6 @@ starts, and on any error, timeout or signal (each subject cleans up on exit).
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +37,6 @@ from typing import Any
 
 from chronicle.lab.guestboot import url_answers
 from chronicle.lab.subjects.base import MIB, BootTimeout, Subject, SubjectError
-
-_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -167,16 +164,4 @@ def _gone(subject: Any) -> str:
             return ""
         subject.watch.pump(0.1)
         return f"qemu exited with code {proc.returncode}: {subject.watch.tail('serial', 3)}"
-    instance = subject.instance
-    if instance.state().status == "Running":
-        return ""
-    # pylxd's sync() keeps a handle's old "Running" once the container stopped by itself,
-    # and clean-up, trusting it, would ask for a stop the daemon refuses: a fresh handle.
-    subject.instance = instance = instance.client.instances.get(instance.name)
-    try:  # the container's console log, where a failing systemd says why
-        log = instance.client.api.instances[instance.name].console.get().text
-    except Exception:  # pylxd's API errors, or the instance going away meanwhile
-        log = ""
-    log = _TERMINAL_CODES.sub("", log)  # systemd colours its console: keep the words
-    tail = " | ".join(line.strip() for line in log.strip().splitlines()[-3:] if line.strip())
-    return f"{instance.name} stopped" + (f": {tail}" if tail else "")
+    return subject.stopped()

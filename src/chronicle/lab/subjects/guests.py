@@ -40,6 +40,7 @@ from chronicle.lab.subjects.incus import IncusInstance
 from chronicle.lab.subjects.qemu import QemuMicrovm, choose_accel
 from chronicle.lab.subjects.vmm import VmmProcess, boot_marker
 
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 PHASES = boot_marker(re.compile(rb"CHRONICLE-PHASES init_us=(\d+) app_us=(\d+)"))
 
 
@@ -113,10 +114,16 @@ class GuestContainer(IncusInstance):
         assert self.instance is not None and self.running_at is not None, "start() first"
         deadline = self.t0 + timeout
         url, port = self.definition.app.url, self.http_port or 0
+        checked = time.monotonic()
         while not url_answers(port, url, timeout=0.2):
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise BootTimeout(f"{self.name}: GET {url} on 127.0.0.1:{port} never "
                                   f"answered 200 for {self.instance_name}")
+            if now - checked >= 1.0:  # a guest that halted would otherwise wait it all out
+                checked = now
+                if why := self.stopped():
+                    raise SubjectError(f"{self.name}: {why} before GET {url} answered 200")
             time.sleep(0.02)
         answered = time.monotonic()
         init_us = self._systemd_show("UserspaceTimestampMonotonic")
@@ -130,6 +137,20 @@ class GuestContainer(IncusInstance):
                     "init_to_app_ms": (active_us - init_us) / 1000.0,
                     "outside_ms": app_ms - (active_us / 1000.0 - t0_ms)},
         )
+
+    def stopped(self) -> str:
+        """Why the container is no longer running, with the last lines of its console
+        (where a failing systemd says why); '' while it runs."""
+        status = self.instance.state().status  # the daemon's word: a handle's can be stale
+        if status == "Running":
+            return ""
+        try:
+            log = self.client.api.instances[self.instance_name].console.get().text
+        except Exception:  # pylxd's API errors, or the instance going away meanwhile
+            log = ""
+        log = _TERMINAL_CODES.sub("", log)  # systemd colours its console: keep the words
+        tail = " | ".join(line.strip() for line in log.strip().splitlines()[-3:] if line.strip())
+        return f"{self.instance_name} is {status}" + (f": {tail}" if tail else "")
 
     def _systemd_show(self, prop: str, unit: str | None = None) -> int:
         argv = ["systemctl", "show", "-P", prop, *([unit] if unit else [])]
