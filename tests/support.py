@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
@@ -758,3 +758,38 @@ def serve_folder(folder: Path) -> Iterator[str]:
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+class _UpAtHandler(BaseHTTPRequestHandler):
+    """Before the server's ``up_at`` a request is held unanswered (as a guest whose
+    proxy or slirp accepts while its app is not up yet), after it answered 200."""
+
+    def do_GET(self):  # noqa: N802 - the base class's name
+        if time.monotonic() < self.server.up_at:
+            time.sleep(1.0)  # past any probe's timeout: this request never answers
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
+@contextmanager
+def apps_up_at(times: list[float]) -> Iterator[list[int]]:
+    """One HTTP server on 127.0.0.1 per monotonic time in ``times``, answering 200 from
+    that time on; yields their ports."""
+    servers = []
+    try:
+        for up_at in times:
+            server = ThreadingHTTPServer(("127.0.0.1", 0), _UpAtHandler)
+            server.daemon_threads = True
+            server.up_at = up_at
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+            servers.append(server)
+        yield [server.server_address[1] for server in servers]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
