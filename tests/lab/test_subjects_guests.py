@@ -12,8 +12,14 @@ import pytest
 
 from chronicle.errors import LabError
 from chronicle.lab import host
+from chronicle.lab.guestboot import microvm_command
 from chronicle.lab.subjects.base import SubjectError
-from chronicle.lab.subjects.guests import GuestContainer, GuestMicrovm, guest_subjects
+from chronicle.lab.subjects.guests import (
+    GuestContainer,
+    GuestMicrovm,
+    GuestRunner,
+    guest_subjects,
+)
 from chronicle.lab.subjects.qemu import choose_accel
 from tests.support import built_guest, incus_client, processes_mentioning, require
 
@@ -44,6 +50,31 @@ def test_the_microvm_reports_phases_that_add_up_to_the_wall_clock(guest):
     assert parts == pytest.approx(phases["app_ms"], abs=0.01)
     assert footprint.pss > 32 * 2**20 and footprint.disk >= found.disk.stat().st_size
     assert facts["guest"] == NAME and "nginx-light " in facts["guest_packages"]
+    assert processes_mentioning(str(found.disk)) == []
+
+
+def test_the_microvm_through_a_microvm_nix_runner_boots_the_same_qemu(guest):
+    require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
+    _, definition, found = guest
+    accel, tsc = choose_accel(host.kvm_kind()), host.tsc_khz()
+    with GuestRunner(definition, found, accel, tsc) as vm:
+        script = vm.script
+        assert script.read_text().splitlines()[-1].startswith("exec ")
+        timings = vm.wait_booted(120)
+        # the runner's shell exec'd qemu: the hypervisor measured is the spawned process
+        assert vm.vmm_pid() == vm.proc.pid
+        assert vm.hypervisor_argv[1:] == microvm_command(definition, found, vm.http_port,
+                                                         accel, tsc)[1:]
+        footprint = vm.measure()
+        facts = vm.facts()
+    phases = timings.phases
+    assert phases["kernel_to_init_ms"] > 0 and phases["init_to_app_ms"] > 0
+    parts = phases["kernel_to_init_ms"] + phases["init_to_app_ms"] + phases["outside_ms"]
+    assert parts == pytest.approx(phases["app_ms"], abs=0.01)
+    assert footprint.pss > 32 * 2**20 and footprint.detail["vmm"].startswith("qemu-system")
+    assert facts["vmm"] == "microvm-run" and facts["hypervisor"].startswith("qemu-system")
+    assert facts["guest"] == NAME
+    assert not script.exists()
     assert processes_mentioning(str(found.disk)) == []
 
 
