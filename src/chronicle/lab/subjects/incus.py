@@ -315,9 +315,15 @@ def operations_on(client: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def _wait_for_operations(client: Any, name: str, deadline: float) -> None:
+    """Wait out the instance's running tasks (create, start, stop): the daemon refuses
+    to stop or delete it meanwhile. An exec (a websocket operation) does not hold it up,
+    and may wait for a client that is gone: a forced stop ends it."""
     from pylxd.exceptions import LXDAPIException
 
-    while (running := operations_on(client).get(name)) and time.monotonic() < deadline:
+    def tasks() -> list[dict[str, Any]]:
+        return [op for op in operations_on(client).get(name, []) if op.get("class") == "task"]
+
+    while (running := tasks()) and time.monotonic() < deadline:
         for operation in running:
             wait = max(1, int(deadline - time.monotonic()))
             try:  # its failure is not ours to report: only that it ended
