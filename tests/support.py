@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
@@ -117,6 +117,15 @@ def qemus_below(pid: int) -> set[int]:
     from chronicle.lab.probes import descendants, process_exe
 
     return {p for p in descendants(pid) if "qemu-system" in process_exe(p)}
+
+
+def incus_requests_in_flight(client, prefix: str) -> list[str]:
+    """What the daemon is doing right now to instances named ``prefix…``: the running
+    operations' descriptions ("Creating instance", "Starting instance", …)."""
+    from chronicle.lab.subjects.incus import operations_on
+
+    return [operation["description"] for name, running in operations_on(client).items()
+            if name.startswith(prefix) for operation in running]
 
 
 def interrupt_when(proc: subprocess.Popen, sig: int, ready, within: float,
@@ -804,3 +813,38 @@ def serve_folder(folder: Path) -> Iterator[str]:
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+class _UpAtHandler(BaseHTTPRequestHandler):
+    """Before the server's ``up_at`` a request is held unanswered (as a guest whose
+    proxy or slirp accepts while its app is not up yet), after it answered 200."""
+
+    def do_GET(self):  # noqa: N802 - the base class's name
+        if time.monotonic() < self.server.up_at:
+            time.sleep(1.0)  # past any probe's timeout: this request never answers
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
+@contextmanager
+def apps_up_at(times: list[float]) -> Iterator[list[int]]:
+    """One HTTP server on 127.0.0.1 per monotonic time in ``times``, answering 200 from
+    that time on; yields their ports."""
+    servers = []
+    try:
+        for up_at in times:
+            server = ThreadingHTTPServer(("127.0.0.1", 0), _UpAtHandler)
+            server.daemon_threads = True
+            server.up_at = up_at
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+            servers.append(server)
+        yield [server.server_address[1] for server in servers]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from chronicle.lab.probes import process_exe
-from tests.support import alive, interrupt_when, require
+from tests.support import alive, incus_requests_in_flight, interrupt_when, require
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "experiments" / "boot-to-init.py"
@@ -140,3 +140,24 @@ time.sleep(600)
     assert result.status == "failed" and "timed out" in (result.error or "")
     assert _ours(client, f"chronicle-{name}-") == []
     assert "deleted leftover Incus instance" in result.log
+
+
+@pytest.mark.parametrize(("request_", "sig"), [
+    ("Creating", signal.SIGINT), ("Starting", signal.SIGTERM),
+    ("Stopping", signal.SIGINT), ("Deleting", signal.SIGTERM)])
+def test_a_script_signalled_during_an_incus_request_deletes_its_instance(
+        client, tmp_path, request_, sig):
+    # The script itself, not `lab run` (whose sweep would hide a leak), signalled while
+    # the daemon is still working on a request for its container: the request goes on
+    # in the daemon whatever becomes of the script's side of it.
+    require(SCRIPT.is_file(), "experiments/boot-to-init.py")
+    experiment = f"test-inflight-{secrets.token_hex(3)}"
+    prefix = f"chronicle-{experiment}-"
+    proc = _start(tmp_path, experiment)
+    stderr, seen_qemu = interrupt_when(
+        proc, sig, lambda now, seen: any(
+            d.startswith(request_) for d in incus_requests_in_flight(client, prefix)),
+        within=120, wait=90)
+    assert proc.returncode != 0, stderr.decode(errors="replace")[-2000:]
+    assert _ours(client, prefix) == [], stderr.decode(errors="replace")[-2000:]
+    assert [p for p in seen_qemu if alive(p)] == []

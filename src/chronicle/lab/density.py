@@ -29,7 +29,7 @@ starts, and on any error, timeout or signal (each subject cleans up on exit).
 from __future__ import annotations
 
 import contextlib
-import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +38,6 @@ from typing import Any
 
 from chronicle.lab.guestboot import url_answers
 from chronicle.lab.subjects.base import MIB, BootTimeout, Subject, SubjectError
-
-_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -136,26 +134,61 @@ def run_step(make: Callable[[], Subject], k: int, timeout: float, settle: float)
 
 def _wait_all(subjects: Sequence[Any], deadline: float) -> list[float]:
     """When each subject's app first answered 200 on 127.0.0.1."""
-    answered: dict[int, float] = {}
-    checked = 0.0
-    while len(answered) < len(subjects):
-        for index, subject in enumerate(subjects):
-            if index not in answered and url_answers(subject.http_port, subject.definition.app.url,
-                                                     timeout=0.2):
+    def dead(waiting: list[int]) -> str:
+        gone = [why for i in waiting if (why := _gone(subjects[i]))]
+        return (f"{len(gone)} of {len(subjects)} instances ended before their app "
+                f"answered; the first: {gone[0]}") if gone else ""
+
+    return answer_times([(s.http_port, s.definition.app.url) for s in subjects], deadline,
+                        dead)
+
+
+PROBE_TIMEOUT = 0.2  # a request made just before an app is up is given up after this
+POLL = 0.05  # and the next one follows this much later
+
+
+def answer_times(targets: Sequence[tuple[int, str]], deadline: float,
+                 dead: Callable[[list[int]], str] = lambda waiting: "") -> list[float]:
+    """When each ``(port, path)`` on 127.0.0.1 first answered 200. ``dead(waiting)``,
+    asked every 2 s with the indices not answered yet, says why the wait is hopeless.
+
+    Every target has a prober thread of its own: probed one after another, a target
+    that holds its request unanswered (a proxy or slirp accepting for a guest whose app
+    is not up yet) would keep the others waiting for its timeout, and the time one was
+    seen answering would be late by a timeout per target still down. So each time is
+    within one probe timeout and one poll interval of when that app came up.
+    """
+    answered: list[float | None] = [None] * len(targets)
+    done = threading.Event()
+
+    def probe(index: int, port: int, path: str) -> None:
+        while not done.is_set():
+            if url_answers(port, path, timeout=PROBE_TIMEOUT):
                 answered[index] = time.monotonic()
-        now = time.monotonic()
-        if len(answered) < len(subjects) and now - checked > 2.0:
-            checked = now
-            dead = [(i, why) for i, s in enumerate(subjects)
-                    if i not in answered and (why := _gone(s))]
-            if dead:
-                raise SubjectError(f"{len(dead)} of {len(subjects)} instances ended before "
-                                   f"their app answered; the first: {dead[0][1]}")
-        if now >= deadline:
-            raise BootTimeout(f"{len(subjects) - len(answered)} of {len(subjects)} instances "
-                              "never answered 200 within the boot timeout")
-        time.sleep(0.05)
-    return [answered[i] for i in range(len(subjects))]
+                return
+            done.wait(POLL)
+
+    probers = [threading.Thread(target=probe, args=(index, port, path), daemon=True)
+               for index, (port, path) in enumerate(targets)]
+    for prober in probers:
+        prober.start()
+    try:
+        checked = time.monotonic()
+        while (waiting := [i for i, at in enumerate(answered) if at is None]):
+            now = time.monotonic()
+            if now >= deadline:
+                raise BootTimeout(f"{len(waiting)} of {len(targets)} instances never "
+                                  "answered 200 within the boot timeout")
+            if now - checked >= 2.0:
+                checked = now
+                if why := dead(waiting):
+                    raise SubjectError(why)
+            time.sleep(min(POLL, max(deadline - now, 0.0)))
+    finally:
+        done.set()  # a signal or an error here: no prober outlives the wait
+        for prober in probers:
+            prober.join()
+    return [at for at in answered if at is not None]
 
 
 def _gone(subject: Any) -> str:
@@ -167,16 +200,4 @@ def _gone(subject: Any) -> str:
             return ""
         subject.watch.pump(0.1)
         return f"qemu exited with code {proc.returncode}: {subject.watch.tail('serial', 3)}"
-    instance = subject.instance
-    if instance.state().status == "Running":
-        return ""
-    # pylxd's sync() keeps a handle's old "Running" once the container stopped by itself,
-    # and clean-up, trusting it, would ask for a stop the daemon refuses: a fresh handle.
-    subject.instance = instance = instance.client.instances.get(instance.name)
-    try:  # the container's console log, where a failing systemd says why
-        log = instance.client.api.instances[instance.name].console.get().text
-    except Exception:  # pylxd's API errors, or the instance going away meanwhile
-        log = ""
-    log = _TERMINAL_CODES.sub("", log)  # systemd colours its console: keep the words
-    tail = " | ".join(line.strip() for line in log.strip().splitlines()[-3:] if line.strip())
-    return f"{instance.name} stopped" + (f": {tail}" if tail else "")
+    return subject.stopped()

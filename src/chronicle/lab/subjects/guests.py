@@ -1,5 +1,7 @@
-"""A built guest (``chronicle lab guest build``) as a subject: qemu microVM or Incus
-container, timed to the app's first served request, phase by phase.
+"""A built guest (``chronicle lab guest build``) as a subject: qemu microVM (spawned
+directly, or the microvm.nix way through a ``microvm-run`` runner script that execs the
+same command line) or Incus container, timed to the app's first served request, phase
+by phase.
 
 ``app_ms`` is the host's wall clock from spawn (VM) or create request (container) to the
 first 200 for the definition's URL on 127.0.0.1 — the same probe both ways, through
@@ -8,8 +10,9 @@ the app's unit became active (``chronicle-phases.service``, see
 ``chronicle.lab.guestbuild``); from those:
 
 - microVM: ``kernel_to_init_ms`` (the guest's monotonic clock starts with its kernel),
-  ``init_to_app_ms``, and ``outside_ms`` = ``app_ms`` − both: qemu's start and firmware
-  before the kernel, plus everything after the unit is active until the first 200.
+  ``init_to_app_ms``, and ``outside_ms`` = ``app_ms`` − both: qemu's start (after the
+  runner's shell, for ``microvm-run``) and firmware before the kernel, plus everything
+  after the unit is active until the first 200.
 - container: ``create_to_init_ms`` (the container shares the host's monotonic clock, so
   this is exact: Incus's create and start up to systemd's start), ``init_to_app_ms``,
   and ``outside_ms`` = after the unit is active until the first 200.
@@ -25,6 +28,8 @@ negative, i.e. that the two clocks agree.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,8 +43,10 @@ from chronicle.lab.probes import free_port
 from chronicle.lab.subjects.base import BootTimeout, Subject, SubjectError, Timings, Unsupported
 from chronicle.lab.subjects.incus import IncusInstance
 from chronicle.lab.subjects.qemu import QemuMicrovm, choose_accel
+from chronicle.lab.subjects.runner import MicrovmRunner, write_runner
 from chronicle.lab.subjects.vmm import VmmProcess, boot_marker
 
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 PHASES = boot_marker(re.compile(rb"CHRONICLE-PHASES init_us=(\d+) app_us=(\d+)"))
 
 
@@ -79,23 +86,61 @@ class GuestMicrovm(VmmProcess):
                 "root": "ext4 on virtio-blk", **guest_facts(self.definition, self.build)}
 
     def wait_booted(self, timeout: float) -> Timings:
-        assert self.proc is not None and self.watch is not None, "start() first"
-        deadline = self.t0 + timeout
-        url, port = self.definition.app.url, self.http_port or 0
-        seen, answered = None, None
-        # Both at once: the phases line may come after the app already answers.
-        while seen is None or answered is None:
-            self._pump_or_fail(deadline, f"report its phases and answer GET {url} with 200")
-            seen = seen or self.watch.find("serial", self.marker)
-            if answered is None and url_answers(port, url, timeout=0.2):
-                answered = time.monotonic()
-        app_ms = (answered - self.t0) * 1000.0
-        init_ms, active_ms = (int(g) / 1000.0 for g in seen.match.groups())
-        return Timings(
-            boot_ms=(seen.at - self.t0) * 1000.0, guest_uptime_ms=active_ms, http_ms=app_ms,
-            phases={"app_ms": app_ms, "kernel_to_init_ms": init_ms,
-                    "init_to_app_ms": active_ms - init_ms, "outside_ms": app_ms - active_ms},
-        )
+        return _microvm_phases(self, timeout)
+
+
+class GuestRunner(MicrovmRunner):
+    """The guest the microvm.nix way: a generated ``microvm-run`` script (the shape of
+    microvm.nix's ``declaredRunner``) that execs the very qemu command line of
+    ``GuestMicrovm``, so the two differ only by the runner's shell in front."""
+
+    marker = PHASES
+
+    def __init__(self, definition: GuestDefinition, build: GuestBuild, accel: str,
+                 tsc_khz: int | None):
+        self.definition = definition
+        self.build = build
+        port = free_port()
+        self.package = Path(tempfile.mkdtemp(prefix=f"microvm-run-{definition.name}-"))
+        write_runner(self.package / "bin" / "microvm-run",
+                     microvm_command(definition, build, port, accel, tsc_khz))
+        super().__init__(self.package, disk_files=[build.kernel, build.initrd, build.disk],
+                         http_port=port)
+
+    def facts(self) -> dict[str, Any]:
+        return {**super().facts(), "machine": "microvm", "root": "ext4 on virtio-blk",
+                **guest_facts(self.definition, self.build)}
+
+    def wait_booted(self, timeout: float) -> Timings:
+        timings = _microvm_phases(self, timeout)
+        self.vmm_pid()  # while it runs: the facts name the hypervisor measured
+        return timings
+
+    def cleanup(self) -> None:
+        try:
+            super().cleanup()
+        finally:
+            shutil.rmtree(self.package, ignore_errors=True)
+
+
+def _microvm_phases(vm: GuestMicrovm | GuestRunner, timeout: float) -> Timings:
+    """Wait for the guest's phases line and its app's first 200, whichever comes first."""
+    assert vm.proc is not None and vm.watch is not None, "start() first"
+    deadline = vm.t0 + timeout
+    url, port = vm.definition.app.url, vm.http_port or 0
+    seen, answered = None, None
+    while seen is None or answered is None:
+        vm._pump_or_fail(deadline, f"report its phases and answer GET {url} with 200")
+        seen = seen or vm.watch.find("serial", vm.marker)
+        if answered is None and url_answers(port, url, timeout=0.2):
+            answered = time.monotonic()
+    app_ms = (answered - vm.t0) * 1000.0
+    init_ms, active_ms = (int(g) / 1000.0 for g in seen.match.groups())
+    return Timings(
+        boot_ms=(seen.at - vm.t0) * 1000.0, guest_uptime_ms=active_ms, http_ms=app_ms,
+        phases={"app_ms": app_ms, "kernel_to_init_ms": init_ms,
+                "init_to_app_ms": active_ms - init_ms, "outside_ms": app_ms - active_ms},
+    )
 
 
 class GuestContainer(IncusInstance):
@@ -113,10 +158,16 @@ class GuestContainer(IncusInstance):
         assert self.instance is not None and self.running_at is not None, "start() first"
         deadline = self.t0 + timeout
         url, port = self.definition.app.url, self.http_port or 0
+        checked = time.monotonic()
         while not url_answers(port, url, timeout=0.2):
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise BootTimeout(f"{self.name}: GET {url} on 127.0.0.1:{port} never "
                                   f"answered 200 for {self.instance_name}")
+            if now - checked >= 1.0:  # a guest that halted would otherwise wait it all out
+                checked = now
+                if why := self.stopped():
+                    raise SubjectError(f"{self.name}: {why} before GET {url} answered 200")
             time.sleep(0.02)
         answered = time.monotonic()
         init_us = self._systemd_show("UserspaceTimestampMonotonic")
@@ -131,6 +182,20 @@ class GuestContainer(IncusInstance):
                     "outside_ms": app_ms - (active_us / 1000.0 - t0_ms)},
         )
 
+    def stopped(self) -> str:
+        """Why the container is no longer running, with the last lines of its console
+        (where a failing systemd says why); '' while it runs."""
+        status = self.instance.state().status  # the daemon's word: a handle's can be stale
+        if status == "Running":
+            return ""
+        try:
+            log = self.client.api.instances[self.instance_name].console.get().text
+        except Exception:  # pylxd's API errors, or the instance going away meanwhile
+            log = ""
+        log = _TERMINAL_CODES.sub("", log)  # systemd colours its console: keep the words
+        tail = " | ".join(line.strip() for line in log.strip().splitlines()[-3:] if line.strip())
+        return f"{self.instance_name} is {status}" + (f": {tail}" if tail else "")
+
     def _systemd_show(self, prop: str, unit: str | None = None) -> int:
         argv = ["systemctl", "show", "-P", prop, *([unit] if unit else [])]
         result = self.instance.execute(argv)
@@ -144,8 +209,8 @@ class GuestContainer(IncusInstance):
 
 def guest_subjects(experiment: str, root: Path, lab: Path, name: str
                    ) -> tuple[dict[str, Callable[[], Subject]], dict[str, str]]:
-    """Factories for guest ``name`` as a qemu microVM and an Incus container, and a
-    reason for each way this host cannot boot it."""
+    """Factories for guest ``name`` as a qemu microVM, the same through a microvm.nix
+    runner and an Incus container, and a reason for each way this host cannot boot it."""
     from chronicle.lab import guestdef, host
 
     definition = guestdef.find(root, name)
@@ -166,13 +231,15 @@ def guest_subjects(experiment: str, root: Path, lab: Path, name: str
             raise LabError(f"guest {name} is not built from its current definition: run "
                            f"`chronicle lab guest build {name}`", definition.path)
     except Unsupported as exc:
-        return {}, {"qemu-microvm": exc.reason, "incus-container": exc.reason}
+        return {}, dict.fromkeys(("qemu-microvm", "microvm-run", "incus-container"),
+                                  exc.reason)
     try:
         QemuMicrovm.check()
         accel, tsc = choose_accel(host.kvm_kind()), host.tsc_khz()
         factories["qemu-microvm"] = lambda: GuestMicrovm(definition, build, accel, tsc)
+        factories["microvm-run"] = lambda: GuestRunner(definition, build, accel, tsc)
     except Unsupported as exc:
-        unsupported["qemu-microvm"] = exc.reason
+        unsupported["qemu-microvm"] = unsupported["microvm-run"] = exc.reason
     factories["incus-container"] = lambda: GuestContainer(client, definition, build,
                                                           experiment=experiment)
     return factories, unsupported

@@ -42,6 +42,7 @@ from chronicle.lab.subjects.base import (
     Footprint,
     Subject,
     SubjectError,
+    Terminated,
     Timings,
     Unsupported,
     made_by,
@@ -248,43 +249,102 @@ class IncusInstance(Subject):
     def cleanup(self) -> None:
         if not self.requested:
             return
-        from pylxd.exceptions import NotFound
-
-        instance = self.instance
-        if instance is None:
-            # The create request was cut short (Ctrl-C, SIGTERM): the daemon may still
-            # finish it, so look for the name for a while.
-            deadline = time.monotonic() + 15
-            while instance is None and time.monotonic() < deadline:
-                try:
-                    instance = self.client.instances.get(self.instance_name)
-                except NotFound:
-                    time.sleep(0.2)
-            if instance is None:
-                self.requested = False
-                return
-        delete_instance(instance)
-        self.instance = None
-        self.requested = False
-
-
-def delete_instance(instance: Any, attempts: int = 3) -> None:
-    """Force-stop and delete; 'already gone' is success."""
-    from pylxd.exceptions import LXDAPIException, NotFound
-
-    for attempt in range(attempts):
+        # By name, not by handle: a request cut short by Ctrl-C or SIGTERM may still be
+        # running in the daemon, and the instance then appears (or starts) after we gave up.
         try:
-            instance.sync()
-            if instance.status != "Stopped":
-                instance.stop(force=True, wait=True)
-            instance.delete(wait=True)
-            return
-        except NotFound:
-            return
+            delete_instance(self.instance or _Named(self.client, self.instance_name),
+                            appearing=self.instance is None)
+        finally:
+            self.instance = None
+            self.requested = False
+
+
+class _Named:
+    """An instance known only by its name: its create request may not have finished."""
+
+    def __init__(self, client: Any, name: str):
+        self.client, self.name = client, name
+
+
+def delete_instance(instance: Any, *, within: float = 60.0, appearing: bool = False) -> None:
+    """Force-stop and delete ``instance``; 'gone' is success, and never waits for ever.
+
+    Each attempt fetches the instance afresh by name: a handle's status can be stale
+    (pylxd keeps one it set itself, e.g. "Running" for a container that stopped by
+    itself), and the daemon refuses to stop or delete an instance while one of its
+    operations (a create or start a signal cut short on our side) still runs, so that is
+    waited out first. Attempts repeat until ``within`` seconds have passed, then the
+    daemon's last refusal is raised. A signal meanwhile is raised once the instance is
+    gone. With ``appearing``, a create request may still be on its way: 'not there' is
+    believed only after 15 s without the instance or an operation on it.
+    """
+    from pylxd.exceptions import LXDAPIException
+
+    client, name = instance.client, instance.name
+    deadline = time.monotonic() + within
+    absent_until = time.monotonic() + (15.0 if appearing else 0.0)
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            if _deleted(client, name, deadline, absent_until):
+                break
+            time.sleep(0.2)
+        except (KeyboardInterrupt, Terminated) as exc:
+            # A signal cut our stop or delete request short; the daemon goes on with
+            # it, but only we can see the deletion through: finish, then pass it on.
+            interrupted = interrupted or exc
+            if time.monotonic() >= deadline:
+                break
         except LXDAPIException:
-            if attempt == attempts - 1:
+            if time.monotonic() >= deadline:
                 raise
-            time.sleep(0.5)
+    if interrupted is not None:
+        raise interrupted
+
+
+def _deleted(client: Any, name: str, deadline: float, absent_until: float) -> bool:
+    """One attempt: True once the instance is gone (or ours to believe gone)."""
+    from pylxd.exceptions import NotFound
+
+    try:
+        _wait_for_operations(client, name, deadline)
+        fresh = client.instances.get(name)
+        if fresh.status != "Stopped":
+            fresh.stop(force=True, wait=True)
+        fresh.delete(wait=True)
+        return True
+    except NotFound:
+        if time.monotonic() >= deadline:
+            return True  # an operation on a name that never became an instance
+        return time.monotonic() >= absent_until and not operations_on(client).get(name)
+
+
+def operations_on(client: Any) -> dict[str, list[dict[str, Any]]]:
+    """The daemon's running operations (create, start, stop, …) by instance name."""
+    running = client.api.operations.get(params={"recursion": 1}).json()["metadata"] or {}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for operation in running.get("running") or []:
+        for url in (operation.get("resources") or {}).get("instances") or []:
+            found.setdefault(url.split("?")[0].rsplit("/", 1)[-1], []).append(operation)
+    return found
+
+
+def _wait_for_operations(client: Any, name: str, deadline: float) -> None:
+    """Wait out the instance's running tasks (create, start, stop): the daemon refuses
+    to stop or delete it meanwhile. An exec (a websocket operation) does not hold it up,
+    and may wait for a client that is gone: a forced stop ends it."""
+    from pylxd.exceptions import LXDAPIException
+
+    def tasks() -> list[dict[str, Any]]:
+        return [op for op in operations_on(client).get(name, []) if op.get("class") == "task"]
+
+    while (running := tasks()) and time.monotonic() < deadline:
+        for operation in running:
+            wait = max(1, int(deadline - time.monotonic()))
+            try:  # its failure is not ours to report: only that it ended
+                client.api.operations[operation["id"]].wait.get(params={"timeout": wait})
+            except LXDAPIException:
+                pass
 
 
 def delete_leftovers(client: Any, prefix: str = "chronicle-") -> list[str]:
@@ -314,5 +374,5 @@ def sweep_experiment(experiment: str) -> list[str]:
     except (LabError, LXDAPIException):
         return []
     for name in names:
-        delete_instance(client.instances.get(name))
+        delete_instance(_Named(client, name))
     return names
