@@ -333,3 +333,18 @@ def test_a_report_of_the_wrong_type_fails_the_run_at_its_line(site):
     assert result.status == "failed"
     assert result.error.startswith("line 2: subjects/a/accelerator: 'fast' is not one of")
     assert site.store().load(result.path) == result
+
+
+def test_the_run_records_how_busy_the_host_was(site):
+    # One core kept busy for a second by the script itself: the share counts it.
+    site.script("spin", """
+        import time
+        from chronicle import lab
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            pass
+        lab.emit("a", "t_ms", 1, "ms", 0)
+    """)
+    load = _run(site, "spin").provenance["load"]
+    assert len(load["loadavg_start"]) == len(load["loadavg_end"]) == 3
+    assert 0.5 / (os.cpu_count() or 1) < load["busy"] <= 1.0

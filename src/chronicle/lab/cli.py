@@ -348,12 +348,22 @@ def _print_provenance(out, result: Result) -> None:
         ("git", provenance.describe_git(git)),
         ("time", f"{result.started} → {result.finished}"),
     ]
+    if load := p.get("load"):
+        rows.append(("load", _describe_load(load)))
     for subject, info in sorted((p.get("subjects") or {}).items()):
         rows.append((f"subject {subject}", ", ".join(f"{k}={v}" for k, v in info.items())))
     if result.emulated():
         rows.append(("note", "emulated (TCG): not a hardware-virtualised measurement"))
     for label, text in rows:
         out.print(f"[bold]{label:>10}[/]  {text}", markup=True)
+
+
+def _describe_load(load: dict) -> str:
+    start, end = load.get("loadavg_start") or ["?"], load.get("loadavg_end") or ["?"]
+    busy = load.get("busy")
+    share = f"; all cores {busy:.0%} busy during the run, its own work included" \
+        if busy is not None else ""
+    return f"load average {start[0]} at the start, {end[0]} at the end{share}"
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

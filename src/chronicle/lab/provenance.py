@@ -145,6 +145,36 @@ def host() -> dict[str, Any]:
     }
 
 
+class HostLoad:
+    """How busy the machine was around a run: a busy host slows what it measures, so a
+    result says so. Started before the script, ended after it; :meth:`facts` gives the
+    load averages at both ends and the share of all cores' time spent busy in between
+    (the run's own work, its guests' included, is part of that share: compare with one
+    core per booting guest)."""
+
+    def __init__(self) -> None:
+        self.start = (_loadavg(), _cpu_jiffies())
+
+    def facts(self) -> dict[str, Any]:
+        (load_start, (busy_start, all_start)), load_end = self.start, _loadavg()
+        busy_end, all_end = _cpu_jiffies()
+        spent = all_end - all_start
+        busy = round((busy_end - busy_start) / spent, 3) if spent > 0 else None
+        return {"loadavg_start": load_start, "loadavg_end": load_end, "busy": busy}
+
+
+def _loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, all) clock ticks of every core since boot, from /proc/stat's ``cpu`` line;
+    idle and iowait are the idle part, guest time is already inside user time."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
 def collect(
     root: Path,
     *,

@@ -194,6 +194,8 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     state = _Run()
     run_name = leftovers.run_name(experiment.name)
     held = Containment.plan(run_name)
+    # Through a remote Incus API the guests load the remote, which this machine cannot see.
+    load = provenance.HostLoad() if options.incus is None else None
     try:
         argv = command(experiment)
         env = script_env(experiment, plan, scratch)
@@ -205,6 +207,8 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     facts["containment"] = held.provenance()
+    if load is not None:
+        facts["load"] = load.facts()
     facts = provenance.deep_merge(facts, state.reported)
     facts["finished"] = provenance.utc_now()
     result = Result(
