@@ -348,3 +348,4 @@ def test_the_run_records_how_busy_the_host_was(site):
     load = _run(site, "spin").provenance["load"]
     assert len(load["loadavg_start"]) == len(load["loadavg_end"]) == 3
     assert 0.5 / (os.cpu_count() or 1) < load["busy"] <= 1.0
+    assert 0 <= load["niced"] <= load["busy"]

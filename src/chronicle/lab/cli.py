@@ -360,9 +360,11 @@ def _print_provenance(out, result: Result) -> None:
 
 def _describe_load(load: dict) -> str:
     start, end = load.get("loadavg_start") or ["?"], load.get("loadavg_end") or ["?"]
-    busy = load.get("busy")
+    busy, niced = load.get("busy"), load.get("niced")
     share = f"; all cores {busy:.0%} busy during the run, its own work included" \
         if busy is not None else ""
+    if niced:
+        share += f" ({niced:.0%} in niced processes, which yield to it)"
     return f"load average {start[0]} at the start, {end[0]} at the end{share}"
 
 

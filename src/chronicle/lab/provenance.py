@@ -150,29 +150,35 @@ class HostLoad:
     result says so. Started before the script, ended after it; :meth:`facts` gives the
     load averages at both ends and the share of all cores' time spent busy in between
     (the run's own work, its guests' included, is part of that share: compare with one
-    core per booting guest)."""
+    core per booting guest), and of that, the share spent in niced, low-priority
+    processes, which yield to the run's guests."""
 
     def __init__(self) -> None:
-        self.start = (_loadavg(), _cpu_jiffies())
+        self.start = (_loadavg(), _cpu_ticks())
 
     def facts(self) -> dict[str, Any]:
-        (load_start, (busy_start, all_start)), load_end = self.start, _loadavg()
-        busy_end, all_end = _cpu_jiffies()
+        (load_start, (busy_start, niced_start, all_start)), load_end = self.start, _loadavg()
+        busy_end, niced_end, all_end = _cpu_ticks()
         spent = all_end - all_start
-        busy = round((busy_end - busy_start) / spent, 3) if spent > 0 else None
-        return {"loadavg_start": load_start, "loadavg_end": load_end, "busy": busy}
+
+        def share(ticks: int) -> float | None:
+            return round(ticks / spent, 3) if spent > 0 else None
+
+        return {"loadavg_start": load_start, "loadavg_end": load_end,
+                "busy": share(busy_end - busy_start), "niced": share(niced_end - niced_start)}
 
 
 def _loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def _cpu_jiffies() -> tuple[int, int]:
-    """(busy, all) clock ticks of every core since boot, from /proc/stat's ``cpu`` line;
-    idle and iowait are the idle part, guest time is already inside user time."""
+def _cpu_ticks() -> tuple[int, int, int]:
+    """(busy, niced, all) clock ticks of every core since boot, from /proc/stat's ``cpu``
+    line (user, nice, system, idle, iowait, irq, softirq, steal); idle and iowait are the
+    idle part, guest time is already inside user and nice."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
+    return sum(fields) - idle, fields[1], sum(fields)
 
 
 def collect(
