@@ -201,7 +201,8 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
         if options.incus is not None:
             env[options.incus.ENV] = options.incus.to_env()
         _execute(experiment, argv, env, state, options, progress,
-                 leftovers.RunRecord.mine(run_name, experiment.name, held.cgroup), held, cache)
+                 leftovers.RunRecord.mine(run_name, experiment.name, held.cgroup, options.incus),
+                 held, cache)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     facts["containment"] = held.provenance()
