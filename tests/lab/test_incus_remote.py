@@ -161,21 +161,35 @@ time.sleep(600)
 def test_the_runner_deletes_what_a_killed_script_left_on_the_remote(
         trusted, incus_https, monkeypatch, tmp_path):
     """A script deaf to SIGTERM dies by SIGKILL: the runner deletes the instance it made
-    through the remote API, though this machine's own Incus (hidden here) has none."""
+    through the remote API, though this machine's own Incus (hidden here) has none. An
+    instance of the same experiment that another client's run has there (its tag says
+    so) is not ours to delete."""
     from chronicle.lab import experiment as exp
     from chronicle.lab import incus_remote, runner
     from chronicle.lab.hosts import load_hosts
+    from chronicle.lab.image import BUSYBOX_ALIAS
+    from chronicle.lab.subjects.base import unique_name
+    from chronicle.lab.subjects.incus import instance_config
 
     monkeypatch.setenv("INCUS_DIR", str(tmp_path / "no-incus-here"))
     write_script(trusted, "deaf", SIGTERM_DEAF)
     remote = incus_remote.remote(incus_https.lab, load_hosts(trusted)[HOST])
     experiment = next(e for e in exp.discover(trusted) if e.name == "deaf")
-    result = runner.run(experiment, ResultStore(trusted / "experiments" / "results"),
-                        runner.RunOptions(grace=1.0, lab_host=HOST, incus=remote))
-    assert result.status == "failed" and "timed out" in (result.error or "")
-    assert "deleted leftover Incus instance chronicle-deaf-" in result.log
-    assert [i.name for i in incus_https.client.instances.all()
-            if made_by(i.name, "deaf")] == []
+    theirs = unique_name("deaf")
+    incus_https.client.instances.create(
+        instance_config(theirs, BUSYBOX_ALIAS, "container", run=leftovers.run_name("deaf")),
+        wait=True)
+    try:
+        result = runner.run(experiment, ResultStore(trusted / "experiments" / "results"),
+                            runner.RunOptions(grace=1.0, lab_host=HOST, incus=remote))
+        assert result.status == "failed" and "timed out" in (result.error or "")
+        assert "deleted leftover Incus instance chronicle-deaf-" in result.log
+        assert [i.name for i in incus_https.client.instances.all()
+                if made_by(i.name, "deaf")] == [theirs]
+    finally:
+        for instance in incus_https.client.instances.all():
+            if made_by(instance.name, "deaf"):
+                instance.delete(wait=True)
 
 
 def test_ctrl_c_leaves_no_instance_on_the_remote(trusted, incus_https, tmp_path):

@@ -258,7 +258,7 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
                 if pipe:
                     pipe.close()
             proc.wait()
-            _sweep_instances(experiment, state, options.incus)
+            _sweep_instances(experiment, state, options.incus, record.run)
         elif held.cgroup is not None:
             ended = end_cgroup(held.cgroup)
         if ended:
@@ -276,12 +276,13 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
             state.status, state.error = "failed", "the script printed no measured samples"
 
 
-def _sweep_instances(experiment: exp.Experiment, state: _Run, remote: Any = None) -> None:
+def _sweep_instances(experiment: exp.Experiment, state: _Run, remote: Any,
+                     run: str) -> None:
     """Instances outlive a killed script: delete what it left, and say so in the log."""
     from chronicle.lab.subjects.incus import sweep_experiment
 
     swept = sweep_experiment(experiment.name) if remote is None else remote.sweep(
-        experiment.name)
+        experiment.name, run)
     for name in swept:
         state.add_log(f"chronicle: deleted leftover Incus instance {name}\n".encode())
 
