@@ -8,9 +8,11 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 
 import pytest
 
+from chronicle.lab import leftovers
 from chronicle.lab.incus_remote import fingerprint
 from chronicle.lab.probes import free_port
 from chronicle.lab.results import ResultStore
@@ -159,21 +161,35 @@ time.sleep(600)
 def test_the_runner_deletes_what_a_killed_script_left_on_the_remote(
         trusted, incus_https, monkeypatch, tmp_path):
     """A script deaf to SIGTERM dies by SIGKILL: the runner deletes the instance it made
-    through the remote API, though this machine's own Incus (hidden here) has none."""
+    through the remote API, though this machine's own Incus (hidden here) has none. An
+    instance of the same experiment that another client's run has there (its tag says
+    so) is not ours to delete."""
     from chronicle.lab import experiment as exp
     from chronicle.lab import incus_remote, runner
     from chronicle.lab.hosts import load_hosts
+    from chronicle.lab.image import BUSYBOX_ALIAS
+    from chronicle.lab.subjects.base import unique_name
+    from chronicle.lab.subjects.incus import instance_config
 
     monkeypatch.setenv("INCUS_DIR", str(tmp_path / "no-incus-here"))
     write_script(trusted, "deaf", SIGTERM_DEAF)
     remote = incus_remote.remote(incus_https.lab, load_hosts(trusted)[HOST])
     experiment = next(e for e in exp.discover(trusted) if e.name == "deaf")
-    result = runner.run(experiment, ResultStore(trusted / "experiments" / "results"),
-                        runner.RunOptions(grace=1.0, lab_host=HOST, incus=remote))
-    assert result.status == "failed" and "timed out" in (result.error or "")
-    assert "deleted leftover Incus instance chronicle-deaf-" in result.log
-    assert [i.name for i in incus_https.client.instances.all()
-            if made_by(i.name, "deaf")] == []
+    theirs = unique_name("deaf")
+    incus_https.client.instances.create(
+        instance_config(theirs, BUSYBOX_ALIAS, "container", run=leftovers.run_name("deaf")),
+        wait=True)
+    try:
+        result = runner.run(experiment, ResultStore(trusted / "experiments" / "results"),
+                            runner.RunOptions(grace=1.0, lab_host=HOST, incus=remote))
+        assert result.status == "failed" and "timed out" in (result.error or "")
+        assert "deleted leftover Incus instance chronicle-deaf-" in result.log
+        assert [i.name for i in incus_https.client.instances.all()
+                if made_by(i.name, "deaf")] == [theirs]
+    finally:
+        for instance in incus_https.client.instances.all():
+            if made_by(instance.name, "deaf"):
+                instance.delete(wait=True)
 
 
 def test_ctrl_c_leaves_no_instance_on_the_remote(trusted, incus_https, tmp_path):
@@ -193,3 +209,112 @@ def test_ctrl_c_leaves_no_instance_on_the_remote(trusted, incus_https, tmp_path)
                                within=60)
     assert proc.returncode == 130, stderr.decode()
     assert ours() == []
+
+
+ORPHANING = """\
+#!/usr/bin/env python3
+# /// chronicle
+# title = "orphaning"
+# timeout = 60
+# ///
+import os, time
+from chronicle.lab import host
+from chronicle.lab.image import BUSYBOX_ALIAS
+from chronicle.lab.subjects.base import unique_name
+from chronicle.lab.subjects.incus import instance_config
+config = instance_config(unique_name("orphaning"), BUSYBOX_ALIAS, "container",
+                         run=os.environ["CHRONICLE_RUN"])
+host.incus_client().instances.create(config, wait=True)
+time.sleep(600)
+"""
+
+NEXT = """\
+#!/usr/bin/env python3
+# /// chronicle
+# title = "next"
+# ///
+print('{"subject": "a", "metric": "m", "value": 1, "unit": "", "run": 0}')
+"""
+
+
+def test_a_killed_run_s_remote_instances_are_swept_by_the_next_run(trusted, incus_https,
+                                                                    tmp_path):
+    """SIGKILL of `lab run --incus` itself cleans nothing up; the next `lab run` — a plain
+    local one, this machine's own Incus hidden from it — deletes through the remote's API
+    what the killed run made there."""
+    def ours() -> list[str]:
+        return [i.name for i in incus_https.client.instances.all()
+                if made_by(i.name, "orphaning")]
+
+    write_script(trusted, "orphaning", ORPHANING)
+    write_script(trusted, "next", NEXT)
+    env = {**cli_env(), "CHRONICLE_LAB_DIR": str(incus_https.lab),
+           "INCUS_DIR": str(tmp_path / "no-incus-here")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chronicle", "lab", "run", "orphaning", "--incus", HOST,
+         "--root", str(trusted)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not ours():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        left = ours()
+        done = subprocess.run([sys.executable, "-m", "chronicle", "lab", "run", "next",
+                               "--root", str(trusted)],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        said = " ".join(done.stderr.split())  # the console wraps long lines
+        assert "swept run orphaning-" in said
+        assert f"Incus instance {left[0]} on {HOST}" in said
+        assert ours() == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        # what a failed sweep left: the script (its cgroup) and the instance
+        leftovers.sweep(trusted / ".chronicle")
+        for name in ours():
+            incus_https.client.instances.get(name).delete(wait=True)
+
+
+def test_a_dead_run_s_record_is_kept_while_its_remote_does_not_answer(trusted, incus_https):
+    """Its remote down, a dead run's instances cannot be deleted yet: the record stays and
+    the sweep says why; once the API answers, the next sweep deletes them."""
+    from dataclasses import replace
+
+    from chronicle.lab import incus_remote
+    from chronicle.lab.hosts import load_hosts
+    from chronicle.lab.image import BUSYBOX_ALIAS
+    from chronicle.lab.subjects.base import unique_name
+    from chronicle.lab.subjects.incus import instance_config
+
+    cache = trusted / ".chronicle"
+    remote = incus_remote.remote(incus_https.lab, load_hosts(trusted)[HOST])
+    owner = subprocess.Popen(["true"])
+    started = leftovers.start_time(owner.pid) or 1
+    owner.wait()
+    run = leftovers.run_name("gone")
+    name = unique_name("gone")
+    incus_https.client.instances.create(
+        instance_config(name, BUSYBOX_ALIAS, "container", run=run), wait=True)
+    def dead_run_on(on: incus_remote.Remote) -> None:
+        record = leftovers.RunRecord.mine(run, "gone", None, on)
+        leftovers.keep(cache, replace(record, owner=owner.pid, owner_start=started))
+
+    try:
+        dead_run_on(replace(remote, url=f"https://127.0.0.1:{free_port()}"))
+        said = leftovers.sweep(cache)
+        assert len(said) == 1 and "does not answer" in said[0], said
+        assert (leftovers.runs_dir(cache) / f"{run}.json").exists()
+        assert incus_https.client.instances.exists(name)
+        dead_run_on(remote)
+        said = leftovers.sweep(cache)
+        assert len(said) == 1 and f"Incus instance {name} on {HOST}" in said[0], said
+        assert not incus_https.client.instances.exists(name)
+        assert list(leftovers.runs_dir(cache).iterdir()) == []
+    finally:
+        if incus_https.client.instances.exists(name):
+            incus_https.client.instances.get(name).delete(wait=True)

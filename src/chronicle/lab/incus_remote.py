@@ -63,17 +63,21 @@ class Remote:
         host = LabHost(self.host, incus=self.url, incus_target=self.target, source=ENV)
         return connect(Path(self.lab), host, timeout=timeout)
 
-    def sweep(self, experiment: str) -> list[str]:
-        """Delete what a run of ``experiment`` killed by SIGKILL left on this remote (the
-        twin of ``incus.sweep_experiment`` for the local daemon); the names deleted."""
+    def sweep(self, experiment: str, run: str) -> list[str]:
+        """Delete what run ``run`` of ``experiment``, its script killed by SIGKILL, left
+        on this remote (the twin of ``incus.sweep_experiment`` for the local daemon); the
+        names deleted. Unlike the local daemon's, a remote's instances named for the
+        experiment may be another client's run's, which our lock does not hold off: an
+        instance tagged with another run is left alone."""
         from pylxd.exceptions import LXDAPIException
 
         from chronicle.lab.subjects.base import made_by
-        from chronicle.lab.subjects.incus import delete_instance
+        from chronicle.lab.subjects.incus import RUN_KEY, delete_instance
 
         try:
             client = self.client(timeout=10)
-            names = [i.name for i in client.instances.all() if made_by(i.name, experiment)]
+            names = [i.name for i in client.instances.all() if made_by(i.name, experiment)
+                     and (i.config or {}).get(RUN_KEY) in (None, run)]
         except (LabError, LXDAPIException):
             return []
         for name in names:

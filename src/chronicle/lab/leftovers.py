@@ -4,10 +4,12 @@ SIGKILL gives ``lab run`` no chance to clean up: its script, the script's guests
 helpers go on running. So every run keeps a small record in
 ``.chronicle/lab/runs/<run>.json`` from before it makes anything until its clean-up is
 done: who owns it (pid *and* start time, so a reused pid is never taken for the owner),
-the experiment and where its processes are held. A record whose owner is gone is a run
-nobody will clean up: ``sweep`` ends its processes (its cgroup, or every process still
-carrying the run's name in its environment), deletes the Incus instances it created,
-and drops the record. A live owner's run is never touched.
+the experiment, where its processes are held and, for a run through a remote Incus API
+(``lab run --incus HOST``), that remote. A record whose owner is gone is a run nobody
+will clean up: ``sweep`` ends its processes (its cgroup, or every process still carrying
+the run's name in its environment), deletes the Incus instances it created (through the
+remote's API when it had one), and drops the record. A live owner's run is never
+touched; a record whose remote does not answer is kept, to be tried again.
 """
 
 from __future__ import annotations
@@ -48,12 +50,14 @@ class RunRecord:
     owner: int
     owner_start: int
     cgroup: str | None
+    incus: dict[str, Any] | None = None  # the ``Remote`` a run with --incus talked to
 
     @classmethod
-    def mine(cls, run: str, experiment: str, cgroup: Path | None) -> RunRecord:
+    def mine(cls, run: str, experiment: str, cgroup: Path | None,
+             incus: Any = None) -> RunRecord:
         pid = os.getpid()
         return cls(run, experiment, pid, start_time(pid) or 0,
-                   str(cgroup) if cgroup else None)
+                   str(cgroup) if cgroup else None, asdict(incus) if incus else None)
 
     def owner_alive(self) -> bool:
         return start_time(self.owner) == self.owner_start
@@ -103,7 +107,14 @@ def sweep(cache: Path) -> list[str]:
             continue
         if record.owner_alive():
             continue
-        ended = _end_run(cache, record)
+        try:
+            ended = _end_run(cache, record)
+        except _Unreachable as exc:
+            # Its processes are ended; its instances are still there: try again next time.
+            said.append(f"run {record.run} of {record.experiment} left by pid "
+                        f"{record.owner} (no longer running): {exc.message}; its Incus "
+                        f"instances there are deleted by a later run, or delete {path}")
+            continue
         path.unlink(missing_ok=True)
         what = ", ".join(ended) if ended else "nothing was left running"
         said.append(f"swept run {record.run} of {record.experiment} left by pid "
@@ -134,23 +145,31 @@ def _name(pid: int) -> str:
     return shown if len(shown) <= 60 else shown[:59] + "…"
 
 
+class _Unreachable(LabError):
+    """The remote Incus API a dead run used does not answer (or no longer trusts us)."""
+
+
 def _incus(cache: Path, record: RunRecord) -> list[str]:
     """The run's instances: tagged with its name, or named for its experiment when no
     live run of that experiment (its lock is free) can own them."""
-    from chronicle.lab import host
+    from pylxd.exceptions import LXDAPIException
+
     from chronicle.lab.subjects.base import made_by
     from chronicle.lab.subjects.incus import RUN_KEY, delete_instance
 
-    if not host.incus_socket().exists():
-        return []
-    try:
-        from pylxd.exceptions import LXDAPIException
+    if record.incus is not None:
+        client, where, instances = _remote_instances(cache, record)
+    else:
+        from chronicle.lab import host
 
-        client = host.incus_client(timeout=10)
-        _wait_for_creates(client)
-        instances = client.instances.all()
-    except Exception:  # no daemon answering: nothing of ours can be running in it
-        return []
+        if not host.incus_socket().exists():
+            return []
+        try:
+            client, where = host.incus_client(timeout=10), ""
+            _wait_for_creates(client)
+            instances = client.instances.all()
+        except Exception:  # no daemon answering: nothing of ours can be running in it
+            return []
     lock = ExperimentLock(cache, record.experiment)
     try:
         lock.acquire()
@@ -163,17 +182,41 @@ def _incus(cache: Path, record: RunRecord) -> list[str]:
             tag = (instance.config or {}).get(RUN_KEY)
             # An untagged instance named for the experiment was made by hand through
             # unique_name; a tagged one belongs to the run its tag names, and only that.
-            if tag == record.run or (free and tag is None
+            # Our lock says nothing of a remote's other clients: there, only the tag counts.
+            if tag == record.run or (free and tag is None and record.incus is None
                                      and made_by(instance.name, record.experiment)):
                 try:
                     delete_instance(instance)
                 except LXDAPIException:
                     continue
-                gone.append(instance.name)
+                gone.append(instance.name + where)
         return gone
     finally:
         lock.release()
 
+
+def _remote_instances(cache: Path, record: RunRecord) -> tuple[Any, str, list[Any]]:
+    """A client on the remote Incus API the run used (held to its pinned certificate),
+    `` on HOST`` for messages, and the instances there."""
+    from pylxd.exceptions import LXDAPIException
+    from requests.exceptions import RequestException
+
+    from chronicle.lab.incus_remote import Remote
+
+    try:
+        remote = Remote(**(record.incus or {}))
+    except TypeError:
+        raise LabError(f"run record names a remote Incus Chronicle cannot read: "
+                       f"{record.incus!r}", runs_dir(cache) / f"{record.run}.json") from None
+    try:
+        client = remote.client(timeout=10)
+        _wait_for_creates(client)
+        return client, f" on {remote.host}", client.instances.all()
+    except LabError as exc:
+        raise _Unreachable(exc.message) from None
+    except (LXDAPIException, RequestException) as exc:
+        raise _Unreachable(f"host {remote.host!r}: the Incus API at {remote.url} does not "
+                           f"answer ({exc})") from None
 
 
 def _wait_for_creates(client: Any, wait: float = 20.0) -> None:

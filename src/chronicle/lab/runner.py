@@ -203,7 +203,8 @@ def _run_locked(experiment: exp.Experiment, store: ResultStore, options: RunOpti
         if options.incus is not None:
             env[options.incus.ENV] = options.incus.to_env()
         _execute(experiment, argv, env, state, options, progress,
-                 leftovers.RunRecord.mine(run_name, experiment.name, held.cgroup), held, cache)
+                 leftovers.RunRecord.mine(run_name, experiment.name, held.cgroup, options.incus),
+                 held, cache)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     facts["containment"] = held.provenance()
@@ -261,7 +262,7 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
                 if pipe:
                     pipe.close()
             proc.wait()
-            _sweep_instances(experiment, state, options.incus)
+            _sweep_instances(experiment, state, options.incus, record.run)
         elif held.cgroup is not None:
             ended = end_cgroup(held.cgroup)
         if ended:
@@ -279,12 +280,13 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
             state.status, state.error = "failed", "the script printed no measured samples"
 
 
-def _sweep_instances(experiment: exp.Experiment, state: _Run, remote: Any = None) -> None:
+def _sweep_instances(experiment: exp.Experiment, state: _Run, remote: Any,
+                     run: str) -> None:
     """Instances outlive a killed script: delete what it left, and say so in the log."""
     from chronicle.lab.subjects.incus import sweep_experiment
 
     swept = sweep_experiment(experiment.name) if remote is None else remote.sweep(
-        experiment.name)
+        experiment.name, run)
     for name in swept:
         state.add_log(f"chronicle: deleted leftover Incus instance {name}\n".encode())
 
