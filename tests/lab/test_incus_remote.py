@@ -318,3 +318,22 @@ def test_a_dead_run_s_record_is_kept_while_its_remote_does_not_answer(trusted, i
     finally:
         if incus_https.client.instances.exists(name):
             incus_https.client.instances.get(name).delete(wait=True)
+
+
+def test_a_remote_reached_by_a_name_its_certificate_does_not_list_is_trusted_by_pin(
+        tmp_path, incus_https):
+    # Incus names its certificate after the machine (here: its hostname and loopback
+    # addresses); a remote is often reached by another name. The pin is the check, as
+    # for `incus remote add`: the name in the URL need not be in the certificate.
+    root = make_site(tmp_path / "blog")
+    (root / "site" / "lab.toml").write_text(
+        incus_https.host_table(HOST).replace("127.0.0.1", "localhost"))
+    done = chronicle(root, incus_https.lab, "trust", HOST, "--token", incus_https.token())
+    assert done.returncode == 0, done.stderr
+    (root / "experiments").mkdir()
+    shutil.copy(REPO / "experiments" / "footprint.py", root / "experiments")
+    run = chronicle(root, incus_https.lab, "run", "footprint", "--incus", HOST, "--quick",
+                    "--repeat", "1")
+    assert run.returncode == 0, run.stderr
+    booted = ResultStore(root / "experiments" / "results").runs("footprint")[-1]
+    assert booted.values("incus-container", "cgroup_mib"), booted.log
