@@ -718,6 +718,18 @@ def lab_run(root: Path, name: str = "level", *args: str, host: str = "local",
     return ResultStore(root / "experiments" / "results").runs(name)[-1]
 
 
+@contextmanager
+def niced_work() -> Iterator[None]:
+    """A low-priority process keeping one core busy meanwhile: other work on the machine."""
+    spinner = subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # spinning before what it should be seen by starts
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
 def history_run(started: str, values: dict[str, list[float]], *, metric: str = "boot_ms",
                 host: str = "local", accelerator: str | None = "tcg",
                 key_parts: dict[str, str] | None = None, repeats: str | None = None,

@@ -18,7 +18,14 @@ import pytest
 from chronicle.build import BuildOptions, build
 from chronicle.errors import BuildErrors
 from chronicle.hooks import standard_hooks
-from tests.support import lab_run, level_experiment, make_site, set_level, write_post
+from tests.support import (
+    lab_run,
+    level_experiment,
+    make_site,
+    niced_work,
+    set_level,
+    write_post,
+)
 
 TODAY = datetime.now(UTC).strftime("%Y-%m-%d")
 
@@ -103,13 +110,16 @@ def test_an_update_note_follows_a_shifted_run_and_not_a_same_level_one(root):
     assert "update-note" not in page(out, "noted")
     assert f"<updated>{written:%Y-%m-%dT%H:%M:%S}+00:00</updated>" in (out / "atom.xml").read_text()
     set_level(root, 150)
-    shifted = lab_run(root)
+    with niced_work():  # the note says the machine was busy during the run
+        shifted = lab_run(root)
     out = built(root)
     day = shifted.started[:10]
+    niced = shifted.provenance["load"]["niced"]
     assert (f"<strong>Updated <time datetime=\"{day}\">{day}</time>:</strong> "
             f'<a href="/lab/level/#run-{shifted.id}">run <code>{shifted.id}</code></a> of '
             "<code>level</code> moved fast’s boot_ms from 104\u00a0ms to 154\u00a0ms "
-            "(regressed).") in page(out, "noted")
+            f"(regressed). Low-priority work took {niced:.0%} of the machine’s CPU time "
+            "during that run") in page(out, "noted")
     feed = (out / "atom.xml").read_text()
     assert f"<updated>{shifted.finished[:19]}" in feed
 

@@ -49,6 +49,9 @@ class UpdateNote:
     after: str  # the shown run's median, with its unit
     result_id: str  # the run since which the change holds
     url: str  # its row on the experiment's lab page
+    # "64%": niced work's share of the machine during that run, when it recorded one
+    # worth saying (a busy machine slows what it measures); empty otherwise
+    niced: str = ""
 
 
 def update_notes(figures: Sequence[Figure], posted: datetime, lab: Lab
@@ -87,11 +90,16 @@ def update_notes(figures: Sequence[Figure], posted: datetime, lab: Lab
                     subject=subject,
                     metric=metric, verdict=verdict, before=with_unit(old, unit),
                     after=with_unit(new, unit), result_id=since.id,
-                    url=f"{lab.lab_url(spec.experiment)}#run-{since.id}")
+                    url=f"{lab.lab_url(spec.experiment)}#run-{since.id}",
+                    niced=_share(since.niced_share))
                 notes[(spec.experiment, current.lab_host, subject, metric)] = (note, when)
     found = sorted(notes.values(), key=lambda pair: (pair[1], pair[0].experiment,
                                                      pair[0].subject, pair[0].metric))
     return tuple(note for note, _ in found), max((at for _, at in found), default=None)
+
+
+def _share(niced: float | None) -> str:
+    return f"{niced:.0%}" if niced and niced >= 0.05 else ""
 
 
 def _timeline(lab: Lab, current: Result, subject: str

@@ -159,6 +159,12 @@ class Result:
         return str(self.provenance.get("lab_host") or "local")
 
     @property
+    def niced_share(self) -> float | None:
+        """The share of the machine's CPU time that niced (low-priority) processes took
+        during the run (``provenance.load``); None for runs that did not record it."""
+        return (self.provenance.get("load") or {}).get("niced")
+
+    @property
     def started(self) -> str:
         return str(self.provenance.get("started", ""))
 
