@@ -101,6 +101,18 @@ def test_experiment_page_names_each_run_s_lab_host(root):
     assert all("<td>local</td>" in row for row in rows[1:])
 
 
+def test_experiment_page_says_how_busy_the_machine_was(root):
+    busy = make_result(started="2026-11-21T10:00:00.000000Z")
+    load = {"loadavg_start": [3.5, 2.0, 1.0], "loadavg_end": [4.25, 2.5, 1.0],
+            "busy": 0.97, "niced": 0.64}
+    store_result(root, replace(busy, provenance={**busy.provenance, "load": load}))
+    build(options(root))
+    page = output(root, "lab/boot-to-init/index.html")
+    assert ("<dt>machine load</dt><dd>load average 3.5 at the start, 4.25 at the end; all "
+            "cores 97% busy during the run, its own work included (64% in niced processes, "
+            "which yield to it)</dd>") in page
+
+
 def test_samples_json_equals_the_stored_samples(root):
     build(options(root))
     stored = json.loads(next((root / "experiments/results/boot-to-init").glob(

@@ -29,7 +29,7 @@ from chronicle import figure_parts
 from chronicle.charts import Chart, ChartCache
 from chronicle.embed_fences import EmbedSpec
 from chronicle.figures import Figure, Lab, measured_or_declared
-from chronicle.lab.provenance import describe_git
+from chronicle.lab.provenance import describe_git, describe_load
 from chronicle.lab.results import Result, canonical_json, samples_csv
 from chronicle.lab.stats import warnings as stats_warnings
 
@@ -189,6 +189,8 @@ def provenance_items(result: Result) -> Iterable[tuple[str, str]]:
     yield "kernel", f"{host.get('kernel', '?')} ({host.get('machine', '?')})"
     yield "OS", str(host.get("os", "?"))
     yield "KVM", str(host.get("kvm_kind", "?"))
+    if p.get("load"):
+        yield "machine load", describe_load(p["load"])
     for subject, info in sorted((p.get("subjects") or {}).items()):
         yield f"subject {subject}", ", ".join(f"{k}: {v}" for k, v in sorted(info.items())
                                               if not isinstance(v, dict | list)) or "-"

@@ -349,23 +349,13 @@ def _print_provenance(out, result: Result) -> None:
         ("time", f"{result.started} → {result.finished}"),
     ]
     if load := p.get("load"):
-        rows.append(("load", _describe_load(load)))
+        rows.append(("load", provenance.describe_load(load)))
     for subject, info in sorted((p.get("subjects") or {}).items()):
         rows.append((f"subject {subject}", ", ".join(f"{k}={v}" for k, v in info.items())))
     if result.emulated():
         rows.append(("note", "emulated (TCG): not a hardware-virtualised measurement"))
     for label, text in rows:
         out.print(f"[bold]{label:>10}[/]  {text}", markup=True)
-
-
-def _describe_load(load: dict) -> str:
-    start, end = load.get("loadavg_start") or ["?"], load.get("loadavg_end") or ["?"]
-    busy, niced = load.get("busy"), load.get("niced")
-    share = f"; all cores {busy:.0%} busy during the run, its own work included" \
-        if busy is not None else ""
-    if niced:
-        share += f" ({niced:.0%} in niced processes, which yield to it)"
-    return f"load average {start[0]} at the start, {end[0]} at the end{share}"
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

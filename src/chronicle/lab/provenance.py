@@ -168,6 +168,18 @@ class HostLoad:
                 "busy": share(busy_end - busy_start), "niced": share(niced_end - niced_start)}
 
 
+def describe_load(load: Mapping[str, Any]) -> str:
+    """``provenance.load`` in words, for ``lab show`` and the lab pages."""
+    start, end = load.get("loadavg_start") or ["?"], load.get("loadavg_end") or ["?"]
+    busy, niced = load.get("busy"), load.get("niced")
+    text = f"load average {start[0]} at the start, {end[0]} at the end"
+    if busy is not None:
+        text += f"; all cores {busy:.0%} busy during the run, its own work included"
+    if niced:
+        text += f" ({niced:.0%} in niced processes, which yield to it)"
+    return text
+
+
 def _loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
