@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chronicle.build import BuildOptions, build
-from chronicle.errors import BuildError
+from chronicle.errors import BuildError, BuildErrors
 from chronicle.guard import MARKER
 from chronicle.hooks import standard_hooks
 from tests.conftest import post_text, write
@@ -481,4 +481,57 @@ def test_a_new_run_on_one_host_re_renders_only_the_pages_showing_that_host(tmp_p
     changed = {n.split("/")[2] for n in after if n.startswith("2026/11/")
                and after[n] != before.get(n)}
     assert changed == {"kvmbox", "both"}
+    assert_equals_clean(root, tmp_path / "clean")
+
+
+def test_an_update_note_follows_a_change_to_the_run_it_compares_with(tmp_path):
+    # the post shows the newest run; its note compares that with the run newest at its
+    # date, which a build reading the figures back from the cache must see change too
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    write_script(root)
+    store_result(root, make_result())
+    write(root / "posts" / "2026-11-21-table.md",
+          post_text("Table", "2026-11-21", body="```table boot-to-init\nmetric: boot_ms\n```\n"))
+    store_result(root, make_result(started="2026-11-23T10:00:00.000000Z",
+                                   finished="2026-11-23T10:05:00.000000Z", shift=1000.0))
+    run(root)
+    page = "2026/11/table/index.html"
+    # the older run's median, before
+    assert "from 2,555\u00a0ms".encode() in tree(root / "output")[page]
+    store_result(root, make_result(shift=-200.0))  # the same run, other numbers
+    run(root)
+    assert "from 2,355\u00a0ms".encode() in tree(root / "output")[page]
+    assert_equals_clean(root, tmp_path / "clean")
+
+
+def test_a_placeholder_kept_with_allow_missing_is_an_error_without_it(tmp_path):
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    write_script(root)  # never run
+    write(root / "posts" / "2026-11-21-table.md",
+          post_text("Table", "2026-11-21", body="```table boot-to-init\nmetric: boot_ms\n```\n"))
+    assert run(root, allow_missing=True).written > 0
+    with pytest.raises(BuildErrors, match="no successful run yet"):
+        run(root)
+
+
+def test_a_new_subject_elsewhere_recolours_a_figure_shown_before(tmp_path):
+    from dataclasses import replace
+
+    from tests.support import history_run
+
+    # subjects a palette does not know take its free colours in name order: one that
+    # sorts first, in another experiment, moves every other one's colour
+    root = tmp_path / "blog"
+    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
+    store_result(root, history_run("2026-11-20T10:00:00Z", {"zeta": [1.0, 2.0, 3.0]}))
+    write(root / "posts" / "2026-11-21-chart.md",
+          post_text("Chart", "2026-11-21", body="```chart series\nmetric: boot_ms\n```\n"))
+    run(root)
+    before = tree(root / "output")["2026/11/chart/index.html"]
+    store_result(root, replace(history_run("2026-11-20T10:00:00Z", {"alpha": [1.0, 2.0]}),
+                               experiment="other"))
+    run(root)
+    assert tree(root / "output")["2026/11/chart/index.html"] != before
     assert_equals_clean(root, tmp_path / "clean")

@@ -25,8 +25,10 @@ Incremental builds (``.chronicle/``, see :mod:`chronicle.manifest` and
   document's specs against the results store give figures, warnings, the stale results
   and each post's update notes and ``updated`` (:mod:`chronicle.updates`: a number it
   shows moved significantly since its date) as values, their numbers taken from the
-  cache when the results are unchanged. A page showing a figure records the experiment it shows
-  (``result:NAME``), so a new result re-renders exactly those pages.
+  cache when the results are unchanged; each document's figures are kept there too, under
+  all they were made from (:mod:`chronicle.figure_cache`). A page showing a figure
+  records the experiment it shows (``result:NAME``), so a new result re-renders exactly
+  those pages.
 * **Rendering**: an output whose recorded dependencies all hash the same is not
   rendered. One that is rendered is written only if its bytes differ from the last
   build's. Big sites render in forked workers (:mod:`chronicle.parallel`).
@@ -384,7 +386,9 @@ def resolve_figures(parsed: Parsed, paths: SitePaths, config: SiteConfig,
     lab = Lab.of_site(paths.root, urlsplit(config.base_url).path or "/", cache)
     posted = {doc.doc.source: doc.doc.written_by for doc, _, rendered in parsed.documents
               if rendered.embeds and isinstance(doc.doc, Post)}
-    found = resolve(specs, lab, options.allow_missing, posted)
+    names = {doc.doc.source: body.digest for doc, body, rendered in parsed.documents
+             if rendered.embeds}
+    found = resolve(specs, lab, options.allow_missing, posted, names)
     if not found.errors:
         lab.prefetch((f for made in found.figures.values() for f in made), cache)
     stale = tuple(str(s) + (f", shown by {', '.join(map(str, s.posts))}" if s.posts else "")

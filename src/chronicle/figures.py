@@ -34,10 +34,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from chronicle import figure_cache
 from chronicle.cache import bytes_digest, code_version, digest
 from chronicle.charts import assign_colours, subject_colour
 from chronicle.embed_fences import EmbedSpec
 from chronicle.errors import BuildError
+from chronicle.figure_cache import DocumentFigures
 from chronicle.lab import experiment as lab_experiment
 from chronicle.lab.results import BadFile, Result, ResultStore, canonical_json
 from chronicle.lab.stats import Ratio, Summary, ratio_ci, summarize
@@ -228,6 +230,11 @@ class Lab:
         self._names: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
         self._common: dict[tuple[str, str], dict[str, Any]] = {}
         self._inputs: dict[str, str] = {}
+        # the runs each experiment shows, pins pick from or draws over time: asked by
+        # every figure, the lab pages and the update notes, found once a build
+        self._shown_runs: dict[tuple[str, str], Result | None] = {}
+        self._ok_runs: dict[tuple[str, str], list[Result]] = {}
+        self._history: dict[tuple[str, str, str], list[Result]] = {}
 
     @classmethod
     def of_site(cls, root: Path, base_path: str = "/", cache: Any = None) -> Lab:
@@ -249,12 +256,19 @@ class Lab:
         """Every experiment a post may name: discovered scripts and stored results."""
         return sorted(set(self.scripts) | set(self.store.experiments()))
 
+    def shown(self, experiment: str, host: str = "") -> Result | None:
+        """The run the blog shows (from ``host`` if named): :meth:`ResultStore.shown`."""
+        key = (experiment, host)
+        if key not in self._shown_runs:
+            self._shown_runs[key] = self.store.shown(experiment, host=host or None)
+        return self._shown_runs[key]
+
     @cached_property
     def colours(self) -> dict[str, str]:
         """Each subject's colour on every page of this site (see charts.assign_colours)."""
         subjects: set[str] = set()
         for name in self.store.experiments():
-            result = self.store.shown(name)
+            result = self.shown(name)
             if result is not None:
                 subjects.update(measured_or_declared(result))
         return assign_colours(subjects)
@@ -303,13 +317,16 @@ class Lab:
 
     def ok_runs(self, experiment: str, host: str = "") -> list[Result]:
         """The experiment's runs with status ok (from ``host`` if named), quick ones
-        too, oldest first: what a pin may name."""
-        return [r for r in self.store.runs(experiment)
-                if r.status == "ok" and (not host or r.lab_host == host)]
+        too, oldest first: what a pin may name (a list to read, not to change)."""
+        key = (experiment, host)
+        if key not in self._ok_runs:
+            self._ok_runs[key] = [r for r in self.store.runs(experiment)
+                                  if r.status == "ok" and (not host or r.lab_host == host)]
+        return self._ok_runs[key]
 
     def newer(self, result: Result, host: str = "") -> Result | None:
         """The run the blog shows unpinned, when it is newer than ``result``."""
-        newest = self.store.shown(result.experiment, host=host or None)
+        newest = self.shown(result.experiment, host)
         return newest if newest is not None and newest.id > result.id else None
 
     def pinned(self, experiment: str, host: str, pin: str) -> Result | None:
@@ -325,11 +342,15 @@ class Lab:
     def history(self, experiment: str, host: str, until: Result | None = None
                 ) -> list[Result]:
         """The runs a history draws (:func:`chronicle.lab.history.good_runs`: good and
-        full), oldest first, up to ``until`` when the figure is pinned."""
+        full), oldest first, up to ``until`` when the figure is pinned (a list to read,
+        not to change)."""
         from chronicle.lab.history import good_runs
 
-        return [r for r in good_runs(self.ok_runs(experiment, host))
-                if until is None or r.id <= until.id]
+        key = (experiment, host, until.id if until is not None else "")
+        if key not in self._history:
+            self._history[key] = [r for r in good_runs(self.ok_runs(experiment, host))
+                                  if until is None or r.id <= until.id]
+        return self._history[key]
 
     def history_names(self, runs: Sequence[Result]) -> tuple[list[str], list[str]]:
         """The metrics and subjects any of ``runs`` measured."""
@@ -366,7 +387,7 @@ class Lab:
         draws, and both ratios of each comparison."""
         wanted: list[tuple[Any, ...]] = []
         for name in self.store.experiments():
-            result = self.store.shown(name)
+            result = self.shown(name)
             runs = self.history(name, "")
             for run in {r.id: r for r in (*runs, *([result] if result else []))}.values():
                 wanted += [("summary", run, s, m) for s in run.subjects
@@ -400,7 +421,7 @@ class Lab:
             experiment, _, host = where.partition("@")
             pin = next((e for e in extras if "=" in e), "")
             result = self.pinned(experiment, host, pin) if pin else \
-                self.store.shown(experiment, host=host or None)
+                self.shown(experiment, host)
             if result is not None and (pin or "history" in extras):
                 newer = self.newer(result, host) if pin else None
                 runs = self.history(experiment, host, result) if "history" in extras \
@@ -439,45 +460,84 @@ class Resolution:
 
 def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                     allow_missing: bool = False,
-                    posted: Mapping[Path, datetime] | None = None) -> Resolution:
+                    posted: Mapping[Path, datetime] | None = None,
+                    names: Mapping[Path, str] | None = None) -> Resolution:
     """Every document's specs checked against the store and made into figures; for a
-    post (``posted``: each post's date), its update notes (:mod:`chronicle.updates`)."""
-    figures: dict[Path, tuple[Figure, ...]] = {}
-    warnings: dict[Path, tuple[str, ...]] = {}
-    updated: dict[Path, datetime] = {}
-    notes: dict[Path, tuple[UpdateNote, ...]] = {}
-    errors: list[BuildError] = []
-    shown_by: dict[tuple[str, str], set[Path]] = {}  # (experiment, host) → documents
+    post (``posted``: each post's date), its update notes (:mod:`chronicle.updates`).
+
+    With ``names`` (a digest of each document's specs and path: its body's) and a lab
+    with a build cache, a document's figures are kept there and read back while
+    nothing they were made from changed (:mod:`chronicle.figure_cache`)."""
+    posted = posted or {}
     known = lab.experiments()
-    # a blog shows the same figure in many posts: each is resolved once as it would be
-    # on any line, then put on each line it stands on (its id names the line); an error
-    # is not kept, so each fence reports it at its own line
-    anywhere: dict[tuple[Any, ...], tuple[Figure, tuple[Result | None, ...]]] = {}
-    resolved: dict[EmbedSpec, tuple[Figure, tuple[Result | None, ...]]] = {}
+    keys: dict[Path, str] = {}
+    if names is not None and lab.cache is not None:
+        made_keys = figure_cache.Keys(lab, known, allow_missing)
+        keys = {path: made_keys.of(names[path], doc_specs, posted.get(path))
+                for path, doc_specs in specs.items()}
+    stored = figure_cache.load(lab.cache, keys, lab) if keys else {}
+    resolver = _Resolver(lab, known, allow_missing)
+    by_document: dict[Path, DocumentFigures] = {}
+    errors: list[BuildError] = []
     for path, doc_specs in specs.items():
+        found = stored.get(path)
+        if found is None:
+            found, doc_errors = resolver.document(path, doc_specs, posted.get(path))
+            errors += doc_errors
+            if keys and not doc_errors:
+                figure_cache.store(lab.cache, keys[path], found, lab)
+        by_document[path] = found
+    shown_by: dict[tuple[str, str], set[Path]] = {}  # (experiment, host) → documents
+    for path, found in by_document.items():
+        for shown in found.shown:
+            shown_by.setdefault(shown, set()).add(path)
+    stale = []
+    for experiment, host in sorted(shown_by):
+        result = lab.shown(experiment, host)
+        if result is not None and lab.staleness(result):
+            stale.append(StaleResult(experiment, result.id, lab.staleness(result),
+                                     tuple(sorted(shown_by[experiment, host]))))
+    sources = sorted({s for found in by_document.values() for s in found.sources})
+    return Resolution(figures={p: found.figures for p, found in by_document.items()},
+                      warnings={p: found.warnings for p, found in by_document.items()},
+                      updated={p: found.updated for p, found in by_document.items()
+                               if found.updated is not None},
+                      stale=tuple(stale), errors=tuple(errors),
+                      inputs={f"result:{s}": lab.input_digest(s) for s in sources},
+                      notes={p: found.notes for p, found in by_document.items() if found.notes})
+
+
+class _Resolver:
+    """Documents' specs made into figures, each spec resolved once however many fences
+    ask for it: a blog shows the same figure in many posts. It is resolved as it would
+    be on any line, then put on each line it stands on (its id names the line); an
+    error is not kept, so each fence reports it at its own line."""
+
+    def __init__(self, lab: Lab, known: Sequence[str], allow_missing: bool):
+        self.lab, self.known, self.allow_missing = lab, known, allow_missing
+        self.anywhere: dict[tuple[Any, ...], tuple[Figure, tuple[Result | None, ...]]] = {}
+        self.resolved: dict[EmbedSpec, tuple[Figure, tuple[Result | None, ...]]] = {}
+
+    def document(self, path: Path, specs: Sequence[EmbedSpec], posted: datetime | None
+                 ) -> tuple[DocumentFigures, list[BuildError]]:
+        """The document's figures, warnings and notes, and its errors."""
+        lab = self.lab
         made: list[Figure] = []
         used: dict[str, Result] = {}
+        shown: dict[tuple[str, str], None] = {}
         placeholders_for_bad: dict[str, Any] = {}
-        for spec in doc_specs:
-            if spec.experiment not in known:
-                errors.append(BuildError(f"unknown experiment {spec.experiment!r} (known: "
-                                         f"{', '.join(known) or 'none yet'})", path, spec.line))
+        errors: list[BuildError] = []
+        for spec in specs:
+            if spec.experiment not in self.known:
+                errors.append(BuildError(
+                    f"unknown experiment {spec.experiment!r} (known: "
+                    f"{', '.join(self.known) or 'none yet'})", path, spec.line))
                 continue
-            if spec in resolved:
-                figure, found = resolved[spec]
-            else:
-                unplaced = _unplaced(spec)
-                if unplaced in anywhere:
-                    figure, found = anywhere[unplaced]
-                    figure = _placed(figure, spec)
-                else:
-                    try:
-                        figure, found = resolve_one(spec, lab, path, allow_missing)
-                    except BuildError as exc:
-                        errors.append(exc)
-                        continue
-                    anywhere[unplaced] = figure, found
-                resolved[spec] = figure, found
+            try:
+                figure, found = self.spec(spec, path)
+            except BuildError as exc:
+                errors.append(exc)
+                continue
             if figure.result is None:
                 bad = lab.store.bad_files(spec.experiment)
                 if bad:
@@ -486,26 +546,30 @@ def resolve_figures(specs: Mapping[Path, Sequence[EmbedSpec]], lab: Lab,
                 # one post may show an experiment from two hosts: each its own result
                 for host, run in zip(dict.fromkeys(spec.hosts), found, strict=True):
                     used[f"{spec.experiment} on {host}" if host else spec.experiment] = run
-                    shown_by.setdefault((spec.experiment, host), set()).add(path)
+                    shown[spec.experiment, host] = None
             made.append(figure)
-        figures[path] = tuple(made)
-        warnings[path] = tuple(_warnings(lab, path, used, placeholders_for_bad))
-        if posted and path in posted:
+        notes: tuple[UpdateNote, ...] = ()
+        changed = None
+        if posted is not None:
             # a post is updated when a number it shows moved, not whenever a run is newer
-            notes[path], changed = update_notes(made, posted[path], lab)
-            if changed is not None:
-                updated[path] = changed
-    stale = []
-    for experiment, host in sorted(shown_by):
-        result = lab.store.shown(experiment, host=host or None)
-        if result is not None and lab.staleness(result):
-            stale.append(StaleResult(experiment, result.id, lab.staleness(result),
-                                     tuple(sorted(shown_by[experiment, host]))))
-    sources = sorted({s for figure, _ in anywhere.values() for s in figure.sources})
-    return Resolution(figures=figures, warnings=warnings, updated=updated, stale=tuple(stale),
-                      errors=tuple(errors),
-                      inputs={f"result:{s}": lab.input_digest(s) for s in sources},
-                      notes={p: found for p, found in notes.items() if found})
+            notes, changed = update_notes(made, posted, lab)
+        return DocumentFigures(
+            tuple(made), tuple(_warnings(lab, path, used, placeholders_for_bad)), notes,
+            changed, tuple(shown), tuple(dict.fromkeys(s for f in made for s in f.sources))
+        ), errors
+
+    def spec(self, spec: EmbedSpec, path: Path) -> tuple[Figure, tuple[Result | None, ...]]:
+        if spec in self.resolved:
+            return self.resolved[spec]
+        unplaced = _unplaced(spec)
+        if unplaced in self.anywhere:
+            figure, found = self.anywhere[unplaced]
+            figure = _placed(figure, spec)
+        else:
+            figure, found = resolve_one(spec, self.lab, path, self.allow_missing)
+            self.anywhere[unplaced] = figure, found
+        self.resolved[spec] = figure, found
+        return figure, found
 
 
 def resolve_one(spec: EmbedSpec, lab: Lab, path: Path, allow_missing: bool
@@ -561,7 +625,7 @@ def shown_run(lab: Lab, spec: EmbedSpec, host: str, path: Path, allow_missing: b
     fence's line when there is none."""
     if spec.pin:
         return pinned_run(lab, spec, path, host)
-    result = lab.store.shown(spec.experiment, host=host or None)
+    result = lab.shown(spec.experiment, host)
     if result is not None or allow_missing:
         return result
     if host:

@@ -77,7 +77,7 @@ def lab_entries(lab: Lab, charts: ChartCache) -> list[LabEntry]:
 
 def lab_entry(lab: Lab, name: str, script: Any | None, charts: ChartCache) -> LabEntry:
     runs = tuple(reversed(lab.store.runs(name)))
-    latest = lab.store.shown(name)
+    latest = lab.shown(name)
     bad = lab.store.bad_files(name)
     reasons: tuple[str, ...] = ()
     if latest is None:

@@ -159,6 +159,24 @@ def build_collector() -> Iterator[None]:
             gc.unfreeze()
 
 
+@contextmanager
+def lasting_objects() -> Iterator[None]:
+    """A block that makes many objects, all kept until the build ends (a 10,000-post
+    blog's figures read back from the cache: ~300,000): no collection runs while it
+    does, for it could find nothing, and inside :func:`build_collector` what it made is
+    frozen with the rest, so later collections skip it too. Figures read back at
+    N = 10,000: collections 0.15-0.2 s → 0.08 s."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if _keeping_frozen:
+            gc.freeze()
+        if collecting:
+            gc.enable()
+
+
 def _guided_chunks(count: int, jobs: int) -> list[range]:
     """Chunks that shrink as the work drains ("guided" scheduling): big ones while there
     is plenty left (fewer round trips), small ones at the end, so no process waits long

@@ -156,13 +156,13 @@ def _decision(lab: Lab, runs: Sequence[Result], baseline: Result, current: Resul
         return known[pair]
     # the decision rests on the pair and on the A/A pairs made up to the current run:
     # across builds, it is kept by the content of all of them
-    upto = [r for r in runs if r.id <= current.id]
-    key = digest(code_version(), "decision", *(lab.result_digest(r) for r in upto),
+    upto = bisect_right(_ids(lab, runs), current.id)
+    key = digest(code_version(), "decision", _runs_digest(lab, runs, upto),
                  baseline.id, current.id, subject, metric, str(policy.threshold),
                  *sorted(policy.higher_is_better))
     cached = lab.cache.get("decision", key) if lab.cache is not None else None
     if cached is None:
-        made = lab_history.decide_between(upto, baseline, current, subject, metric,
+        made = lab_history.decide_between(runs[:upto], baseline, current, subject, metric,
                                           policy=policy)
         cached = (made.verdict, made.previous_median, made.current_median)
         if lab.cache is not None:
@@ -170,3 +170,22 @@ def _decision(lab: Lab, runs: Sequence[Result], baseline: Result, current: Resul
     known[pair] = tuple(cached)
     return known[pair]
 
+
+
+def _ids(lab: Lab, runs: Sequence[Result]) -> list[str]:
+    """The ids of an experiment's good runs (:func:`_timeline`'s, oldest first)."""
+    key = ("ids", runs[0].experiment)
+    if key not in lab.timelines:
+        lab.timelines[key] = [r.id for r in runs]
+    return lab.timelines[key]
+
+
+def _runs_digest(lab: Lab, runs: Sequence[Result], count: int) -> str:
+    """The content of the first ``count`` of an experiment's good runs, hashed: each
+    from the one before, so a line of n runs costs n hashes a build however many
+    decisions rest on them (a hash of every run before each decision: n² of them)."""
+    key = ("digests", runs[0].experiment)
+    chain = lab.timelines.setdefault(key, [digest("runs")])
+    while len(chain) <= count:
+        chain.append(digest(chain[-1], lab.result_digest(runs[len(chain) - 1])))
+    return chain[count]
