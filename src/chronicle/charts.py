@@ -247,7 +247,10 @@ def _figure(chart: Chart) -> Figure:
         figure = Figure(figsize=(width, per_panel + 0.5), layout="constrained")
         _draw_stacked(figure.subplots(), chart)
         return figure
-    figure = Figure(figsize=(width, per_panel * len(chart.panels) + 0.1), layout="constrained")
+    # A line chart's legend sits above its axes: constrained layout finds it room.
+    fixed = chart.kind != "line"
+    figure = Figure(figsize=(width, per_panel * len(chart.panels) + 0.1),
+                    layout=None if fixed else "constrained")
     axes = figure.subplots(len(chart.panels), 1, squeeze=False)[:, 0]
     for ax, panel in zip(axes, chart.panels, strict=True):
         _DRAWERS[chart.kind](ax, panel, chart)
@@ -258,7 +261,96 @@ def _figure(chart: Chart) -> Figure:
             ax.set_xlim(*panel.limits)
         ax.grid(axis="x")
         ax.set_axisbelow(True)
+    if fixed:
+        _fit(figure, list(axes))
     return figure
+
+
+# The fixed layout's sizes, in points: matplotlib's own tick length and pads, and the
+# 3 pt that constrained layout leaves around the figure.
+_EDGE = 3.0
+_TICK_PAD = 3.5
+_LABEL_PAD = 4.0
+
+
+def _fit(figure: Figure, axes: list) -> None:
+    """Place panels stacked top to bottom, each leaving exactly the room its tick labels
+    and axis labels take, measured from their text.
+
+    Constrained layout finds the same margins by laying the whole figure out and drawing
+    it twice; for axes whose only text is their tick and axis labels (legends inside),
+    measuring those strings gives the answer at a fraction of the cost.
+    """
+    import matplotlib
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.ticker import FixedFormatter
+
+    font = FontProperties()
+    width, height = (float(v) * 72 for v in figure.get_size_inches())
+    line = _text_size("lp", font)[1]
+    left = right = _EDGE
+    rooms = []  # each panel's room below and above its axes
+    for ax in axes:
+        formatter = ax.yaxis.get_major_formatter()
+        if isinstance(formatter, FixedFormatter):  # subjects' names, without tick marks
+            labels, tick, top = list(formatter.seq), 0.0, 0.0
+        else:
+            low, high = sorted(ax.get_ylim())
+            labels = formatter.format_ticks([t for t in ax.yaxis.get_majorticklocs()
+                                             if low <= t <= high])
+            # the top number is centred on the axes' top edge
+            tick, top = matplotlib.rcParams["ytick.major.size"], line / 2
+        names = max((_text_size(text, font)[0] for text in labels), default=0.0)
+        beside = tick + (names + _TICK_PAD if names else 0.0)
+        if ax.get_ylabel():
+            beside += line + _LABEL_PAD
+        left = max(left, _EDGE + beside)
+        below = matplotlib.rcParams["xtick.major.size"] + _TICK_PAD + line
+        if ax.get_xlabel():
+            below += _LABEL_PAD + line
+        rooms.append((below, top))
+    slot = (height - _EDGE) / len(axes)
+
+    def place() -> None:
+        for index, (ax, (below, above)) in enumerate(zip(axes, rooms, strict=True)):
+            y0 = height - (index + 1) * slot + below
+            y1 = height - index * slot - _EDGE - above
+            ax.set_position([left / width, y0 / height, (width - left - right) / width,
+                             (y1 - y0) / height])
+
+    # the x tick labels are centred on their ticks, so the first and last may reach
+    # past the axes; where they would leave the figure, the axes narrow (twice: the
+    # ticks of the narrower axes may differ)
+    for _ in range(2):
+        place()
+        left, right = _x_overhang(axes, font, left, right, width)
+    place()
+
+
+def _x_overhang(axes: list, font, left: float, right: float,
+                width: float) -> tuple[float, float]:
+    """``left`` and ``right`` widened so that no x tick label leaves the figure."""
+    span = width - left - right
+    for ax in axes:
+        low, high = ax.get_xlim()
+        locs = [t for t in ax.xaxis.get_majorticklocs() if low <= t <= high]
+        if not locs:
+            continue
+        labels = ax.xaxis.get_major_formatter().format_ticks(locs)
+        for loc, label in ((locs[0], labels[0]), (locs[-1], labels[-1])):
+            half = _text_size(label, font)[0] / 2
+            at = left + (loc - low) / (high - low) * span
+            left = max(left, left + _EDGE + half - at)
+            right = max(right, right + at + half + _EDGE - width)
+    return left, right
+
+
+def _text_size(text: str, font) -> tuple[float, float]:
+    """Width and height in points of one line of text as matplotlib lays it out."""
+    from matplotlib.textpath import text_to_path
+
+    width, height, _ = text_to_path.get_text_width_height_descent(text, font, ismath=False)
+    return width, height
 
 
 def _axis_label(panel: Panel) -> str:
