@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from chronicle.chart_svg import _width
 from chronicle.charts import (
     CHART_KINDS,
     KNOWN_SUBJECTS,
@@ -173,25 +172,6 @@ def test_charts_told_apart_only_by_their_words_differ_only_there():
     assert second == first.replace("Boot to init", "Boot to app").replace(
         "qemu-microvm median 2,555 ms.", "Other words.")
     assert "Boot to init" not in second
-
-
-@pytest.mark.parametrize("kind", ["box", "strip", "bar", "cdf"])
-@pytest.mark.parametrize("compact", [False, True])
-def test_no_label_leaves_the_figure(kind, compact):
-    # a long name beside the axes, and limits that put a wide tick label at either end
-    wide = Panel("bytes", "B", (Series("a-subject-with-a-long-name", (1e5, 3e5, 9e5)),
-                                Series("qemu-microvm", (2e5, 4e5))), limits=(1e5, 9e5))
-    svg = draw_svg(Chart(kind=kind, title="t", description="d", compact=compact,
-                         panels=(wide, chart().panels[0]))).decode()
-    width = float(re.search(r'viewBox="0 0 ([\d.]+) ', svg).group(1))
-    # (an axis label turned on its side is centred on the axes: not at risk)
-    texts = re.findall(r'<text x="([\d.-]+)" y="[\d.-]+" style="font-size: ([\d.]+)px;'
-                       r'[^"]*text-anchor: (\w+)[^>]*>([^<]*)</text>', svg)
-    assert len(texts) > 10
-    for x, font, anchor, text in texts:
-        size = _width(text, float(font))
-        start = float(x) - {"start": 0, "middle": size / 2, "end": size}[anchor]
-        assert 0 <= start and start + size <= width, text
 
 
 def test_unknown_kind_is_refused():

@@ -1,11 +1,9 @@
 """Stored samples → deterministic, accessible SVG charts, cached by content hash.
 
 A :class:`Chart` is plain data (the values per subject and metric plus how to draw
-them). :func:`draw_svg` turns it into SVG bytes: box, strip, bar and cdf charts written
-directly (:mod:`chronicle.chart_svg`, with matplotlib's ticks and font metrics), line,
-stacked and history charts with matplotlib's object API (no pyplot, so no global figure
-state). :class:`ChartCache` keeps each drawing under ``.chronicle/charts/<hash>.svg`` so
-an unchanged chart is never drawn twice.
+them). :func:`draw_svg` turns it into SVG bytes with matplotlib's object API (no
+pyplot, so no global figure state), and :class:`ChartCache` keeps each drawing under
+``.chronicle/charts/<hash>.svg`` so an unchanged chart is never drawn twice.
 
 What makes the SVG fit a page:
 
@@ -37,9 +35,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chronicle.chart_svg import INK, SIMPLE_KINDS, axis_label
-from chronicle.chart_svg import draw as draw_simple
 from chronicle.embed_fences import CHART_KINDS as CHART_KINDS  # the one list of kinds
+from chronicle.lab.stats import summarize
 from chronicle.swap import atomic_write
 
 if TYPE_CHECKING:
@@ -71,17 +68,19 @@ PALETTE = (
     "#e15759",  # coral red
     "#4aa39a",  # teal
 )
+# Text, axes and grid are drawn in this colour, then swapped for currentColor.
+_INK = "#010203"
 _RC = {
     "svg.hashsalt": "chronicle",
     "svg.fonttype": "none",
     "font.family": "DejaVu Sans",
     "font.size": 10,
-    "text.color": INK,
-    "axes.edgecolor": INK,
-    "axes.labelcolor": INK,
-    "xtick.color": INK,
-    "ytick.color": INK,
-    "grid.color": INK,
+    "text.color": _INK,
+    "axes.edgecolor": _INK,
+    "axes.labelcolor": _INK,
+    "xtick.color": _INK,
+    "ytick.color": _INK,
+    "grid.color": _INK,
     "grid.alpha": 0.18,
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -90,6 +89,7 @@ _RC = {
 }
 # matplotlib's rcParams are process-global: one drawing at a time.
 _DRAW_LOCK = threading.Lock()
+_JITTER_SEED = 20261126
 
 
 def subject_colour(subject: str) -> str:
@@ -206,12 +206,10 @@ _CODE_VERSION: str | None = None
 
 
 def _code_version() -> str:
-    """The bytes of this file and of chart_svg.py, and matplotlib's version: change any
-    and every chart redraws."""
+    """This file's bytes and matplotlib's version: change either and every chart redraws."""
     global _CODE_VERSION
     if _CODE_VERSION is None:
-        here = Path(__file__)
-        source = here.read_bytes() + here.with_name("chart_svg.py").read_bytes()
+        source = Path(__file__).read_bytes()
         # the installed version from its metadata: importing matplotlib costs ~0.35 s, and
         # a build whose charts are all cached never needs it
         _CODE_VERSION = hashlib.sha256(source).hexdigest()[:16] + "-mpl" + version("matplotlib")
@@ -232,12 +230,9 @@ def draw_svg(chart: Chart, key: str | None = None) -> bytes:
 @functools.lru_cache(maxsize=256)  # a drawing is 10–60 kB
 def _drawing(chart: Chart) -> str:
     import matplotlib  # here, not at the top: see _code_version
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
 
     with _DRAW_LOCK, matplotlib.rc_context(_RC):
-        if chart.kind in SIMPLE_KINDS:
-            return draw_simple(chart, *_size(chart))
-        from matplotlib.backends.backend_svg import FigureCanvasSVG
-
         figure = _figure(chart)
         buffer = io.BytesIO()
         FigureCanvasSVG(figure)
@@ -246,8 +241,9 @@ def _drawing(chart: Chart) -> str:
     return buffer.getvalue().decode("utf-8")
 
 
-def _size(chart: Chart) -> tuple[float, float]:
-    """Width and height in inches: a panel's height grows with its subjects."""
+def _figure(chart: Chart) -> Figure:
+    if chart.kind == "history":
+        return _history_figure(chart)
     subjects = max(len(p.series) for p in chart.panels) if chart.panels else 1
     if chart.compact:
         width, per_panel = 3.2, 0.8
@@ -255,26 +251,192 @@ def _size(chart: Chart) -> tuple[float, float]:
         width, per_panel = 7.0, 2.8
     else:
         width, per_panel = 7.0, 0.9 + 0.42 * subjects
-    if chart.kind == "stacked":  # every panel is a segment of the same bars
-        return width, per_panel + 0.5
-    return width, per_panel * len(chart.panels) + 0.1
-
-
-def _figure(chart: Chart) -> Figure:
-    """A line, stacked or history chart: legends outside the axes, which constrained
-    layout finds room for."""
-    if chart.kind == "history":
-        return _history_figure(chart)
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=_size(chart), layout="constrained")
-    if chart.kind == "stacked":
+    if chart.kind == "stacked":  # every panel is a segment of the same bars
+        figure = Figure(figsize=(width, per_panel + 0.5), layout="constrained")
         _draw_stacked(figure.subplots(), chart)
         return figure
+    # A line chart's legend sits above its axes: constrained layout finds it room.
+    fixed = chart.kind != "line"
+    figure = Figure(figsize=(width, per_panel * len(chart.panels) + 0.1),
+                    layout=None if fixed else "constrained")
     axes = figure.subplots(len(chart.panels), 1, squeeze=False)[:, 0]
     for ax, panel in zip(axes, chart.panels, strict=True):
-        _draw_line(ax, panel, chart)
+        _DRAWERS[chart.kind](ax, panel, chart)
+        if chart.kind == "line":
+            continue  # its axes are x against the metric, labelled by the drawer
+        ax.set_xlabel(_axis_label(panel))
+        if panel.limits is not None:
+            ax.set_xlim(*panel.limits)
+        ax.grid(axis="x")
+        ax.set_axisbelow(True)
+    if fixed:
+        _fit(figure, list(axes))
     return figure
+
+
+# The fixed layout's sizes, in points: matplotlib's own tick length and pads, and the
+# 3 pt that constrained layout leaves around the figure.
+_EDGE = 3.0
+_TICK_PAD = 3.5
+_LABEL_PAD = 4.0
+
+
+def _fit(figure: Figure, axes: list) -> None:
+    """Place panels stacked top to bottom, each leaving exactly the room its tick labels
+    and axis labels take, measured from their text.
+
+    Constrained layout finds the same margins by laying the whole figure out and drawing
+    it twice; for axes whose only text is their tick and axis labels (legends inside),
+    measuring those strings gives the answer at a fraction of the cost.
+    """
+    import matplotlib
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.ticker import FixedFormatter
+
+    font = FontProperties()
+    width, height = (float(v) * 72 for v in figure.get_size_inches())
+    line = _text_size("lp", font)[1]
+    left = right = _EDGE
+    rooms = []  # each panel's room below and above its axes
+    for ax in axes:
+        formatter = ax.yaxis.get_major_formatter()
+        if isinstance(formatter, FixedFormatter):  # subjects' names, without tick marks
+            labels, tick, top = list(formatter.seq), 0.0, 0.0
+        else:
+            low, high = sorted(ax.get_ylim())
+            labels = formatter.format_ticks([t for t in ax.yaxis.get_majorticklocs()
+                                             if low <= t <= high])
+            # the top number is centred on the axes' top edge
+            tick, top = matplotlib.rcParams["ytick.major.size"], line / 2
+        names = max((_text_size(text, font)[0] for text in labels), default=0.0)
+        beside = tick + (names + _TICK_PAD if names else 0.0)
+        if ax.get_ylabel():
+            beside += line + _LABEL_PAD
+        left = max(left, _EDGE + beside)
+        below = matplotlib.rcParams["xtick.major.size"] + _TICK_PAD + line
+        if ax.get_xlabel():
+            below += _LABEL_PAD + line
+        rooms.append((below, top))
+    slot = (height - _EDGE) / len(axes)
+
+    def place() -> None:
+        for index, (ax, (below, above)) in enumerate(zip(axes, rooms, strict=True)):
+            y0 = height - (index + 1) * slot + below
+            y1 = height - index * slot - _EDGE - above
+            ax.set_position([left / width, y0 / height, (width - left - right) / width,
+                             (y1 - y0) / height])
+
+    # the x tick labels are centred on their ticks, so the first and last may reach
+    # past the axes; where they would leave the figure, the axes narrow (twice: the
+    # ticks of the narrower axes may differ)
+    for _ in range(2):
+        place()
+        left, right = _x_overhang(axes, font, left, right, width)
+    place()
+
+
+def _x_overhang(axes: list, font, left: float, right: float,
+                width: float) -> tuple[float, float]:
+    """``left`` and ``right`` widened so that no x tick label leaves the figure."""
+    span = width - left - right
+    for ax in axes:
+        low, high = ax.get_xlim()
+        locs = [t for t in ax.xaxis.get_majorticklocs() if low <= t <= high]
+        if not locs:
+            continue
+        labels = ax.xaxis.get_major_formatter().format_ticks(locs)
+        for loc, label in ((locs[0], labels[0]), (locs[-1], labels[-1])):
+            half = _text_size(label, font)[0] / 2
+            at = left + (loc - low) / (high - low) * span
+            left = max(left, left + _EDGE + half - at)
+            right = max(right, right + at + half + _EDGE - width)
+    return left, right
+
+
+def _text_size(text: str, font) -> tuple[float, float]:
+    """Width and height in points of one line of text as matplotlib lays it out."""
+    from matplotlib.textpath import text_to_path
+
+    width, height, _ = text_to_path.get_text_width_height_descent(text, font, ismath=False)
+    return width, height
+
+
+def _axis_label(panel: Panel) -> str:
+    return f"{panel.metric} ({panel.unit})" if panel.unit else panel.metric
+
+
+def _positions(panel: Panel) -> list[int]:
+    """Subjects top to bottom in the order given, on the y axis (long names stay legible)."""
+    return list(range(len(panel.series), 0, -1))
+
+
+def _label_subjects(ax, panel: Panel, compact: bool) -> None:
+    # After drawing: boxplot() would otherwise replace the labels with numbers.
+    # A compact chart sits under its subject's name: the label would only take room.
+    labels = [""] * len(panel.series) if compact else [s.subject for s in panel.series]
+    ax.set_yticks(_positions(panel), labels)
+    ax.set_ylim(0.4, len(panel.series) + 0.6)
+    ax.tick_params(axis="y", length=0)
+
+
+def _draw_box(ax, panel: Panel, chart: Chart) -> None:
+    positions = _positions(panel)
+    boxes = ax.boxplot([s.values for s in panel.series], positions=positions,
+                       orientation="horizontal", widths=0.55, patch_artist=True,
+                       showfliers=True, medianprops={"color": _INK, "linewidth": 1.6},
+                       whiskerprops={"color": _INK}, capprops={"color": _INK},
+                       flierprops={"markeredgecolor": _INK, "markersize": 4})
+    for patch, series in zip(boxes["boxes"], panel.series, strict=True):
+        patch.set_facecolor(series.color)
+        patch.set_alpha(0.85)
+        patch.set_edgecolor(_INK)
+    _label_subjects(ax, panel, chart.compact)
+
+
+def _draw_strip(ax, panel: Panel, chart: Chart) -> None:
+    positions = _positions(panel)
+    rng = np.random.default_rng(_JITTER_SEED)
+    for y, series in zip(positions, panel.series, strict=True):
+        jitter = rng.uniform(-0.18, 0.18, size=len(series.values))
+        ax.scatter(series.values, y + jitter, s=16, color=series.color,
+                   alpha=0.8, linewidths=0)
+        if series.values:
+            median = float(np.median(series.values))
+            ax.plot([median, median], [y - 0.3, y + 0.3], color=_INK, linewidth=1.6)
+    _label_subjects(ax, panel, chart.compact)
+
+
+def _draw_bar(ax, panel: Panel, chart: Chart) -> None:
+    positions = _positions(panel)
+    for y, series in zip(positions, panel.series, strict=True):
+        if not series.values:
+            continue
+        summary = summarize(series.values)
+        value = getattr(summary, chart.statistic)  # median, mean, min or p95
+        ax.barh(y, value, height=0.55, color=series.color, alpha=0.9)
+        if chart.statistic == "median":
+            ax.errorbar(value, y, xerr=[[value - summary.median_low],
+                                        [summary.median_high - value]],
+                        fmt="none", ecolor=_INK, elinewidth=1.3, capsize=4)
+    ax.set_xlim(left=0)
+    _label_subjects(ax, panel, chart.compact)
+
+
+def _draw_cdf(ax, panel: Panel, chart: Chart) -> None:
+    for series in panel.series:
+        values = np.sort(np.asarray(series.values, dtype=float))
+        if values.size == 0:
+            continue
+        fractions = np.arange(1, values.size + 1) / values.size
+        ax.step(np.concatenate([[values[0]], values]), np.concatenate([[0.0], fractions]),
+                where="post", color=series.color, linewidth=1.8,
+                label=series.subject)
+    ax.set_ylabel("fraction of runs")
+    ax.set_ylim(0, 1.02)
+    ax.grid(axis="y")
+    ax.legend(loc="lower right", fontsize=9)
 
 
 # a history tells subjects apart by colour, and a subject's hosts and accelerators by
@@ -302,14 +464,14 @@ def _draw_history(ax, trend: Trend) -> None:
                     elinewidth=1.1, capsize=3, label=line.label)
     for x, changed in trend.marks:
         # where the key changed, the line may move for that reason: say which part
-        ax.axvline(x - 0.5, color=INK, linestyle=(0, (2, 2)), linewidth=0.9)
+        ax.axvline(x - 0.5, color=_INK, linestyle=(0, (2, 2)), linewidth=0.9)
         ax.text(x - 0.45, 0.97, changed, transform=ax.get_xaxis_transform(), rotation=90,
                 va="top", ha="left", fontsize=7.5)
     step = max(1, -(-len(trend.runs) // 10))  # ten labels at most: they stay legible
     ticks = list(range(0, len(trend.runs), step))
     ax.set_xticks(ticks, [trend.runs[i] for i in ticks], fontsize=8)
     ax.set_xlim(-0.6, len(trend.runs) - 0.4)
-    ax.set_ylabel(axis_label(Panel(trend.metric, trend.unit, ())))
+    ax.set_ylabel(_axis_label(Panel(trend.metric, trend.unit, ())))
     ax.grid(axis="y")
     ax.set_axisbelow(True)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
@@ -334,7 +496,7 @@ def _draw_line(ax, panel: Panel, chart: Chart) -> None:
                 marker="o", markersize=4, color=series.color, linewidth=1.8,
                 label=series.subject)
     ax.set_xlabel(f"{chart.x} ({chart.x_unit})" if chart.x_unit else chart.x)
-    ax.set_ylabel(axis_label(panel))
+    ax.set_ylabel(_axis_label(panel))
     ax.set_ylim(bottom=0)
     ax.grid(axis="y")
     # above the axes: lines may run anywhere inside them
@@ -360,7 +522,7 @@ def _draw_stacked(ax, chart: Chart) -> None:
                 continue
             value = _statistic(np.asarray(series.values, dtype=float), chart.statistic)
             ax.barh(positions[series.subject], value, left=ends[series.subject], height=0.55,
-                    color=colour, edgecolor=INK, linewidth=0.4,
+                    color=colour, edgecolor=_INK, linewidth=0.4,
                     label=label)
             label = None
             ends[series.subject] += value
@@ -377,13 +539,17 @@ def _draw_stacked(ax, chart: Chart) -> None:
               fontsize=9)
 
 
+_DRAWERS = {"box": _draw_box, "strip": _draw_strip, "bar": _draw_bar, "cdf": _draw_cdf,
+            "line": _draw_line}
+
+
 _ID = re.compile(r'\bid="([^"]+)"')
 
 
 def _finish_svg(svg: str, chart: Chart, key: str) -> str:
     """Drop the XML prolog, colour by CSS, scope ids, add title/desc and ARIA."""
     svg = svg[svg.index("<svg"):]
-    svg = svg.replace(INK, "currentColor")
+    svg = svg.replace(_INK, "currentColor")
     prefix = f"c{key[:10]}-"
     for old in sorted(set(_ID.findall(svg)), key=len, reverse=True):
         new = prefix + old
