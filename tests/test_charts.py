@@ -174,6 +174,22 @@ def test_charts_told_apart_only_by_their_words_differ_only_there():
     assert "Boot to init" not in second
 
 
+@pytest.mark.parametrize("kind", ["box", "strip", "bar", "cdf"])
+def test_a_chart_drawn_after_others_of_its_shape_is_as_drawn_first(kind):
+    # the axes of a shape are kept: what one chart set there must not reach the next
+    earlier = chart(kind, shift=4000.0)
+    limits = replace(earlier.panels[0], limits=(0.0, 9000.0))
+    for other in (earlier, replace(earlier, panels=(limits,)),
+                  replace(earlier, statistic="p95")):
+        draw_svg(other)
+    code = ("import sys; from tests.test_charts import chart; from chronicle.charts import "
+            f"draw_svg; sys.stdout.buffer.write(draw_svg(chart({kind!r}, shift=31.5)))")
+    root = Path(__file__).resolve().parents[1]
+    first = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                           check=True).stdout
+    assert draw_svg(chart(kind, shift=31.5)) == first
+
+
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError):
         draw_svg(chart("pie"))
