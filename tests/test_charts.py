@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,32 @@ def test_every_id_reference_points_inside_the_same_svg():
 
 def test_strip_jitter_is_seeded():
     assert draw_svg(chart("strip")) == draw_svg(chart("strip"))
+
+
+def test_charts_told_apart_only_by_their_words_differ_only_there():
+    # the second is drawn from the first's drawing: its own title and description stay
+    first = draw_svg(chart(title="Boot to init"), key="k" * 20).decode()
+    second = draw_svg(replace(chart(title="Boot to app"), description="Other words."),
+                      key="k" * 20).decode()
+    assert second == first.replace("Boot to init", "Boot to app").replace(
+        "qemu-microvm median 2,555 ms.", "Other words.")
+    assert "Boot to init" not in second
+
+
+@pytest.mark.parametrize("kind", ["box", "strip", "bar", "cdf"])
+def test_a_chart_drawn_after_others_of_its_shape_is_as_drawn_first(kind):
+    # the axes of a shape are kept: what one chart set there must not reach the next
+    earlier = chart(kind, shift=4000.0)
+    limits = replace(earlier.panels[0], limits=(0.0, 9000.0))
+    for other in (earlier, replace(earlier, panels=(limits,)),
+                  replace(earlier, statistic="p95")):
+        draw_svg(other)
+    code = ("import sys; from tests.test_charts import chart; from chronicle.charts import "
+            f"draw_svg; sys.stdout.buffer.write(draw_svg(chart({kind!r}, shift=31.5)))")
+    root = Path(__file__).resolve().parents[1]
+    first = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                           check=True).stdout
+    assert draw_svg(chart(kind, shift=31.5)) == first
 
 
 def test_unknown_kind_is_refused():
