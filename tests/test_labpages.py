@@ -109,8 +109,8 @@ def test_experiment_page_says_how_busy_the_machine_was(root):
     build(options(root))
     page = output(root, "lab/boot-to-init/index.html")
     assert ("<dt>machine load</dt><dd>load average 3.5 at the start, 4.25 at the end; all "
-            "cores 97% busy during the run, its own work included (64% in niced processes, "
-            "which yield to it)</dd>") in page
+            "cores 97% busy during the run, its own work included (64% in other, niced "
+            "processes)</dd>") in page
 
 
 def test_samples_json_equals_the_stored_samples(root):

@@ -151,7 +151,7 @@ class HostLoad:
     load averages at both ends and the share of all cores' time spent busy in between
     (the run's own work, its guests' included, is part of that share: compare with one
     core per booting guest), and of that, the share spent in niced, low-priority
-    processes, which yield to the run's guests."""
+    processes, which still slow a run: they share the machine with it."""
 
     def __init__(self) -> None:
         self.start = (_loadavg(), _cpu_ticks())
@@ -176,7 +176,7 @@ def describe_load(load: Mapping[str, Any]) -> str:
     if busy is not None:
         text += f"; all cores {busy:.0%} busy during the run, its own work included"
     if niced:
-        text += f" ({niced:.0%} in niced processes, which yield to it)"
+        text += f" ({niced:.0%} in other, niced processes)"
     return text
 
 
