@@ -438,13 +438,18 @@ def test_a_history_follows_every_new_run_and_equals_a_clean_build(tmp_path):
     assert_equals_clean(root, tmp_path / "clean")
 
 
-def test_a_rerun_that_moves_nothing_leaves_the_post_s_date_and_the_sitemap_alone(tmp_path):
-    root = tmp_path / "blog"
+def table_post_site(root: Path) -> Path:
+    """A blog with one run of boot-to-init and a post of 2026-11-21 showing its table."""
     write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
     write_script(root)
     store_result(root, make_result())
     write(root / "posts" / "2026-11-21-table.md",
           post_text("Table", "2026-11-21", body="```table boot-to-init\nmetric: boot_ms\n```\n"))
+    return root
+
+
+def test_a_rerun_that_moves_nothing_leaves_the_post_s_date_and_the_sitemap_alone(tmp_path):
+    root = table_post_site(tmp_path / "blog")
     run(root)
     sitemap = tree(root / "output")["sitemap.xml"]
     store_result(root, make_result(started="2026-11-22T10:00:00.000000Z",
@@ -487,12 +492,7 @@ def test_a_new_run_on_one_host_re_renders_only_the_pages_showing_that_host(tmp_p
 def test_an_update_note_follows_a_change_to_the_run_it_compares_with(tmp_path):
     # the post shows the newest run; its note compares that with the run newest at its
     # date, which a build reading the figures back from the cache must see change too
-    root = tmp_path / "blog"
-    write(root / "site" / "site.toml", 'title = "T"\nbase_url = "https://b.example/"\n')
-    write_script(root)
-    store_result(root, make_result())
-    write(root / "posts" / "2026-11-21-table.md",
-          post_text("Table", "2026-11-21", body="```table boot-to-init\nmetric: boot_ms\n```\n"))
+    root = table_post_site(tmp_path / "blog")
     store_result(root, make_result(started="2026-11-23T10:00:00.000000Z",
                                    finished="2026-11-23T10:05:00.000000Z", shift=1000.0))
     run(root)
