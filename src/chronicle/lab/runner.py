@@ -253,21 +253,25 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
         state.status, state.error = "cancelled", "cancelled by the user"
     finally:
         ignore_signals()  # a second Ctrl-C must not cut the clean-up short
-        ended = True
-        if proc is not None:
-            # Everything goes in every case: after an error, a timeout, a cancel — and
-            # after a clean exit too, since a child left running by the script is a leak.
-            ended = held.end(proc, options.grace)
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe:
-                    pipe.close()
-            proc.wait()
-            _sweep_instances(experiment, state, options.incus, record.run)
-        elif held.cgroup is not None:
-            ended = end_cgroup(held.cgroup)
-        if ended:
-            leftovers.drop(cache, record)
-        restore()
+        try:
+            ended = True
+            if proc is not None:
+                # Everything goes in every case: after an error, a timeout, a cancel — and
+                # after a clean exit too, since a child left running by the script is a leak.
+                ended = held.end(proc, options.grace)
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe:
+                        pipe.close()
+                proc.wait()
+                _sweep_instances(experiment, state, options.incus, record.run)
+            elif held.cgroup is not None:
+                ended = end_cgroup(held.cgroup)
+            if ended:
+                leftovers.drop(cache, record)
+        finally:
+            # Even when the clean-up fails: signals left ignored would be inherited by
+            # every process this one starts later (a caller's, a test suite's).
+            restore()
     if proc is None:
         return
     if state.status == "ok" and state.error is None:
