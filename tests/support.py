@@ -718,6 +718,20 @@ def lab_run(root: Path, name: str = "level", *args: str, host: str = "local",
     return ResultStore(root / "experiments" / "results").runs(name)[-1]
 
 
+def imported_by_a_build(root: Path, made_by: str, module: str) -> bool:
+    """Whether a clean-process build of ``root`` imports ``module``; ``made_by`` is a
+    module the build must import (proof that the part under test ran)."""
+    script = ("import sys\nfrom pathlib import Path\n"
+              "from chronicle.build import BuildOptions, build\n"
+              "from chronicle.hooks import standard_hooks\n"
+              f"build(standard_hooks(BuildOptions(root=Path({str(root)!r}))))\n"
+              f"assert {made_by!r} in sys.modules, '{made_by} was not used'\n"
+              f"print({module!r} in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip() == "True"
+
+
 @contextmanager
 def niced_work() -> Iterator[None]:
     """A low-priority process keeping one core busy meanwhile: other work on the machine."""

@@ -239,12 +239,6 @@ def test_a_series_colour_overrides_the_fallback():
 def test_a_build_with_no_chart_to_draw_never_imports_matplotlib(site_root):
     # importing matplotlib is a third of a second; a build that draws nothing (no chart,
     # or every chart cached) must not pay it, lab pages and search index included
-    script = ("import sys\nfrom pathlib import Path\n"
-              "from chronicle.build import BuildOptions, build\n"
-              "from chronicle.hooks import standard_hooks\n"
-              f"build(standard_hooks(BuildOptions(root=Path({str(site_root)!r}))))\n"
-              "assert 'chronicle.labpages' in sys.modules, 'the lab pages were not made'\n"
-              "print('matplotlib' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
+    from tests.support import imported_by_a_build
+
+    assert not imported_by_a_build(site_root, 'chronicle.labpages', 'matplotlib')
