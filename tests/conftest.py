@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import textwrap
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests that press Ctrl-C send SIGINT to a child and expect what a terminal user
+    gets. A shell starts a background job (`./dev test &`) with SIGINT ignored, and a
+    child inherits that, so those tests would fail for the way they were started:
+    give the children the disposition a foreground run has."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SITE_TOML = """\
 title = "Chronicle"
