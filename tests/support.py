@@ -84,6 +84,19 @@ def built_guest(root: Path, name: str, client):
     return definition, found
 
 
+def built_for_microvm(root: Path, name: str):
+    """``(definition, build)`` of guest ``name`` for what boots only its microVM: the
+    build on disk when it is of the current definition, else :func:`built_guest`'s."""
+    from chronicle.lab import guestbuild, guestdef
+    from chronicle.paths import lab_dir
+
+    definition = guestdef.find(root, name)
+    found = guestbuild.read_build(lab_dir(root), name)
+    if found is not None and found.key == guestbuild.build_key(definition):
+        return definition, found
+    return built_guest(root, name, incus_client())
+
+
 def app_site(tmp_path: Path, root: Path, experiment: str, edits: dict[str, str]
              ) -> tuple[Path, str, dict[str, str]]:
     """A site in ``tmp_path`` with ``root``'s guests and one of its experiments, whose text

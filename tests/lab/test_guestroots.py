@@ -17,8 +17,7 @@ from chronicle.lab.results import ResultStore
 from tests.support import (
     alive,
     app_site,
-    built_guest,
-    incus_client,
+    built_for_microvm,
     loop_devices_of,
     mounts_under,
     require,
@@ -124,7 +123,7 @@ def test_each_format_changes_only_the_root_of_guestboots_command_line(small):
 
 def test_root_format_boots_static_nginx_from_each_format_to_its_app(tmp_path):
     require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
-    built_guest(ROOT, GUEST, incus_client())
+    built_for_microvm(ROOT, GUEST)
     site, name, env = app_site(tmp_path, ROOT, "root-format", {
         'guests = ["static-nginx", "rails-sqlite"]': f'guests = ["{GUEST}"]'})
     done, qemus = run_seeing_qemu([sys.executable, "-m", "chronicle", "lab", "run", name,
