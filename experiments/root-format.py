@@ -32,7 +32,8 @@ Subjects ``<format>/<guest>``, interleaved. Metrics: ``app_ms`` (spawn → the U
 200 on 127.0.0.1) and its phases (``kernel_to_init_ms``, ``init_to_app_ms``,
 ``outside_ms``) as in ``boot-to-app``; after ``settle_s`` idle, ``pss_mib``/``rss_mib``
 of qemu and ``disk_mib`` (kernel, initrd and root, as ``boot-to-app``); ``root_mib``,
-the root format's own file (the ext4 disk, the erofs image, the cpio archive).
+the root format's own file (the ext4 disk, the erofs image, the cpio archive), and
+``root_allocated_mib``, the blocks it takes on the host (the ext4 image is sparse).
 
 The VM is TCG on a host without hardware KVM: a real boot, not a microVM's speed.
 """
@@ -47,23 +48,34 @@ from chronicle import lab
 from chronicle.errors import LabError
 from chronicle.lab import guestdef, guestroots, host
 from chronicle.lab.guestbuild import build_key, read_build
+from chronicle.lab.subjects.base import Unsupported
 from chronicle.lab.subjects.lineup import boot_once
 from chronicle.lab.subjects.qemu import QemuMicrovm, choose_accel
 from chronicle.paths import lab_dir
 
 plan = lab.plan()
 root = Path(os.environ.get("CHRONICLE_ROOT", "."))
-QemuMicrovm.check()
+try:
+    QemuMicrovm.check()
+except Unsupported as exc:
+    raise SystemExit(f"qemu cannot boot a microVM here: {exc.reason}") from None
 accel, tsc = choose_accel(host.kvm_kind()), host.tsc_khz()
+formats = plan.params.get("formats", list(guestroots.FORMATS))
+if unknown := [f for f in formats if f not in guestroots.FORMATS]:
+    raise SystemExit(f"params.formats: unknown {unknown}; known: {list(guestroots.FORMATS)}")
 factories, root_bytes = {}, {}
 for guest in plan.params.get("guests", ["static-nginx"]):
     definition = guestdef.find(root, guest)
     build = read_build(lab_dir(root), guest)
     if build is None or build.key != build_key(definition):
-        raise LabError(f"guest {guest} is not built from its current definition: run "
-                       f"`chronicle lab guest build {guest}`", definition.path)
-    roots = guestroots.derive(definition, build, say=lambda line: print(line, file=sys.stderr))
-    for name in plan.params.get("formats", list(guestroots.FORMATS)):
+        raise SystemExit(f"guest {guest} is not built from its current definition: run "
+                         f"`chronicle lab guest build {guest}`")
+    try:
+        roots = guestroots.derive(definition, build,
+                                  say=lambda line: print(line, file=sys.stderr))
+    except LabError as exc:
+        raise SystemExit(str(exc)) from None
+    for name in formats:
         fmt = guestroots.root_format(name, build, roots)
         subject = f"{name}/{guest}"
         root_bytes[subject] = fmt.root_bytes()
@@ -85,4 +97,6 @@ with lab.cleanup():
         assert boot.footprint is not None
         for metric, value in boot.footprint.metrics().items():
             lab.emit(name, metric, value, "MiB", run, warmup=warmup)
-        lab.emit(name, "root_mib", root_bytes[name] / 2**20, "MiB", run, warmup=warmup)
+        size, allocated = root_bytes[name]
+        lab.emit(name, "root_mib", size / 2**20, "MiB", run, warmup=warmup)
+        lab.emit(name, "root_allocated_mib", allocated / 2**20, "MiB", run, warmup=warmup)

@@ -2,9 +2,9 @@
 and the microVM that boots each — so ``root-format`` can measure which serves the app
 sooner and what each costs, rather than argue it.
 
-From ``root.ext4`` (mounted read-only on a loop device: ``debugfs rdump`` would drop
-the device nodes in ``/dev``, the hard links and the ACLs on ``/var/log/journal``) come,
-under ``<lab>/guests/<name>/roots/``:
+From ``root.ext4``, mounted read-only on a loop device (``debugfs rdump`` would drop
+the setuid bits of ``su`` and ``passwd``, the device nodes in ``/dev``, the hard links
+and the ACLs on ``/var/log/journal``), come, under ``<lab>/guests/<name>/roots/``:
 
 - ``root.erofs``: ``mkfs.erofs`` of the same tree, uncompressed like the ext4 disk, on
   virtio-blk read-only. The app writes (nginx its logs, Rails its SQLite file), so
@@ -342,8 +342,11 @@ class RootFormat:
     def files(self, build: GuestBuild) -> list[Path]:
         return [build.kernel, self.initrd, *([self.disk] if self.disk else [])]
 
-    def root_bytes(self) -> int:
-        return (self.disk or self.initrd).stat().st_size
+    def root_bytes(self) -> tuple[int, int]:
+        """The root's own file: its size, and what it takes on the host's disk (an ext4
+        image is sparse: its free room costs no blocks until the guest writes)."""
+        info = (self.disk or self.initrd).stat()
+        return info.st_size, info.st_blocks * 512
 
 
 def root_format(name: str, build: GuestBuild, roots: Roots) -> RootFormat:
@@ -396,6 +399,7 @@ class FormatMicrovm(GuestMicrovm):
         from chronicle.lab.probes import free_port
 
         self.definition, self.build, self.accel, self.format = definition, build, accel, fmt
+        self.name = f"{fmt.name}/{definition.name}"  # errors say which boot failed
         port = free_port()
         argv = format_command(microvm_command(definition, build, port, accel, tsc_khz),
                               build, fmt)
