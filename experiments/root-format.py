@@ -34,6 +34,7 @@ Subjects ``<format>/<guest>``, interleaved. Metrics: ``app_ms`` (spawn → the U
 of qemu and ``disk_mib`` (kernel, initrd and root, as ``boot-to-app``); ``root_mib``,
 the root format's own file (the ext4 disk, the erofs image, the cpio archive), and
 ``root_allocated_mib``, the blocks it takes on the host (the ext4 image is sparse).
+Each subject's facts give the tree's size (``tree_mib``) and the VM's ``memory_mib``.
 
 The VM is TCG on a host without hardware KVM: a real boot, not a microVM's speed.
 """
@@ -79,6 +80,7 @@ for guest in plan.params.get("guests", ["static-nginx"]):
         fmt = guestroots.root_format(name, build, roots)
         subject = f"{name}/{guest}"
         root_bytes[subject] = fmt.root_bytes()
+        lab.report_subject(subject, tree_mib=round(roots.tree_bytes / 2**20, 1))
         factories[subject] = (lambda d=definition, b=build, f=fmt:
                               guestroots.FormatMicrovm(d, b, f, accel, tsc))
 timeout = float(plan.params.get("boot_timeout_s", 240))
