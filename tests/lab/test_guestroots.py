@@ -6,20 +6,24 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from chronicle.errors import LabError
-from chronicle.lab import guestroots
+from chronicle.lab import guestroots, host
 from chronicle.lab.guestboot import MEMORY_MIB, microvm_command
 from chronicle.lab.results import ResultStore
+from chronicle.lab.subjects.base import SubjectError
+from chronicle.lab.subjects.qemu import choose_accel
 from tests.support import (
     alive,
     app_site,
     built_for_microvm,
     loop_devices_of,
     mounts_under,
+    processes_mentioning,
     require,
     run_seeing_qemu,
     small_guest_build,
@@ -141,3 +145,21 @@ def test_root_format_boots_static_nginx_from_each_format_to_its_app(tmp_path):
     ram = result.subject_info(f"initramfs/{GUEST}")
     assert ram["memory_mib"] > MEMORY_MIB and 100 < ram["tree_mib"] < ram["memory_mib"]
     assert qemus and [p for p in qemus if alive(p)] == []
+
+
+def test_a_boot_whose_console_never_names_its_root_fails(tmp_path):
+    # what keeps an erofs boot honest: without its initramfs's CHRONICLE-ROOT lines (the
+    # erofs read-only below, the overlay writable on top) the boot is no erofs boot
+    require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
+    definition, build = built_for_microvm(ROOT, GUEST)
+    roots = guestroots.derive(definition, build)
+    ext4 = guestroots.root_format("ext4", build, roots)
+    claimed = replace(ext4, console_proof=guestroots.root_format("erofs", build,
+                                                                  roots).console_proof)
+    vm = guestroots.FormatMicrovm(definition, build, claimed, choose_accel(host.kvm_kind()),
+                                  host.tsc_khz())
+    with pytest.raises(SubjectError, match=r"ext4/static-nginx: the app answered but the "
+                                           r"console never said \['CHRONICLE-ROOT /root"):
+        with vm:
+            vm.wait_booted(240)
+    assert vm.proc is None and processes_mentioning(str(build.disk)) == []

@@ -415,8 +415,8 @@ class FormatMicrovm(GuestMicrovm):
         missing = [line.decode() for line in self.format.console_proof
                    if not self.watch.find("serial", re_line(line))]
         if missing:
-            raise SubjectError(f"{self.definition.name} from {self.format.name}: the app "
-                               f"answered but the console never said {missing}")
+            raise SubjectError(f"{self.name}: the app answered but the console never "
+                               f"said {missing}: not the root this boot should have had")
         return timings
 
 
