@@ -84,6 +84,19 @@ def built_guest(root: Path, name: str, client):
     return definition, found
 
 
+def built_for_microvm(root: Path, name: str):
+    """``(definition, build)`` of guest ``name`` for what boots only its microVM: the
+    build on disk when it is of the current definition, else :func:`built_guest`'s."""
+    from chronicle.lab import guestbuild, guestdef
+    from chronicle.paths import lab_dir
+
+    definition = guestdef.find(root, name)
+    found = guestbuild.read_build(lab_dir(root), name)
+    if found is not None and found.key == guestbuild.build_key(definition):
+        return definition, found
+    return built_guest(root, name, incus_client())
+
+
 def app_site(tmp_path: Path, root: Path, experiment: str, edits: dict[str, str]
              ) -> tuple[Path, str, dict[str, str]]:
     """A site in ``tmp_path`` with ``root``'s guests and one of its experiments, whose text
@@ -110,6 +123,76 @@ def app_site(tmp_path: Path, root: Path, experiment: str, edits: dict[str, str]
     env = dict(os.environ, CHRONICLE_LAB_DIR=str(lab_dir(root)),
                PYTHONPATH=str(root / "src"))
     return site, name, env
+
+
+SMALL_KERNEL = "6.1.0-test"
+# The modules a guest's erofs root needs, as Debian's cloud kernel has them (bytes that
+# are no module: a small build is derived, never booted).
+SMALL_MODULES = {"kernel/lib/libcrc32c.ko": "",
+                 "kernel/fs/erofs/erofs.ko": "kernel/lib/libcrc32c.ko",
+                 "kernel/fs/overlayfs/overlay.ko": ""}
+
+
+def small_guest_build(root: Path, name: str, folder: Path):
+    """``(definition, build, remake_disk)``: guest ``name``'s definition with a build in
+    ``folder / "guest"`` whose ``root.ext4`` (``mkfs.ext4 -d``, real) holds a few files
+    and the modules an erofs root needs, and whose ``initrd.img`` is a gzipped cpio (real
+    tools). ``remake_disk(extra, drop=PATH)`` makes the disk again with ``extra`` files
+    added ({relative path: bytes}) and one file left out (``modules.dep`` follows)."""
+    from chronicle.lab import guestdef
+    from chronicle.lab.guestbuild import GuestBuild
+
+    require(os.geteuid() == 0, "root (a loop mount)")
+    require(shutil.which("mkfs.ext4") is not None, "mkfs.ext4")
+    home = folder / "guest"
+    home.mkdir()
+    initrd = folder / "initrd-tree"
+    (initrd / "scripts" / "local-premount").mkdir(parents=True)
+    (initrd / "scripts" / "local-premount" / "ORDER").write_text("")
+    listing = b".\ninit\nscripts\nscripts/local-premount\nscripts/local-premount/ORDER\n"
+    compressed = b""
+    while len(compressed) % 4 != 3:  # as Rails's is: the kernel needs what follows aligned
+        (initrd / "init").write_text("#!/bin/sh\n" + "#" * len(compressed) * 7)
+        archive = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=initrd,
+                                 input=listing, capture_output=True, check=True).stdout
+        compressed = subprocess.run(["gzip", "-n"], input=archive, capture_output=True,
+                                    check=True).stdout
+    (home / "initrd.img").write_bytes(compressed)
+    build = GuestBuild(name=name, folder=home, key="small", fingerprint="small", packages={},
+                       kernel_version=SMALL_KERNEL)
+
+    def remake_disk(extra: dict[str, bytes], drop: str = "") -> None:
+        tree = folder / "tree"
+        shutil.rmtree(tree, ignore_errors=True)
+        modules = tree / "lib" / "modules" / SMALL_KERNEL
+        kept = {k: v for k, v in SMALL_MODULES.items() if f"lib/modules/{SMALL_KERNEL}/{k}" != drop}
+        for path in kept:
+            (modules / path).parent.mkdir(parents=True, exist_ok=True)
+            (modules / path).write_bytes(b"not a module")
+        (modules / "modules.dep").write_text("".join(f"{k}: {v}\n" for k, v in kept.items()))
+        (modules / "modules.builtin").write_text("kernel/fs/ext4/ext4.ko\n")
+        (tree / "sbin").mkdir()
+        (tree / "sbin" / "init").write_text("#!/bin/sh\n")
+        for path, data in extra.items():
+            (tree / path).parent.mkdir(parents=True, exist_ok=True)
+            (tree / path).write_bytes(data)
+        build.disk.unlink(missing_ok=True)
+        subprocess.run(["mkfs.ext4", "-q", "-d", str(tree), str(build.disk), "8M"], check=True)
+
+    remake_disk({})
+    return guestdef.find(root, name), build, remake_disk
+
+
+def mounts_under(text: str) -> list[str]:
+    """The mount points in this mount namespace whose path contains ``text``."""
+    return [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+            if text in line.split()[1]]
+
+
+def loop_devices_of(path: Path) -> list[str]:
+    """The loop devices backed by ``path`` now (``losetup -j``)."""
+    run = subprocess.run(["losetup", "-j", str(path)], capture_output=True, text=True)
+    return [line.split(":", 1)[0] for line in run.stdout.splitlines() if line.strip()]
 
 
 def qemus_below(pid: int) -> set[int]:

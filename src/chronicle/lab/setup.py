@@ -30,8 +30,9 @@ BACKPORTS_FILE = SOURCES_D / "chronicle-backports.sources"
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 BASE_PACKAGES = ("busybox-static", "xz-utils", "lz4")
-# `chronicle lab guest build`: a Debian tree from the archive, an ext4 disk made from it.
-GUEST_PACKAGES = ("mmdebstrap", "e2fsprogs")
+# `chronicle lab guest build`: a Debian tree from the archive, an ext4 disk made from it;
+# `root-format`: the same tree as an erofs image and as a cpio initramfs.
+GUEST_PACKAGES = ("mmdebstrap", "e2fsprogs", "erofs-utils", "cpio")
 QEMU_PACKAGES = ("qemu-system-x86",)
 INCUS_PACKAGES = ("incus-base", "incus-client", "btrfs-progs")
 DEBIAN_IMAGE_PACKAGES = ("debootstrap",)
