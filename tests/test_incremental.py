@@ -347,6 +347,16 @@ def test_a_prose_edit_of_a_figure_post_draws_no_chart(figure_blog, tmp_path):
     assert_equals_clean(figure_blog, tmp_path / "clean")
 
 
+def test_a_prose_edit_of_a_figure_post_never_imports_numpy(figure_blog):
+    # every number the edited post shows is in the build cache: loading numpy (and the
+    # chart code's use of it) would cost the edit ~0.1 s for nothing
+    from tests.support import imported_by_a_build
+
+    post = figure_blog / "posts" / "2026-11-03-memory.md"
+    post.write_text(post.read_text() + "\nAn afterthought.\n")
+    assert not imported_by_a_build(figure_blog, "chronicle.figure_parts", "numpy")
+
+
 def test_a_site_s_figure_template_restyles_exactly_the_pages_with_such_figures(figure_blog,
                                                                                tmp_path):
     before = tree(figure_blog / "output")
