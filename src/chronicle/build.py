@@ -372,8 +372,9 @@ class Figures:
 
 def resolve_figures(parsed: Parsed, paths: SitePaths, config: SiteConfig,
                     options: BuildOptions, cache: Cache) -> Figures:
-    """The documents' figures against the results store: between the two passes (with
-    their numbers computed, or taken from the cache, before the pages render)."""
+    """The documents' figures against the results store, between the two passes (their
+    numbers are computed, or taken from the cache, once the build knows which pages
+    render: :meth:`chronicle.output.Outputs.render`)."""
     specs = {doc.doc.source: rendered.embeds for doc, _, rendered in parsed.documents
              if rendered.embeds}
     if not specs:
@@ -389,8 +390,6 @@ def resolve_figures(parsed: Parsed, paths: SitePaths, config: SiteConfig,
     names = {doc.doc.source: body.digest for doc, body, rendered in parsed.documents
              if rendered.embeds}
     found = resolve(specs, lab, options.allow_missing, posted, names)
-    if not found.errors:
-        lab.prefetch((f for made in found.figures.values() for f in made), cache)
     stale = tuple(str(s) + (f", shown by {', '.join(map(str, s.posts))}" if s.posts else "")
                   for s in found.stale)
     return Figures(found.figures, found.warnings, found.updated, found.notes, stale,

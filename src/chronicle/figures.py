@@ -199,14 +199,26 @@ class CachedResultStore(ResultStore):
     def __init__(self, root: Path, cache: Any):
         super().__init__(root)
         self.cache = cache
+        # each run's content digest (Lab.result_digest), kept with its reading: making
+        # it again is a canonical JSON of every sample, for every run shown, every build
+        self.digests: dict[tuple[str, str], str] = {}
 
     def _read(self, path: Path) -> Result | BadFile:
         key = digest(code_version(), str(path), self.cache.file_hash(path))
         found = self.cache.get("result", key)
         if found is None:
-            found = super()._read(path)
+            read = super()._read(path)
+            found = (read, content_digest(read) if isinstance(read, Result) else "")
             self.cache.put("result", key, found)
-        return found
+        read, made = found
+        if made:
+            self.digests[read.experiment, read.id] = made
+        return read
+
+
+def content_digest(result: Result) -> str:
+    """A run's content, hashed: what its numbers and every figure of it rest on."""
+    return bytes_digest(canonical_json(result.to_json()))
 
 
 class Lab:
@@ -378,7 +390,9 @@ class Lab:
     def result_digest(self, result: Result) -> str:
         key = (result.experiment, result.id)
         if key not in self._digests:
-            self._digests[key] = bytes_digest(canonical_json(result.to_json()))
+            known = self.store.digests.get(key) \
+                if isinstance(self.store, CachedResultStore) else None
+            self._digests[key] = known or content_digest(result)
         return self._digests[key]
 
     def prefetch(self, figures: Iterable[Figure], cache: Any) -> None:
