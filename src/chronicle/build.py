@@ -295,6 +295,7 @@ class Parsed:
 
 def parse_docs(docs: list[Doc], cache: Cache) -> Parsed:
     """Render every document's markdown: cached by file hash, the rest in parallel."""
+    from chronicle.embed_fences import StoredSpecs
     from chronicle.markdown import Rendered, render_markdown
     from chronicle.model import Body
     from chronicle.search import PROSE_NAMESPACE, RECORD_NAMESPACE, post_record, prose_words
@@ -325,8 +326,8 @@ def parse_docs(docs: list[Doc], cache: Cache) -> Parsed:
                         _entry(doc, Body(keys[missing[j]]), r), r.text, r.terms))
                 elif isinstance(doc.doc, Post):  # its record is made with its figures
                     record = (PROSE_NAMESPACE, keys[missing[j]], prose_words(r.html))
-                results.append((r.html, (r.headings, r.words, r.warnings, r.embeds), [],
-                                record))
+                results.append((r.html, (r.headings, r.words, r.warnings,
+                                         StoredSpecs.packed(r.embeds)), [], record))
         return results
 
     for j, (html, meta, errors, record) in enumerate(iter_chunks(work, len(missing))):
@@ -347,7 +348,8 @@ def parse_docs(docs: list[Doc], cache: Cache) -> Parsed:
 
     for doc, key in zip(docs, keys, strict=True):
         if key in known:  # else its error is already in parsed.errors
-            headings, words, warnings, embeds = known[key]
+            headings, words, warnings, specs = known[key]
+            embeds = StoredSpecs(*specs) if specs is not None else ()
             parsed.documents.append((doc, Body(key, None, load_html),
                                      Rendered("", headings, words, warnings, embeds=embeds)))
     return parsed

@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from chronicle.cache import code_version, digest
+from chronicle.cache import Unread, code_version, digest
 from chronicle.lab import experiment as lab_experiment
 from chronicle.lab.results import Result
 from chronicle.parallel import lasting_objects
@@ -73,7 +73,9 @@ class Keys:
     def of(self, name: str, specs: Sequence[Any], posted: datetime | None) -> str:
         """The key of a document named ``name`` (its body's digest) showing ``specs``,
         a post of date ``posted`` (None: a page, which has no update notes)."""
-        experiments = sorted({spec.experiment for spec in specs})
+        # specs the cache holds name their experiments unread (embed_fences.StoredSpecs)
+        experiments = getattr(specs, "experiments", None) or sorted(
+            {spec.experiment for spec in specs})
         return digest(self.base, name, posted.isoformat() if posted else "",
                       *(self.experiment(e) for e in experiments))
 
@@ -93,37 +95,15 @@ class Keys:
         return self._experiments[name]
 
 
-class StoredFigures(Sequence):
+class StoredFigures(Unread):
     """A document's figures as the cache holds them, read back when first asked for.
     ``shows`` (each figure's :attr:`Figure.shows`) is known unread: the search index
     keys a post's record by it."""
 
     def __init__(self, data: bytes, shows: tuple[str, ...],
                  read: Callable[[bytes], tuple[Any, ...]]):
+        super().__init__(data, len(shows), read)
         self.shows = shows
-        self._data: bytes | None = data
-        self._read = read
-        self._figures: tuple[Any, ...] = ()
-
-    def _all(self) -> tuple[Any, ...]:
-        if self._data is not None:
-            self._figures, self._data = self._read(self._data), None
-        return self._figures
-
-    def __len__(self) -> int:
-        return len(self.shows)
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._all()[index]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._all())
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and tuple(self) == tuple(other)
-
-    def __hash__(self) -> int:
-        return hash(self._all())
 
 
 def load(cache: Any, keys: Mapping[Path, str], lab: Any) -> dict[Path, DocumentFigures]:
