@@ -235,6 +235,31 @@ def test_workers_keep_working_while_this_process_does_its_meanwhile_work(monkeyp
     assert len(log.read_text().split()) >= 12
 
 
+def test_an_error_in_a_chunk_starts_no_chunk_still_queued(monkeypatch, tmp_path):
+    # every chunk of small results is queued at once: on an error (or Ctrl-C) the pool's
+    # exit would otherwise wait for all of them to run
+    import os
+    import time
+
+    parent = os.getpid()
+    log = tmp_path / "chunks"
+    log.touch()
+
+    def work(indices):
+        if indices[0] == 0 and os.getpid() != parent:
+            raise ValueError("a template failed")
+        time.sleep(0.05)
+        if os.getpid() != parent:
+            with log.open("a") as handle:
+                handle.write(f"{indices[0]}\n")
+        return list(indices)
+
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    with pytest.raises(ValueError, match="template"):
+        list(parallel.iter_chunks(work, 400, minimum=1, small=True))
+    assert len(log.read_text().split()) <= 4
+
+
 def test_an_error_in_meanwhile_stops_the_pool_and_reaches_the_caller(monkeypatch):
     import multiprocessing
 

@@ -238,28 +238,34 @@ def _share(work: Callable[[Sequence[int]], list[R]], chunks: list[range],
     done: dict[int, list[R]] = {}
     pending: dict[Future[list[R]], int] = {}
     taken = emitted = 0
-    while emitted < len(chunks):
-        while taken < len(chunks) and len(pending) < queued:
-            pending[pool.submit(_run_chunk, chunks[taken])] = taken
-            taken += 1
-        if meanwhile is not None:
-            meanwhile, later = None, meanwhile
-            later()
-        if emitted not in done:
-            # ahead of the workers only so far: finished chunks wait here in memory
-            if taken < len(chunks) and len(done) <= hold:
-                done[taken] = work(chunks[taken])
+    try:
+        while emitted < len(chunks):
+            while taken < len(chunks) and len(pending) < queued:
+                pending[pool.submit(_run_chunk, chunks[taken])] = taken
                 taken += 1
-            elif (taken == len(chunks) and len(done) <= hold
-                  and (stolen := _steal(pending)) is not None):
-                done[stolen] = work(chunks[stolen])
-            elif pending:
-                wait(pending, return_when=FIRST_COMPLETED)
-        for future in [f for f in pending if f.done()]:
-            done[pending.pop(future)] = future.result()
-        while emitted in done:
-            yield from done.pop(emitted)
-            emitted += 1
+            if meanwhile is not None:
+                meanwhile, later = None, meanwhile
+                later()
+            if emitted not in done:
+                # ahead of the workers only so far: finished chunks wait here in memory
+                if taken < len(chunks) and len(done) <= hold:
+                    done[taken] = work(chunks[taken])
+                    taken += 1
+                elif (taken == len(chunks) and len(done) <= hold
+                      and (stolen := _steal(pending)) is not None):
+                    done[stolen] = work(chunks[stolen])
+                elif pending:
+                    wait(pending, return_when=FIRST_COMPLETED)
+            for future in [f for f in pending if f.done()]:
+                done[pending.pop(future)] = future.result()
+            while emitted in done:
+                yield from done.pop(emitted)
+                emitted += 1
+    finally:
+        # an error, Ctrl-C or a caller that stops early: the pool's exit waits for every
+        # chunk still queued, so none that has not started may start
+        for future in pending:
+            future.cancel()
     if meanwhile is not None:  # there were no chunks
         meanwhile()
 
