@@ -200,8 +200,9 @@ class CachedResultStore(ResultStore):
         super().__init__(root)
         self.cache = cache
         # each run's content digest (Lab.result_digest), kept with its reading: making
-        # it again is a canonical JSON of every sample, for every run shown, every build
-        self.digests: dict[tuple[str, str], str] = {}
+        # it again is a canonical JSON of every sample, for every run shown, every build.
+        # By the run read (held here, so its id is not reused while this store lives)
+        self.digests: dict[int, tuple[Result, str]] = {}
 
     def _read(self, path: Path) -> Result | BadFile:
         key = digest(code_version(), str(path), self.cache.file_hash(path))
@@ -212,7 +213,7 @@ class CachedResultStore(ResultStore):
             self.cache.put("result", key, found)
         read, made = found
         if made:
-            self.digests[read.experiment, read.id] = made
+            self.digests[id(read)] = (read, made)
         return read
 
 
@@ -390,9 +391,10 @@ class Lab:
     def result_digest(self, result: Result) -> str:
         key = (result.experiment, result.id)
         if key not in self._digests:
-            known = self.store.digests.get(key) \
+            known = self.store.digests.get(id(result)) \
                 if isinstance(self.store, CachedResultStore) else None
-            self._digests[key] = known or content_digest(result)
+            self._digests[key] = known[1] if known and known[0] is result \
+                else content_digest(result)
         return self._digests[key]
 
     def prefetch(self, figures: Iterable[Figure], cache: Any) -> None:
