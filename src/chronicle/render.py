@@ -219,7 +219,7 @@ class Renderer:
     def _anywhere(self, figure: Any, charts: bool) -> tuple[Any, bool]:
         """:func:`_unplaced` of ``figure``, made once per figure: a page asks for each
         of its figures, and a new result re-renders a thousand pages (two copies of a
-        spec and a figure each time: ~0.3 s)."""
+        spec and a figure each time: 0.69 s of an 11 s cProfile of such a build)."""
         known = self._unplaced.get(id(figure))
         if known is None or known[0] is not figure:
             known = self._unplaced[id(figure)] = (figure, _unplaced(figure))
