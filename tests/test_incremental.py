@@ -347,6 +347,37 @@ def test_a_prose_edit_of_a_figure_post_draws_no_chart(figure_blog, tmp_path):
     assert_equals_clean(figure_blog, tmp_path / "clean")
 
 
+def test_a_prose_edit_of_a_figure_post_never_imports_numpy(figure_blog):
+    # every number the edited post shows is in the build cache: loading numpy (and the
+    # chart code's use of it) would cost the edit ~0.1 s for nothing
+    from tests.support import imported_by_a_build
+
+    post = figure_blog / "posts" / "2026-11-03-memory.md"
+    post.write_text(post.read_text() + "\nAn afterthought.\n")
+    assert not imported_by_a_build(figure_blog, "chronicle.figure_parts", "numpy")
+
+
+def test_an_edit_reads_back_only_the_figures_of_the_pages_it_renders(figure_blog, tmp_path,
+                                                                     monkeypatch):
+    # a 10,000-post blog keeps 3,334 posts' figures: reading them all back cost an edit
+    # ~0.1 s, for pages that are not rendered
+    from chronicle import figure_cache, model
+
+    monkeypatch.setattr(model, "FEED_SIZE", 1)  # the feeds show the newest post only
+    # an older post, whose page and neighbour's page show no figure
+    post = figure_blog / "posts" / "2026-10-01-older.md"
+    write(post, post_text("Older", "2026-10-01"))
+    run(figure_blog)
+    read: list[int] = []
+    real = figure_cache._Reader.load
+    monkeypatch.setattr(figure_cache._Reader, "load",
+                        lambda reader: (read.append(1), real(reader))[1])
+    post.write_text(post.read_text() + "\nMore.\n")
+    assert run(figure_blog).written >= 1
+    assert read == []
+    assert_equals_clean(figure_blog, tmp_path / "clean")
+
+
 def test_a_site_s_figure_template_restyles_exactly_the_pages_with_such_figures(figure_blog,
                                                                                tmp_path):
     before = tree(figure_blog / "output")

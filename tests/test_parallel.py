@@ -207,6 +207,59 @@ def test_meanwhile_runs_once_in_this_process_before_the_first_result(monkeypatch
         assert events_of(count) == ["meanwhile"] + ["result"] * count
 
 
+def test_workers_keep_working_while_this_process_does_its_meanwhile_work(monkeypatch,
+                                                                         tmp_path):
+    # a new result re-renders a thousand pages while this process makes the search index
+    # and the lab pages (~1 s): with four chunks queued the worker ran dry after 0.2 s
+    import os
+    import time
+
+    parent = os.getpid()
+    log = tmp_path / "chunks"
+    log.touch()
+
+    def work(indices):
+        if os.getpid() != parent:
+            with log.open("a") as handle:
+                handle.write(f"{indices[0]}\n")
+        return list(indices)
+
+    def meanwhile() -> None:
+        deadline = time.monotonic() + 10
+        while len(log.read_text().split()) < 12 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    found = list(parallel.iter_chunks(work, 400, minimum=1, small=True, meanwhile=meanwhile))
+    assert found == list(range(400))
+    assert len(log.read_text().split()) >= 12
+
+
+def test_an_error_in_a_chunk_starts_no_chunk_still_queued(monkeypatch, tmp_path):
+    # every chunk of small results is queued at once: on an error (or Ctrl-C) the pool's
+    # exit would otherwise wait for all of them to run
+    import os
+    import time
+
+    parent = os.getpid()
+    log = tmp_path / "chunks"
+    log.touch()
+
+    def work(indices):
+        if indices[0] == 0 and os.getpid() != parent:
+            raise ValueError("a template failed")
+        time.sleep(0.05)
+        if os.getpid() != parent:
+            with log.open("a") as handle:
+                handle.write(f"{indices[0]}\n")
+        return list(indices)
+
+    monkeypatch.setenv("CHRONICLE_JOBS", "2")
+    with pytest.raises(ValueError, match="template"):
+        list(parallel.iter_chunks(work, 400, minimum=1, small=True))
+    assert len(log.read_text().split()) <= 4
+
+
 def test_an_error_in_meanwhile_stops_the_pool_and_reaches_the_caller(monkeypatch):
     import multiprocessing
 

@@ -295,6 +295,7 @@ class Parsed:
 
 def parse_docs(docs: list[Doc], cache: Cache) -> Parsed:
     """Render every document's markdown: cached by file hash, the rest in parallel."""
+    from chronicle.embed_fences import StoredSpecs
     from chronicle.markdown import Rendered, render_markdown
     from chronicle.model import Body
     from chronicle.search import PROSE_NAMESPACE, RECORD_NAMESPACE, post_record, prose_words
@@ -325,8 +326,8 @@ def parse_docs(docs: list[Doc], cache: Cache) -> Parsed:
                         _entry(doc, Body(keys[missing[j]]), r), r.text, r.terms))
                 elif isinstance(doc.doc, Post):  # its record is made with its figures
                     record = (PROSE_NAMESPACE, keys[missing[j]], prose_words(r.html))
-                results.append((r.html, (r.headings, r.words, r.warnings, r.embeds), [],
-                                record))
+                results.append((r.html, (r.headings, r.words, r.warnings,
+                                         StoredSpecs.packed(r.embeds)), [], record))
         return results
 
     for j, (html, meta, errors, record) in enumerate(iter_chunks(work, len(missing))):
@@ -347,7 +348,8 @@ def parse_docs(docs: list[Doc], cache: Cache) -> Parsed:
 
     for doc, key in zip(docs, keys, strict=True):
         if key in known:  # else its error is already in parsed.errors
-            headings, words, warnings, embeds = known[key]
+            headings, words, warnings, specs = known[key]
+            embeds = StoredSpecs(*specs) if specs is not None else ()
             parsed.documents.append((doc, Body(key, None, load_html),
                                      Rendered("", headings, words, warnings, embeds=embeds)))
     return parsed
@@ -372,8 +374,9 @@ class Figures:
 
 def resolve_figures(parsed: Parsed, paths: SitePaths, config: SiteConfig,
                     options: BuildOptions, cache: Cache) -> Figures:
-    """The documents' figures against the results store: between the two passes (with
-    their numbers computed, or taken from the cache, before the pages render)."""
+    """The documents' figures against the results store, between the two passes (their
+    numbers are computed, or taken from the cache, once the build knows which pages
+    render: :meth:`chronicle.output.Outputs.render`)."""
     specs = {doc.doc.source: rendered.embeds for doc, _, rendered in parsed.documents
              if rendered.embeds}
     if not specs:
@@ -389,8 +392,6 @@ def resolve_figures(parsed: Parsed, paths: SitePaths, config: SiteConfig,
     names = {doc.doc.source: body.digest for doc, body, rendered in parsed.documents
              if rendered.embeds}
     found = resolve(specs, lab, options.allow_missing, posted, names)
-    if not found.errors:
-        lab.prefetch((f for made in found.figures.values() for f in made), cache)
     stale = tuple(str(s) + (f", shown by {', '.join(map(str, s.posts))}" if s.posts else "")
                   for s in found.stale)
     return Figures(found.figures, found.warnings, found.updated, found.notes, stale,

@@ -33,13 +33,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from chronicle.embed_fences import CHART_KINDS as CHART_KINDS  # the one list of kinds
 from chronicle.lab.stats import summarize
 from chronicle.swap import atomic_write
 
 if TYPE_CHECKING:
+    import numpy as np
     from matplotlib.figure import Figure
 
 
@@ -436,6 +435,7 @@ def _draw_box(ax, panel: Panel, chart: Chart) -> None:
 
 
 def _draw_strip(ax, panel: Panel, chart: Chart) -> None:
+    import numpy as np  # with matplotlib: only to draw (see _code_version)
     positions = _positions(panel)
     rng = np.random.default_rng(_JITTER_SEED)
     for y, series in zip(positions, panel.series, strict=True):
@@ -465,6 +465,7 @@ def _draw_bar(ax, panel: Panel, chart: Chart) -> None:
 
 
 def _draw_cdf(ax, panel: Panel, chart: Chart) -> None:
+    import numpy as np
     for series in panel.series:
         values = np.sort(np.asarray(series.values, dtype=float))
         if values.size == 0:
@@ -495,6 +496,7 @@ def _history_figure(chart: Chart) -> Figure:
 
 
 def _draw_history(ax, trend: Trend) -> None:
+    import numpy as np
     for line in trend.lines:
         x, median, low, high = (np.array(column, dtype=float) for column in zip(*line.points,
                                                                                strict=True))
@@ -518,6 +520,7 @@ def _draw_history(ax, trend: Trend) -> None:
 
 
 def _statistic(values: np.ndarray, statistic: str) -> float:
+    import numpy as np
     if statistic == "p95":
         return float(np.percentile(values, 95))
     return float({"median": np.median, "mean": np.mean, "min": np.min}[statistic](values))
@@ -525,6 +528,7 @@ def _statistic(values: np.ndarray, statistic: str) -> float:
 
 def _draw_line(ax, panel: Panel, chart: Chart) -> None:
     """Each subject's statistic per distinct x, joined, over every sample as a dot."""
+    import numpy as np
     for series in panel.series:
         xs = np.asarray(series.xs, dtype=float)
         ys = np.asarray(series.values, dtype=float)
@@ -551,6 +555,7 @@ _SEGMENT_COLOURS = PALETTE[len(KNOWN_SUBJECTS):] + PALETTE[:len(KNOWN_SUBJECTS)]
 
 def _draw_stacked(ax, chart: Chart) -> None:
     """One bar per subject, one segment per panel (a phase): the statistic of each."""
+    import numpy as np
     subjects = list(dict.fromkeys(s.subject for p in chart.panels for s in p.series))
     positions = dict(zip(subjects, range(len(subjects), 0, -1), strict=True))
     ends = dict.fromkeys(subjects, 0.0)

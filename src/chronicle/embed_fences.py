@@ -39,6 +39,7 @@ appends a bad fence's :class:`BuildError` to its ``errors`` and each spec to ``e
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from typing import Any
 
 import yaml
 
+from chronicle.cache import Unread
 from chronicle.errors import BuildError
 
 FENCE_KINDS = ("chart", "table", "compare")
@@ -150,6 +152,24 @@ class EmbedSpec:
         if self.kind == "history" and self.fence == "chart":
             found += "#history"
         return found + (f"#{self.pin}" if self.pin else "")
+
+
+class StoredSpecs(Unread):
+    """A document's specs as the build cache keeps them with its parsed body, unpickled
+    when its figures are resolved again; the experiments they name (sorted) are known
+    unread, for the figure cache's key (:mod:`chronicle.figure_cache`)."""
+
+    def __init__(self, data: bytes, length: int, experiments: tuple[str, ...]):
+        super().__init__(data, length)
+        self.experiments = experiments
+
+    @staticmethod
+    def packed(specs: Sequence[EmbedSpec]) -> tuple[bytes, int, tuple[str, ...]] | None:
+        """What the cache keeps of ``specs`` (None for none): ``StoredSpecs(*packed)``."""
+        if not specs:
+            return None
+        return (pickle.dumps(tuple(specs), pickle.HIGHEST_PROTOCOL), len(specs),
+                tuple(sorted({spec.experiment for spec in specs})))
 
 
 def embed_plugin(md: Any) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -80,7 +81,7 @@ class Rendered:
     warnings: tuple[str, ...] = ()
     text: str = ""  # the readable text (see _reading)
     terms: frozenset[str] = frozenset()  # its distinct words, case-folded (for search)
-    embeds: tuple[EmbedSpec, ...] = ()  # the figures its placeholders stand for, in order
+    embeds: Sequence[EmbedSpec] = ()  # the figures its placeholders stand for, in order
 
     @property
     def reading_minutes(self) -> int:

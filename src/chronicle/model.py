@@ -13,7 +13,7 @@ ending in ``/`` for HTML pages (``""`` is the home page, ``2025/03/boot-time/`` 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from functools import cached_property
@@ -62,6 +62,14 @@ def _assign(obj: object, **values: object) -> None:
         object.__setattr__(obj, name, value)
 
 
+def _figures(figures: Iterable[Any]) -> Sequence[Any]:
+    """A document's figures as a tuple, or as the sequence the figure cache reads back
+    when first asked for (:class:`chronicle.figure_cache.StoredFigures`), left unread."""
+    if isinstance(figures, Sequence) and not isinstance(figures, list):
+        return figures
+    return tuple(figures)
+
+
 class _Rendered:
     """What a rendered post and a rendered page share: the body, loaded when asked for."""
 
@@ -88,15 +96,15 @@ class Entry(_Rendered):
     # what the body's placeholders stand for (chronicle.figures.Figure): not in the
     # digest, for a page showing them records the results they show (result:NAME), and
     # their specs are in the body's digest, the source's hash
-    figures: tuple[Any, ...] = field(metadata={"digest": False})
+    figures: Sequence[Any] = field(metadata={"digest": False})
 
     def __init__(self, post: Post, html: str = "", headings: tuple[Heading, ...] = (),
                  show_toc: bool = False, reading_minutes: int = 1,
                  embeds_updated: datetime | None = None, body: Body | None = None,
-                 figures: tuple[Any, ...] = (), notes: tuple[Any, ...] = ()):
+                 figures: Sequence[Any] = (), notes: tuple[Any, ...] = ()):
         _assign(self, post=post, body=body or Body.of(html), headings=tuple(headings),
                 show_toc=show_toc, reading_minutes=reading_minutes,
-                embeds_updated=embeds_updated, notes=tuple(notes), figures=tuple(figures))
+                embeds_updated=embeds_updated, notes=tuple(notes), figures=_figures(figures))
 
     @cached_property
     def digest(self) -> str:
@@ -143,13 +151,13 @@ class PageEntry(_Rendered):
     body: Body
     headings: tuple[Heading, ...]
     show_toc: bool
-    figures: tuple[Any, ...] = field(metadata={"digest": False})  # as Entry.figures
+    figures: Sequence[Any] = field(metadata={"digest": False})  # as Entry.figures
 
     def __init__(self, page: Page, html: str = "", headings: tuple[Heading, ...] = (),
                  show_toc: bool = False, body: Body | None = None,
-                 figures: tuple[Any, ...] = ()):
+                 figures: Sequence[Any] = ()):
         _assign(self, page=page, body=body or Body.of(html), headings=tuple(headings),
-                show_toc=show_toc, figures=tuple(figures))
+                show_toc=show_toc, figures=_figures(figures))
 
     @cached_property
     def digest(self) -> str:

@@ -234,6 +234,7 @@ class Outputs:
         from chronicle.render import Renderer, find_theme
 
         self.site, self.paths, self.out, self.cache = site, paths, out.absolute(), cache
+        self.lab = lab
         self.theme = find_theme(paths, site.config.theme)
         self.renderer = Renderer(site, paths, self.theme, lab)
         # extra generators may keep their own content-hash entries here (e.g. per-post
@@ -324,8 +325,12 @@ class Outputs:
                     contexts.append(context)
             prepare = meanwhile
 
-        # every figure those pages show, made first on every core: each chart drawn once
-        renderer.make_figures(f for job in todo for f in job.figures())
+        # every figure those pages show, made first on every core: each chart drawn once,
+        # and each number computed (or read from the cache) once, here, for all of them
+        figures = [f for job in todo for f in job.figures()]
+        if self.lab is not None:
+            self.lab.prefetch(figures, self.cache)
+        renderer.make_figures(figures)
 
         def work(indices: Iterable[int]) -> list[tuple[str, str, dict[str, str], bool]]:
             done = []

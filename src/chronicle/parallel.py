@@ -124,7 +124,9 @@ def iter_chunks(work: Callable[[Sequence[int]], list[R]], count: int,
                                  initializer=_die_with_parent,
                                  initargs=(os.getpid(),)) as pool:
             _widen_pipe(getattr(pool, "_result_queue", None))
-            queued = QUEUED_PER_WORKER * (jobs - 1)
+            # small results: every chunk queued at once (the workers never run dry while
+            # this process is busy elsewhere), and this process takes the last ones
+            queued = len(chunks) if small else QUEUED_PER_WORKER * (jobs - 1)
             yield from _share(work, chunks, pool, queued, len(chunks) if small else queued,
                               meanwhile)
     finally:
@@ -231,31 +233,51 @@ def _share(work: Callable[[Sequence[int]], list[R]], chunks: list[range],
            meanwhile: Callable[[], None] | None = None) -> Iterator[R]:
     """Chunks in order: the pool keeps ``queued`` in flight, this process takes the next
     one itself whenever it has nothing to hand back yet, up to ``hold`` finished chunks
-    waiting for an earlier one. ``meanwhile`` runs once the first chunks are out."""
+    waiting for an earlier one, or, when every chunk is queued, the last one no worker
+    has started. ``meanwhile`` runs once the first chunks are out."""
     done: dict[int, list[R]] = {}
     pending: dict[Future[list[R]], int] = {}
     taken = emitted = 0
-    while emitted < len(chunks):
-        while taken < len(chunks) and len(pending) < queued:
-            pending[pool.submit(_run_chunk, chunks[taken])] = taken
-            taken += 1
-        if meanwhile is not None:
-            meanwhile, later = None, meanwhile
-            later()
-        if emitted not in done:
-            # ahead of the workers only so far: finished chunks wait here in memory
-            if taken < len(chunks) and len(done) <= hold:
-                done[taken] = work(chunks[taken])
+    try:
+        while emitted < len(chunks):
+            while taken < len(chunks) and len(pending) < queued:
+                pending[pool.submit(_run_chunk, chunks[taken])] = taken
                 taken += 1
-            elif pending:
-                wait(pending, return_when=FIRST_COMPLETED)
-        for future in [f for f in pending if f.done()]:
-            done[pending.pop(future)] = future.result()
-        while emitted in done:
-            yield from done.pop(emitted)
-            emitted += 1
+            if meanwhile is not None:
+                meanwhile, later = None, meanwhile
+                later()
+            if emitted not in done:
+                # ahead of the workers only so far: finished chunks wait here in memory
+                if taken < len(chunks) and len(done) <= hold:
+                    done[taken] = work(chunks[taken])
+                    taken += 1
+                elif (taken == len(chunks) and len(done) <= hold
+                      and (stolen := _steal(pending)) is not None):
+                    done[stolen] = work(chunks[stolen])
+                elif pending:
+                    wait(pending, return_when=FIRST_COMPLETED)
+            for future in [f for f in pending if f.done()]:
+                done[pending.pop(future)] = future.result()
+            while emitted in done:
+                yield from done.pop(emitted)
+                emitted += 1
+    finally:
+        # an error, Ctrl-C or a caller that stops early: the pool's exit waits for every
+        # chunk still queued, so none that has not started may start
+        for future in pending:
+            future.cancel()
     if meanwhile is not None:  # there were no chunks
         meanwhile()
+
+
+def _steal(pending: dict[Future[Any], int]) -> int | None:
+    """The last queued chunk no worker has started, taken back for this process (its
+    future cancelled), or None when every queued chunk has started."""
+    for future, index in sorted(pending.items(), key=lambda item: -item[1]):
+        if future.cancel():
+            del pending[future]
+            return index
+    return None
 
 
 def _run_chunk(indices: range) -> list[Any]:

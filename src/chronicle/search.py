@@ -106,8 +106,12 @@ def record_key(entry: Entry) -> str:
     old records), the post's fields, its body's digest (its figures' specs included) and
     what its figures show besides: all the record shows. Not the entry's digest, which
     also covers what the index does not show (the date of the results its figures show)."""
+    # figures the build cache read back know what they show unread (StoredFigures)
+    shows = getattr(entry.figures, "shows", None)
+    if shows is None:
+        shows = [figure.shows for figure in entry.figures]
     return digest(code_version(), fields_digest("post", entry.post), entry.body.digest,
-                  *(figure.shows for figure in entry.figures))
+                  *shows)
 
 
 def post_record(entry: Entry, text: str | None = None, terms: Iterable[str] | None = None,
