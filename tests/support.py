@@ -235,6 +235,20 @@ def interrupt_when(proc: subprocess.Popen, sig: int, ready, within: float,
     return stderr, seen
 
 
+def run_app_experiment(tmp_path: Path, root: Path, experiment: str, edits: dict[str, str],
+                       *options: str) -> tuple[Any, str, set[int]]:
+    """``app_site``'s copy of ``experiment`` run to its end by ``chronicle lab run
+    --quick OPTIONS`` (which must succeed): its newest result, its name, and every qemu
+    process seen below the run."""
+    from chronicle.lab.results import ResultStore
+
+    site, name, env = app_site(tmp_path, root, experiment, edits)
+    done, qemus = run_seeing_qemu([sys.executable, "-m", "chronicle", "lab", "run", name,
+                                   "--quick", *options, "--root", str(site)], env, 400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return ResultStore(site / "experiments" / "results").latest(name), name, qemus
+
+
 def run_seeing_qemu(argv: list[str], env: dict[str, str], timeout: float
                     ) -> tuple[subprocess.CompletedProcess, set[int]]:
     """Run ``argv`` to its end, noting every qemu process below it meanwhile."""

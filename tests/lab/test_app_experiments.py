@@ -15,7 +15,6 @@ from dataclasses import replace
 import pytest
 
 from chronicle.lab.density import run_step
-from chronicle.lab.results import ResultStore
 from chronicle.lab.subjects.base import SubjectError, made_by
 from chronicle.lab.subjects.guests import GuestContainer
 from tests.support import (
@@ -25,7 +24,7 @@ from tests.support import (
     incus_client,
     interrupt_when,
     require,
-    run_seeing_qemu,
+    run_app_experiment,
 )
 
 from .conftest import SRC
@@ -79,12 +78,8 @@ def _values(result, subject: str, metric: str) -> list[float]:
 
 
 def test_footprint_app_measures_each_way_idle_and_after_its_burst(client, tmp_path):
-    site, name, env = app_site(tmp_path, ROOT, "footprint-app", {
-        'guests = ["static-nginx", "rails-sqlite"]': f'guests = ["{GUEST}"]'})
-    done, qemus = run_seeing_qemu([sys.executable, "-m", "chronicle", "lab", "run", name,
-                                   "--quick", "--repeat", "1", "--root", str(site)], env, 400)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = ResultStore(site / "experiments" / "results").latest(name)
+    result, name, qemus = run_app_experiment(tmp_path, ROOT, "footprint-app", {
+        'guests = ["static-nginx", "rails-sqlite"]': f'guests = ["{GUEST}"]'}, "--repeat", "1")
     for way in ("qemu-microvm", "incus-container"):
         subject = f"{way}/{GUEST}"
         assert _values(result, subject, "pss_mib") and _values(result, subject, "burst_pss_mib")
@@ -98,12 +93,8 @@ def test_footprint_app_measures_each_way_idle_and_after_its_burst(client, tmp_pa
 def test_density_stops_at_its_budget_and_removes_every_instance(client, tmp_path):
     # One static-nginx microVM is about 600 MiB of PSS here: a budget of 1000 MiB holds
     # one and not two; containers reach quick mode's k = 2 well inside it.
-    site, name, env = app_site(tmp_path, ROOT, "density", {
+    result, name, qemus = run_app_experiment(tmp_path, ROOT, "density", {
         'guest = "rails-sqlite"': f'guest = "{GUEST}"', "budget_mib = 4096": "budget_mib = 1000"})
-    done, qemus = run_seeing_qemu([sys.executable, "-m", "chronicle", "lab", "run", name,
-                                   "--quick", "--root", str(site)], env, 400)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = ResultStore(site / "experiments" / "results").latest(name)
     vm, box = f"qemu-microvm/{GUEST}", f"incus-container/{GUEST}"
     assert _values(result, vm, "instances") == [1.0]
     assert "over the budget of 1000 MiB" in result.subject_info(vm)["stopped"]

@@ -4,7 +4,6 @@ changes; each boots the app; a broken step names the guest and leaves nothing be
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -14,18 +13,16 @@ import pytest
 from chronicle.errors import LabError
 from chronicle.lab import guestroots, host
 from chronicle.lab.guestboot import MEMORY_MIB, microvm_command
-from chronicle.lab.results import ResultStore
 from chronicle.lab.subjects.base import SubjectError
 from chronicle.lab.subjects.qemu import choose_accel
 from tests.support import (
     alive,
-    app_site,
     built_for_microvm,
     loop_devices_of,
     mounts_under,
     processes_mentioning,
     require,
-    run_seeing_qemu,
+    run_app_experiment,
     small_guest_build,
 )
 
@@ -128,12 +125,8 @@ def test_each_format_changes_only_the_root_of_guestboots_command_line(small):
 def test_root_format_boots_static_nginx_from_each_format_to_its_app(tmp_path):
     require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
     built_for_microvm(ROOT, GUEST)
-    site, name, env = app_site(tmp_path, ROOT, "root-format", {
-        'guests = ["static-nginx", "rails-sqlite"]': f'guests = ["{GUEST}"]'})
-    done, qemus = run_seeing_qemu([sys.executable, "-m", "chronicle", "lab", "run", name,
-                                   "--quick", "--repeat", "1", "--root", str(site)], env, 400)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = ResultStore(site / "experiments" / "results").latest(name)
+    result, _, qemus = run_app_experiment(tmp_path, ROOT, "root-format", {
+        'guests = ["static-nginx", "rails-sqlite"]': f'guests = ["{GUEST}"]'}, "--repeat", "1")
     for fmt in guestroots.FORMATS:
         subject = f"{fmt}/{GUEST}"
         app = [s.value for s in result.measured if s.subject == subject and s.metric == "app_ms"]
