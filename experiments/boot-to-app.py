@@ -41,7 +41,7 @@ from pathlib import Path
 
 from chronicle import lab
 from chronicle.lab.subjects.guests import guest_subjects
-from chronicle.lab.subjects.lineup import boot_once
+from chronicle.lab.subjects.lineup import Lineup, boots, emit_boot
 from chronicle.paths import lab_dir
 
 plan = lab.plan()
@@ -55,19 +55,9 @@ for guest in plan.params.get("guests", ["static-nginx"]):
         lab.report_subject(f"{way}/{guest}", status="unsupported", reason=reason)
 if not factories:
     raise SystemExit("no guest can boot on this host")
-timeout = float(plan.params.get("boot_timeout_s", 180))
 settle = 0.5 if plan.quick else float(plan.params.get("settle_s", 3))
 
-reported = set()
 with lab.cleanup():
-    for run, name, warmup in lab.schedule(sorted(factories), plan.repeat, plan.warmup,
-                                          plan.seed):
-        boot = boot_once(factories[name], timeout, measure=True, settle=settle)
-        if name not in reported:
-            lab.report_subject(name, **boot.facts)
-            reported.add(name)
-        for metric, value in boot.timings.phases.items():
-            lab.emit(name, metric, value, "ms", run, warmup=warmup)
-        assert boot.footprint is not None
-        for metric, value in boot.footprint.metrics().items():
-            lab.emit(name, metric, value, "MiB", run, warmup=warmup)
+    for run, name, warmup, boot in boots(Lineup(factories), plan, measure=True,
+                                         settle=settle, timeout=180):
+        emit_boot(name, run, warmup, boot)

@@ -50,7 +50,7 @@ from chronicle.errors import LabError
 from chronicle.lab import guestdef, guestroots, host
 from chronicle.lab.guestbuild import build_key, read_build
 from chronicle.lab.subjects.base import Unsupported
-from chronicle.lab.subjects.lineup import boot_once
+from chronicle.lab.subjects.lineup import Lineup, boots, emit_boot
 from chronicle.lab.subjects.qemu import QemuMicrovm, choose_accel
 from chronicle.paths import lab_dir
 
@@ -83,22 +83,12 @@ for guest in plan.params.get("guests", ["static-nginx"]):
         lab.report_subject(subject, tree_mib=round(roots.tree_bytes / 2**20, 1))
         factories[subject] = (lambda d=definition, b=build, f=fmt:
                               guestroots.FormatMicrovm(d, b, f, accel, tsc))
-timeout = float(plan.params.get("boot_timeout_s", 240))
 settle = 0.5 if plan.quick else float(plan.params.get("settle_s", 3))
 
-reported = set()
 with lab.cleanup():
-    for run, name, warmup in lab.schedule(sorted(factories), plan.repeat, plan.warmup,
-                                          plan.seed):
-        boot = boot_once(factories[name], timeout, measure=True, settle=settle)
-        if name not in reported:
-            lab.report_subject(name, **boot.facts)
-            reported.add(name)
-        for metric, value in boot.timings.phases.items():
-            lab.emit(name, metric, value, "ms", run, warmup=warmup)
-        assert boot.footprint is not None
-        for metric, value in boot.footprint.metrics().items():
-            lab.emit(name, metric, value, "MiB", run, warmup=warmup)
+    for run, name, warmup, boot in boots(Lineup(factories), plan, measure=True,
+                                         settle=settle, timeout=240):
+        emit_boot(name, run, warmup, boot)
         size, allocated = root_bytes[name]
         lab.emit(name, "root_mib", size / 2**20, "MiB", run, warmup=warmup)
         lab.emit(name, "root_allocated_mib", allocated / 2**20, "MiB", run, warmup=warmup)

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import pytest
 
+from chronicle.lab import host
 from chronicle.lab.density import run_step
 from chronicle.lab.subjects.base import SubjectError, made_by
 from chronicle.lab.subjects.guests import GuestContainer
@@ -75,6 +76,29 @@ def _ours(client, experiment: str) -> list[str]:
 def _values(result, subject: str, metric: str) -> list[float]:
     return [s.value for s in sorted(result.measured, key=lambda s: s.run)
             if s.subject == subject and s.metric == metric]
+
+
+def test_boot_to_app_times_each_way_phase_by_phase_and_says_why_not_as_a_vm(client,
+                                                                          tmp_path):
+    result, name, qemus = run_app_experiment(tmp_path, ROOT, "boot-to-app", {
+        'guests = ["static-nginx", "rails-sqlite"]': f'guests = ["{GUEST}"]'}, "--repeat", "1")
+    for way, first in (("qemu-microvm", "kernel_to_init_ms"),
+                       ("microvm-run", "kernel_to_init_ms"),
+                       ("incus-container", "create_to_init_ms")):
+        subject = f"{way}/{GUEST}"
+        parts = [_values(result, subject, m)[0]
+                 for m in (first, "init_to_app_ms", "outside_ms")]
+        assert min(parts) >= 0, (subject, parts)  # the guest's clock and ours agree
+        assert sum(parts) == pytest.approx(_values(result, subject, "app_ms")[0], abs=0.01)
+        assert _values(result, subject, "pss_mib")[0] > 0
+    vm_ok, why_not = host.incus_vm_support(client)
+    if vm_ok:
+        assert _values(result, f"incus-vm/{GUEST}", "app_ms")
+    else:  # measured nowhere, and the result says why
+        info = result.subject_info(f"incus-vm/{GUEST}")
+        assert info["status"] == "unsupported" and why_not in info["reason"], info
+    assert _ours(client, name) == []
+    assert qemus and [p for p in qemus if alive(p)] == []
 
 
 def test_footprint_app_measures_each_way_idle_and_after_its_burst(client, tmp_path):

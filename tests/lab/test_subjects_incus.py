@@ -89,3 +89,15 @@ def test_vm_is_unsupported_with_the_reason_where_the_daemon_has_no_vm_driver(cli
     with pytest.raises(Unsupported) as caught:
         IncusInstance.check(client, "virtual-machine")
     assert reason in caught.value.reason
+
+
+def test_a_vm_answers_through_qemus_hostfwd_on_loopback_not_a_proxy_device():
+    # A VM's proxy device would need NAT mode and a bridge: never probed here.
+    config = instance_config("chronicle-t-1", "chronicle-guest-x-vm", "virtual-machine",
+                             http_port=8123, app_port=8080,
+                             limits={"limits.memory": "512MiB"})
+    assert config["devices"] == {}
+    assert "hostfwd=tcp:127.0.0.1:8123-:8080" in config["config"]["raw.qemu"]
+    assert config["config"]["security.secureboot"] == "false"
+    assert config["config"]["limits.memory"] == "512MiB"
+    assert config["type"] == "virtual-machine"

@@ -1,7 +1,7 @@
 """A built guest (``chronicle lab guest build``) as a subject: qemu microVM (spawned
 directly, or the microvm.nix way through a ``microvm-run`` runner script that execs the
-same command line) or Incus container, timed to the app's first served request, phase
-by phase.
+same command line), Incus container or, where the host can run one, Incus VM (see
+``GuestVm``), timed to the app's first served request, phase by phase.
 
 ``app_ms`` is the host's wall clock from spawn (VM) or create request (container) to the
 first 200 for the definition's URL on 127.0.0.1 — the same probe both ways, through
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from chronicle.errors import LabError
-from chronicle.lab.guestboot import microvm_command, url_answers
+from chronicle.lab.guestboot import MEMORY_MIB, microvm_command, url_answers
 from chronicle.lab.guestbuild import GuestBuild, current_build
 from chronicle.lab.guestdef import GuestDefinition
 from chronicle.lab.probes import free_port
@@ -48,6 +48,9 @@ from chronicle.lab.subjects.vmm import VmmProcess, boot_marker
 
 _TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 PHASES = boot_marker(re.compile(rb"CHRONICLE-PHASES init_us=(\d+) app_us=(\d+)"))
+VM_PHASES = re.compile(PHASES.pattern.decode())
+PHASES_GRACE_S = 10.0
+WAYS = ("qemu-microvm", "microvm-run", "incus-container", "incus-vm")
 
 
 def guest_facts(definition: GuestDefinition, build: GuestBuild) -> dict[str, Any]:
@@ -143,20 +146,14 @@ def _microvm_phases(vm: GuestMicrovm | GuestRunner, timeout: float) -> Timings:
     )
 
 
-class GuestContainer(IncusInstance):
-    def __init__(self, client: Any, definition: GuestDefinition, build: GuestBuild, *,
-                 experiment: str):
-        super().__init__(client, experiment=experiment, alias=build.alias,
-                         http_port=free_port(), app_port=definition.app.port)
-        self.definition = definition
-        self.build = build
+class GuestInstance(IncusInstance):
+    """What a guest's container and VM share: waiting for the app's first 200, and
+    saying why an instance stopped before it came."""
 
-    def facts(self) -> dict[str, Any]:
-        return {**super().facts(), **guest_facts(self.definition, self.build)}
+    definition: GuestDefinition
 
-    def wait_booted(self, timeout: float) -> Timings:
-        assert self.instance is not None and self.running_at is not None, "start() first"
-        deadline = self.t0 + timeout
+    def _wait_for_app(self, deadline: float) -> float:
+        """The monotonic time the definition's URL first answered 200."""
         url, port = self.definition.app.url, self.http_port or 0
         checked = time.monotonic()
         while not url_answers(port, url, timeout=0.2):
@@ -169,7 +166,41 @@ class GuestContainer(IncusInstance):
                 if why := self.stopped():
                     raise SubjectError(f"{self.name}: {why} before GET {url} answered 200")
             time.sleep(0.02)
-        answered = time.monotonic()
+        return time.monotonic()
+
+    def console_text(self) -> str:
+        """The instance's console log so far, without terminal codes ('' if unreadable)."""
+        try:
+            log = self.client.api.instances[self.instance_name].console.get().text
+        except Exception:  # pylxd's API errors, or the instance going away meanwhile
+            return ""
+        return _TERMINAL_CODES.sub("", log)  # systemd colours its console: keep the words
+
+    def stopped(self) -> str:
+        """Why the instance is no longer running, with the last lines of its console
+        (where a failing systemd says why); '' while it runs."""
+        status = self.instance.state().status  # the daemon's word: a handle's can be stale
+        if status == "Running":
+            return ""
+        log = self.console_text()
+        tail = " | ".join(line.strip() for line in log.strip().splitlines()[-3:] if line.strip())
+        return f"{self.instance_name} is {status}" + (f": {tail}" if tail else "")
+
+
+class GuestContainer(GuestInstance):
+    def __init__(self, client: Any, definition: GuestDefinition, build: GuestBuild, *,
+                 experiment: str):
+        super().__init__(client, experiment=experiment, alias=build.alias,
+                         http_port=free_port(), app_port=definition.app.port)
+        self.definition = definition
+        self.build = build
+
+    def facts(self) -> dict[str, Any]:
+        return {**super().facts(), **guest_facts(self.definition, self.build)}
+
+    def wait_booted(self, timeout: float) -> Timings:
+        assert self.instance is not None and self.running_at is not None, "start() first"
+        answered = self._wait_for_app(self.t0 + timeout)
         init_us = self._systemd_show("UserspaceTimestampMonotonic")
         active_us = self._systemd_show("ActiveEnterTimestampMonotonic",
                                        self.definition.app.service)
@@ -182,20 +213,6 @@ class GuestContainer(IncusInstance):
                     "outside_ms": app_ms - (active_us / 1000.0 - t0_ms)},
         )
 
-    def stopped(self) -> str:
-        """Why the container is no longer running, with the last lines of its console
-        (where a failing systemd says why); '' while it runs."""
-        status = self.instance.state().status  # the daemon's word: a handle's can be stale
-        if status == "Running":
-            return ""
-        try:
-            log = self.client.api.instances[self.instance_name].console.get().text
-        except Exception:  # pylxd's API errors, or the instance going away meanwhile
-            log = ""
-        log = _TERMINAL_CODES.sub("", log)  # systemd colours its console: keep the words
-        tail = " | ".join(line.strip() for line in log.strip().splitlines()[-3:] if line.strip())
-        return f"{self.instance_name} is {status}" + (f": {tail}" if tail else "")
-
     def _systemd_show(self, prop: str, unit: str | None = None) -> int:
         argv = ["systemctl", "show", "-P", prop, *([unit] if unit else [])]
         result = self.instance.execute(argv)
@@ -207,10 +224,62 @@ class GuestContainer(IncusInstance):
                                ) from None
 
 
+
+class GuestVm(GuestInstance):
+    """The guest as an Incus VM: the same tree on a UEFI disk (``chronicle.lab.guestvm``)
+    under the machine Incus builds (q35, OVMF), with the microVM's memory and CPU count.
+    The app is reached through qemu's ``hostfwd`` on 127.0.0.1 (``instance_config``).
+
+    Phases come from the console log, where ``chronicle-phases.service`` writes the
+    guest's own clock as in the microVM: ``kernel_to_init_ms``, ``init_to_app_ms`` and
+    ``outside_ms`` (Incus's create and start, qemu, the firmware and the boot loader,
+    and what follows the unit's activation). A console log that never shows the line
+    leaves ``app_ms`` alone, and the facts say so.
+    """
+
+    def __init__(self, client: Any, definition: GuestDefinition, build: GuestBuild,
+                 alias: str, *, experiment: str):
+        super().__init__(client, experiment=experiment, kind="virtual-machine", alias=alias,
+                         http_port=free_port(), app_port=definition.app.port,
+                         limits={"limits.memory": f"{MEMORY_MIB}MiB", "limits.cpu": "1"})
+        self.definition = definition
+        self.build = build
+        self.phases_seen: bool | None = None
+
+    def facts(self) -> dict[str, Any]:
+        facts = {**super().facts(), "machine": "q35, UEFI (OVMF), systemd-boot",
+                 "root": "ext4 on Incus's root disk", **guest_facts(self.definition, self.build)}
+        if self.phases_seen is False:
+            facts["phases"] = "not in the console log: app_ms only"
+        return facts
+
+    def wait_booted(self, timeout: float) -> Timings:
+        assert self.instance is not None and self.running_at is not None, "start() first"
+        deadline = self.t0 + timeout
+        answered = self._wait_for_app(deadline)
+        app_ms = (answered - self.t0) * 1000.0
+        timings = Timings(boot_ms=app_ms, running_ms=(self.running_at - self.t0) * 1000.0,
+                          http_ms=app_ms, phases={"app_ms": app_ms})
+        # The line follows the unit's activation, so it may come just after the first 200.
+        wait_until = min(deadline, time.monotonic() + PHASES_GRACE_S)
+        while (found := VM_PHASES.search(self.console_text())) is None:
+            if time.monotonic() >= wait_until:
+                self.phases_seen = False
+                return timings
+            time.sleep(0.2)
+        self.phases_seen = True
+        init_ms, active_ms = (int(g) / 1000.0 for g in found.groups())
+        timings.phases.update({"kernel_to_init_ms": init_ms,
+                               "init_to_app_ms": active_ms - init_ms,
+                               "outside_ms": app_ms - active_ms})
+        return timings
+
 def guest_subjects(experiment: str, root: Path, lab: Path, name: str
                    ) -> tuple[dict[str, Callable[[], Subject]], dict[str, str]]:
     """Factories for guest ``name`` as a qemu microVM, the same through a microvm.nix
-    runner and an Incus container, and a reason for each way this host cannot boot it."""
+    runner, an Incus container and an Incus VM, and a reason for each way this host
+    cannot boot it. The VM's image is derived from the build here, before any timing,
+    on a host that can run Incus VMs."""
     from chronicle.lab import guestdef, host
 
     definition = guestdef.find(root, name)
@@ -221,7 +290,7 @@ def guest_subjects(experiment: str, root: Path, lab: Path, name: str
         reason = (f"a guest's image is built and its app probed on this machine, not "
                   f"through {remote.host}'s Incus API: use `chronicle lab run --on "
                   f"{remote.host}` to measure it on {remote.host}")
-        return {}, {"qemu-microvm": reason, "incus-container": reason}
+        return {}, dict.fromkeys(WAYS, reason)
     try:
         if not host.incus_socket().exists():
             raise Unsupported("Incus is not running (run `chronicle lab setup`)")
@@ -231,8 +300,7 @@ def guest_subjects(experiment: str, root: Path, lab: Path, name: str
             raise LabError(f"guest {name} is not built from its current definition: run "
                            f"`chronicle lab guest build {name}`", definition.path)
     except Unsupported as exc:
-        return {}, dict.fromkeys(("qemu-microvm", "microvm-run", "incus-container"),
-                                  exc.reason)
+        return {}, dict.fromkeys(WAYS, exc.reason)
     try:
         QemuMicrovm.check()
         accel, tsc = choose_accel(host.kvm_kind()), host.tsc_khz()
@@ -242,4 +310,14 @@ def guest_subjects(experiment: str, root: Path, lab: Path, name: str
         unsupported["qemu-microvm"] = unsupported["microvm-run"] = exc.reason
     factories["incus-container"] = lambda: GuestContainer(client, definition, build,
                                                           experiment=experiment)
+    try:
+        IncusInstance.check(client, "virtual-machine")
+    except Unsupported as exc:
+        unsupported["incus-vm"] = exc.reason
+        return factories, unsupported
+    from chronicle.lab import guestvm
+
+    alias = guestvm.ensure_image(client, definition, build).alias
+    factories["incus-vm"] = lambda: GuestVm(client, definition, build, alias,
+                                            experiment=experiment)
     return factories, unsupported

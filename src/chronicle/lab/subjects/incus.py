@@ -3,13 +3,14 @@
 t0 is taken just before the create request (the image is already imported, so this is
 a clone on the btrfs pool). We record create → status Running (``running_ms``),
 create → first successful ``exec true`` (``boot_ms``: the instance can run our code)
-and, with ``http_port``, create → HTTP answering on 127.0.0.1 through a proxy device
-(the busybox image's init starts httpd when ``environment.CHRONICLE_HTTP=1``).
+and, with ``http_port``, create → HTTP answering on 127.0.0.1 through a proxy device,
+or for a VM through qemu's ``hostfwd`` (see ``instance_config``; the busybox image's
+init starts httpd when ``environment.CHRONICLE_HTTP=1``).
 
 Memory: the cgroup's ``usage`` and ``usage_peak`` from ``state()`` — these include page
 cache, and for a VM they come from the in-guest agent instead, so they are reported
 apart — and the PSS of every host process that exists for the instance: the payload
-cgroup's processes plus the ``[lxc monitor]`` above them (for a VM, qemu). Through a
+cgroup's processes plus the ``[lxc monitor]`` above them; for a VM, its qemu. Through a
 remote host's API (``lab run --incus HOST``) only the API's figures are taken; the facts
 say which were not and why.
 
@@ -55,9 +56,10 @@ RUN_KEY = "user.chronicle.run"
 
 def instance_config(
     name: str, alias: str, kind: str, http_port: int | None = None, run: str | None = None,
-    app_port: int = 80,
+    app_port: int = 80, limits: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The create request: image by alias, the default profile (root disk, no network).
+    """The create request: image by alias, the default profile (root disk, no network),
+    and ``limits`` (``limits.*`` keys, e.g. a VM's memory) if given.
 
     ``run`` (the runner's name for this run) is kept in the instance's config, so the
     instances of a run whose ``lab run`` was killed can be found and deleted later.
@@ -67,17 +69,29 @@ def instance_config(
         "type": kind,
         "source": {"type": "image", "alias": alias},
         "profiles": ["default"],
-        "config": {RUN_KEY: run} if run else {},
+        "config": {**(limits or {}), **({RUN_KEY: run} if run else {})},
         "devices": {},
     }
-    if http_port is not None:
-        config["config"]["environment.CHRONICLE_HTTP"] = "1"
-        # The host end listens on loopback only; the container end is its own loopback.
-        config["devices"]["http"] = {
-            "type": "proxy",
-            "listen": f"tcp:127.0.0.1:{http_port}",
-            "connect": f"tcp:127.0.0.1:{app_port}",
-        }
+    if kind == "virtual-machine":
+        # Our images boot unsigned (systemd-boot, or a busybox kernel): no Secure Boot.
+        config["config"]["security.secureboot"] = "false"
+    if http_port is None:
+        return config
+    config["config"]["environment.CHRONICLE_HTTP"] = "1"
+    if kind == "virtual-machine":
+        # A VM's proxy device works in NAT mode only, which forwards to the instance's
+        # address on a managed bridge. Instead, qemu's own user-mode network forwards
+        # from 127.0.0.1 — the very probe path of the microVMs (``hostfwd``).
+        config["config"]["raw.qemu"] = (
+            f"-netdev user,id=chronicle,hostfwd=tcp:127.0.0.1:{http_port}-:{app_port} "
+            "-device virtio-net-pci,netdev=chronicle")
+        return config
+    # The host end listens on loopback only; the container end is its own loopback.
+    config["devices"]["http"] = {
+        "type": "proxy",
+        "listen": f"tcp:127.0.0.1:{http_port}",
+        "connect": f"tcp:127.0.0.1:{app_port}",
+    }
     return config
 
 
@@ -105,6 +119,7 @@ class IncusInstance(Subject):
         http_port: int | None = None,
         app_port: int = 80,
         remote: Any = None,
+        limits: dict[str, str] | None = None,
     ):
         """``remote``: the ``incus_remote.Remote`` that ``client`` talks to, if not the
         local socket; its host's /proc is out of reach, so PSS and RSS are not taken."""
@@ -117,6 +132,7 @@ class IncusInstance(Subject):
         self.alias = alias
         self.http_port = http_port
         self.app_port = app_port
+        self.limits = limits
         self.remote = remote
         self.instance_name = unique_name(experiment)
         self.instance: Any = None
@@ -151,7 +167,8 @@ class IncusInstance(Subject):
 
     def start(self) -> None:
         config = instance_config(self.instance_name, self.alias, self.kind, self.http_port,
-                                 run=os.environ.get(RUN_ENV), app_port=self.app_port)
+                                 run=os.environ.get(RUN_ENV), app_port=self.app_port,
+                                 limits=self.limits)
         from pylxd.exceptions import LXDAPIException
 
         self.t0 = time.monotonic()
@@ -236,12 +253,14 @@ class IncusInstance(Subject):
         """The host processes that exist for this instance: (payload, monitor)."""
         if not init_pid or init_pid < 0:
             return [], []
+        if self.kind == "virtual-machine":
+            # init_pid is qemu itself: its parent is the shared daemon, not counted, and
+            # its cgroup is not the instance's alone. The guest's memory is qemu's.
+            return [init_pid], []
         group = payload_cgroup(init_pid)
         pids = sorted(set(cgroup_pids(group))) if group else [init_pid]
         monitor = parent_of(init_pid)
-        # For a container the parent is `[lxc monitor]` (a forked incusd), there only for
-        # this instance; for a VM init_pid is qemu itself and its parent is the shared
-        # daemon, which is not counted.
+        # The parent is `[lxc monitor]` (a forked incusd), there only for this instance.
         if monitor and " ".join(process_cmdline(monitor)).startswith("[lxc monitor]"):
             return pids, [monitor]
         return pids, []

@@ -37,7 +37,13 @@ class Lineup:
 
     @property
     def names(self) -> list[str]:
-        return [n for n in ORDER if n in self.factories]
+        """In ``ORDER`` of their way (a name is ``way`` or ``way/guest``), then by name."""
+
+        def rank(name: str) -> tuple[int, str]:
+            way = name.split("/")[0]
+            return (ORDER.index(way) if way in ORDER else len(ORDER), name)
+
+        return sorted(self.factories, key=rank)
 
 
 @dataclass(frozen=True)
@@ -97,15 +103,15 @@ def boot_once(make: Callable[[], Subject], timeout: float, *,
         return Boot(timings, footprint, subject.facts())
 
 
-def boots(subjects: Lineup, plan: Plan, *, measure: bool = False,
-          settle: float = 0.0) -> Iterator[tuple[int, str, bool, Boot]]:
+def boots(subjects: Lineup, plan: Plan, *, measure: bool = False, settle: float = 0.0,
+          timeout: float = 90.0) -> Iterator[tuple[int, str, bool, Boot]]:
     """``(run, subject, warmup, boot)`` for every step of the plan's schedule, in order.
 
-    The boot timeout is the experiment's ``boot_timeout_s`` parameter (90 s unless set).
+    The boot timeout is the experiment's ``boot_timeout_s`` parameter, else ``timeout``.
     """
     from chronicle import lab
 
-    timeout = float(plan.params.get("boot_timeout_s", 90))
+    timeout = float(plan.params.get("boot_timeout_s", timeout))
     reported: set[str] = set()
     for run, name, warmup in lab.schedule(subjects.names, plan.repeat, plan.warmup, plan.seed):
         boot = boot_once(subjects.factories[name], timeout, measure=measure, settle=settle)
@@ -114,6 +120,17 @@ def boots(subjects: Lineup, plan: Plan, *, measure: bool = False,
             reported.add(name)
         yield run, name, warmup, boot
 
+
+
+def emit_boot(name: str, run: int, warmup: bool, boot: Boot) -> None:
+    """A real guest's boot as metrics: its phases in ms, its idle footprint in MiB."""
+    from chronicle import lab
+
+    for metric, value in boot.timings.phases.items():
+        lab.emit(name, metric, value, "ms", run, warmup=warmup)
+    assert boot.footprint is not None, "boots(..., measure=True)"
+    for metric, value in boot.footprint.metrics().items():
+        lab.emit(name, metric, value, "MiB", run, warmup=warmup)
 
 # -- one adder per family: raise Unsupported, or add factories -------------------------
 
