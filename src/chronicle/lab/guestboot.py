@@ -1,5 +1,6 @@
-"""Boot a built guest once, as an Incus container or as a qemu microVM, until its app
-answers — what ``chronicle lab guest try`` does to show a build works.
+"""Boot a built guest once, as an Incus container or as a qemu microVM (or any qemu
+command line: ``running_qemu``, for ``guestvm``'s UEFI machine), until its app answers —
+what ``chronicle lab guest try`` does to show a build works.
 
 Both ways the app is reached on 127.0.0.1 only: the container through a proxy device
 (``listen=tcp:127.0.0.1:PORT`` → the app's port on the container's own loopback), the
@@ -126,12 +127,23 @@ def running_microvm(definition: GuestDefinition, build: GuestBuild,
     """The guest as a qemu microVM whose app has answered; its process group killed
     when the block ends."""
     from chronicle.lab import host
-    from chronicle.lab.procgroup import kill_group
     from chronicle.lab.subjects.qemu import choose_accel
 
     port = free_port()
     argv = microvm_command(definition, build, port, choose_accel(host.kvm_kind()),
                            host.tsc_khz())
+    with running_qemu(definition, argv, port, timeout, "a microVM") as booted:
+        yield booted
+
+
+@contextlib.contextmanager
+def running_qemu(definition: GuestDefinition, argv: list[str], port: int, timeout: float,
+                 way: str) -> Iterator[Booted]:
+    """qemu started from ``argv`` (the guest's app forwarded to 127.0.0.1:``port``), once
+    its app has answered; its process group killed when the block ends. ``way`` names
+    the machine in errors ("a microVM")."""
+    from chronicle.lab.procgroup import kill_group
+
     # Its own session, so Ctrl-C reaches us and not qemu; then nothing would end it if
     # we were SIGKILLed, so the kernel is asked to (setpriv --pdeathsig).
     setpriv = shutil.which("setpriv")
@@ -148,7 +160,7 @@ def running_microvm(definition: GuestDefinition, build: GuestBuild,
             except (LabError, TimeoutError) as exc:
                 console.seek(0)
                 tail = console.read().decode(errors="replace").strip().splitlines()[-8:]
-                raise LabError(f"{definition.name} as a microVM: {exc}; console: "
+                raise LabError(f"{definition.name} as {way}: {exc}; console: "
                                + " | ".join(tail), definition.path) from None
             yield Booted(answered - t0, port)
         finally:

@@ -31,8 +31,11 @@ DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 BASE_PACKAGES = ("busybox-static", "xz-utils", "lz4")
 # `chronicle lab guest build`: a Debian tree from the archive, an ext4 disk made from it;
-# `root-format`: the same tree as an erofs image and as a cpio initramfs.
-GUEST_PACKAGES = ("mmdebstrap", "e2fsprogs", "erofs-utils", "cpio")
+# `root-format`: the same tree as an erofs image and as a cpio initramfs; the guest's VM
+# image: a GPT disk (fdisk's sfdisk) with an EFI system partition (dosfstools, mtools)
+# holding systemd-boot, as qcow2 (qemu-utils), booted by OVMF.
+GUEST_PACKAGES = ("mmdebstrap", "e2fsprogs", "erofs-utils", "cpio", "fdisk", "dosfstools",
+                  "mtools", "systemd-boot-efi", "qemu-utils", "ovmf")
 QEMU_PACKAGES = ("qemu-system-x86",)
 INCUS_PACKAGES = ("incus-base", "incus-client", "btrfs-progs")
 DEBIAN_IMAGE_PACKAGES = ("debootstrap",)
