@@ -84,6 +84,7 @@ def test_boot_to_app_times_each_way_phase_by_phase_and_says_why_not_as_a_vm(clie
         'guests = ["static-nginx", "rails-sqlite"]': f'guests = ["{GUEST}"]'}, "--repeat", "1")
     for way, first in (("qemu-microvm", "kernel_to_init_ms"),
                        ("microvm-run", "kernel_to_init_ms"),
+                       ("qemu-uefi", "kernel_to_init_ms"),
                        ("incus-container", "create_to_init_ms")):
         subject = f"{way}/{GUEST}"
         parts = [_values(result, subject, m)[0]
@@ -91,6 +92,8 @@ def test_boot_to_app_times_each_way_phase_by_phase_and_says_why_not_as_a_vm(clie
         assert min(parts) >= 0, (subject, parts)  # the guest's clock and ours agree
         assert sum(parts) == pytest.approx(_values(result, subject, "app_ms")[0], abs=0.01)
         assert _values(result, subject, "pss_mib")[0] > 0
+    uefi = result.subject_info(f"qemu-uefi/{GUEST}")
+    assert uefi["machine"].startswith("q35, UEFI") and "incus_version" not in uefi
     vm_ok, why_not = host.incus_vm_support(client)
     if vm_ok:
         assert _values(result, f"incus-vm/{GUEST}", "app_ms")

@@ -51,6 +51,7 @@ PHASES = boot_marker(re.compile(rb"CHRONICLE-PHASES init_us=(\d+) app_us=(\d+)")
 VM_PHASES = re.compile(PHASES.pattern.decode())
 PHASES_GRACE_S = 10.0
 WAYS = ("qemu-microvm", "microvm-run", "incus-container", "incus-vm")
+UEFI = "qemu-uefi"
 
 
 def guest_facts(definition: GuestDefinition, build: GuestBuild) -> dict[str, Any]:
@@ -125,6 +126,46 @@ class GuestRunner(MicrovmRunner):
         finally:
             shutil.rmtree(self.package, ignore_errors=True)
 
+
+
+class GuestUefiVm(GuestMicrovm):
+    """The guest's Incus VM image (``chronicle.lab.guestvm``) booted by qemu itself, on
+    the machine Incus builds for a VM: q35, OVMF, the disk on virtio-scsi, systemd-boot.
+    Not an Incus VM — no daemon, no agent — and never reported as one: what a full VM
+    costs against the microVM, measured where Incus cannot start VMs. Its phases are
+    the microVM's; ``outside_ms`` then also holds the firmware and the boot loader."""
+
+    name = "qemu-uefi"
+
+    def __init__(self, definition: GuestDefinition, build: GuestBuild, accel: str,
+                 tsc_khz: int | None):
+        from chronicle.lab import guestvm
+
+        self.definition = definition
+        self.build = build
+        self.accel = accel
+        made = guestvm.read_disk(build)
+        assert made is not None, "guestvm.derive() first"
+        code, template = guestvm.firmware()
+        self.firmware = code
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"chronicle-{definition.name}-ovmf-"))
+        variables = self.scratch / template.name
+        shutil.copyfile(template, variables)  # the firmware writes its variables
+        port = free_port()
+        VmmProcess.__init__(self, guestvm.uefi_command(definition, made, variables, port,
+                                                       accel),
+                            disk_files=[made.disk], http_port=port)
+
+    def facts(self) -> dict[str, Any]:
+        return {**super().facts(), "machine": "q35, UEFI (OVMF), systemd-boot",
+                "firmware": str(self.firmware),
+                "root": "ext4 on virtio-scsi (the Incus VM image's GPT disk)"}
+
+    def cleanup(self) -> None:
+        try:
+            super().cleanup()
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 def _microvm_phases(vm: GuestMicrovm | GuestRunner, timeout: float) -> Timings:
     """Wait for the guest's phases line and its app's first 200, whichever comes first."""
@@ -274,12 +315,14 @@ class GuestVm(GuestInstance):
                                "outside_ms": app_ms - active_ms})
         return timings
 
-def guest_subjects(experiment: str, root: Path, lab: Path, name: str
+def guest_subjects(experiment: str, root: Path, lab: Path, name: str, *,
+                   uefi: bool = False
                    ) -> tuple[dict[str, Callable[[], Subject]], dict[str, str]]:
     """Factories for guest ``name`` as a qemu microVM, the same through a microvm.nix
-    runner, an Incus container and an Incus VM, and a reason for each way this host
-    cannot boot it. The VM's image is derived from the build here, before any timing,
-    on a host that can run Incus VMs."""
+    runner, an Incus container and an Incus VM, and with ``uefi`` its VM image under
+    qemu (``GuestUefiVm``); and a reason for each way this host cannot boot it. The VM
+    images are derived from the build here, before any timing."""
+    ways = (*WAYS, UEFI) if uefi else WAYS
     from chronicle.lab import guestdef, host
 
     definition = guestdef.find(root, name)
@@ -290,7 +333,7 @@ def guest_subjects(experiment: str, root: Path, lab: Path, name: str
         reason = (f"a guest's image is built and its app probed on this machine, not "
                   f"through {remote.host}'s Incus API: use `chronicle lab run --on "
                   f"{remote.host}` to measure it on {remote.host}")
-        return {}, dict.fromkeys(WAYS, reason)
+        return {}, dict.fromkeys(ways, reason)
     try:
         if not host.incus_socket().exists():
             raise Unsupported("Incus is not running (run `chronicle lab setup`)")
@@ -300,7 +343,7 @@ def guest_subjects(experiment: str, root: Path, lab: Path, name: str
             raise LabError(f"guest {name} is not built from its current definition: run "
                            f"`chronicle lab guest build {name}`", definition.path)
     except Unsupported as exc:
-        return {}, dict.fromkeys(WAYS, exc.reason)
+        return {}, dict.fromkeys(ways, exc.reason)
     try:
         QemuMicrovm.check()
         accel, tsc = choose_accel(host.kvm_kind()), host.tsc_khz()
@@ -308,6 +351,15 @@ def guest_subjects(experiment: str, root: Path, lab: Path, name: str
         factories["microvm-run"] = lambda: GuestRunner(definition, build, accel, tsc)
     except Unsupported as exc:
         unsupported["qemu-microvm"] = unsupported["microvm-run"] = exc.reason
+        if uefi:
+            unsupported[UEFI] = exc.reason
+    else:
+        if uefi:
+            from chronicle.lab import guestvm
+
+            guestvm.firmware()  # a LabError naming the package if it is missing
+            guestvm.derive(definition, build)
+            factories[UEFI] = lambda: GuestUefiVm(definition, build, accel, tsc)
     factories["incus-container"] = lambda: GuestContainer(client, definition, build,
                                                           experiment=experiment)
     try:
