@@ -80,3 +80,22 @@ def test_containment_line_says_what_holds_a_run(report):
     else:
         assert not report.ok("containment")
         assert "process group only" in report.detail("containment")
+
+
+def test_uefi_says_which_part_a_guests_vm_image_lacks(monkeypatch, tmp_path):
+    from chronicle.lab import guestvm
+
+    firmware = tmp_path / "CODE.fd", tmp_path / "VARS.fd"
+    for path in firmware:
+        path.write_bytes(b"firmware")
+    monkeypatch.setattr(guestvm, "FIRMWARE", (tuple(map(str, firmware)),))
+    monkeypatch.setattr(guestvm, "BOOT_LOADER", tmp_path / "systemd-bootx64.efi")
+    check = doctor._uefi_check()
+    assert not check.ok and "systemd-boot-efi" in check.detail
+    guestvm.BOOT_LOADER.write_bytes(b"a boot loader")
+    assert doctor._uefi_check().ok
+    firmware[0].unlink()
+    check = doctor._uefi_check()
+    assert not check.ok and "no OVMF firmware" in check.detail
+    report = doctor.Report([doctor.Check("qemu", True, ""), check])
+    assert doctor.subject_status(report, "qemu-uefi") == (False, f"uefi: {check.detail}")

@@ -44,7 +44,8 @@ SUBJECT_NEEDS = {
     "qemu-microvm": ("qemu", "guest-assets"),
     "microvm-run": ("qemu", "guest-assets"),
     "incus-container": ("incus", "incus-containers", "image-busybox"),
-    "incus-vm": ("incus", "incus-vms"),
+    "incus-vm": ("incus", "incus-vms", "uefi"),
+    "qemu-uefi": ("qemu", "uefi"),
     "firecracker": ("firecracker", "guest-assets"),
     "cloud-hypervisor": ("cloud-hypervisor", "guest-assets"),
 }
@@ -91,6 +92,20 @@ def _guest_check(lab: Path) -> Check:
     return Check("guest-assets", True, f"{assets.kernel_version} in {lab}")
 
 
+def _uefi_check() -> Check:
+    """What a guest's VM image needs: a boot loader to put on it, firmware to boot it."""
+    from chronicle.lab import guestvm
+
+    try:
+        code, _ = guestvm.firmware()
+    except ChronicleError as exc:
+        return Check("uefi", False, str(exc))
+    if not guestvm.BOOT_LOADER.is_file():
+        return Check("uefi", False, f"no {guestvm.BOOT_LOADER} (systemd-boot-efi: run "
+                                    f"`chronicle lab setup`)")
+    return Check("uefi", True, f"firmware {code}, boot loader {guestvm.BOOT_LOADER}")
+
+
 def _containment_check() -> Check:
     parent, why = containment.runs_parent()
     if parent is None:
@@ -109,6 +124,7 @@ def collect(lab: Path | None = None, root: Path | None = None) -> Report:
         _containment_check(),
         *_incus_checks(),
         _guest_check(lab or lab_dir(root)),
+        _uefi_check(),
     ]
     for tool in ("firecracker", "cloud-hypervisor"):
         version = host.tool_version(tool)
