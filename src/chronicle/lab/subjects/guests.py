@@ -42,6 +42,7 @@ from chronicle.lab.guestdef import GuestDefinition
 from chronicle.lab.probes import free_port
 from chronicle.lab.subjects.base import BootTimeout, Subject, SubjectError, Timings, Unsupported
 from chronicle.lab.subjects.incus import IncusInstance
+from chronicle.lab.subjects.lineup import Offer
 from chronicle.lab.subjects.qemu import QemuMicrovm, choose_accel
 from chronicle.lab.subjects.runner import MicrovmRunner, write_runner
 from chronicle.lab.subjects.vmm import VmmProcess, boot_marker
@@ -127,7 +128,6 @@ class GuestRunner(MicrovmRunner):
             shutil.rmtree(self.package, ignore_errors=True)
 
 
-
 class GuestUefiVm(GuestMicrovm):
     """The guest's Incus VM image (``chronicle.lab.guestvm``) booted by qemu itself, on
     the machine Incus builds for a VM: q35, OVMF, the disk on virtio-scsi, systemd-boot.
@@ -166,6 +166,7 @@ class GuestUefiVm(GuestMicrovm):
             super().cleanup()
         finally:
             shutil.rmtree(self.scratch, ignore_errors=True)
+
 
 def _microvm_phases(vm: GuestMicrovm | GuestRunner, timeout: float) -> Timings:
     """Wait for the guest's phases line and its app's first 200, whichever comes first."""
@@ -265,7 +266,6 @@ class GuestContainer(GuestInstance):
                                ) from None
 
 
-
 class GuestVm(GuestInstance):
     """The guest as an Incus VM: the same tree on a UEFI disk (``chronicle.lab.guestvm``)
     under the machine Incus builds (q35, OVMF), with the microVM's memory and CPU count.
@@ -315,6 +315,7 @@ class GuestVm(GuestInstance):
                                "outside_ms": app_ms - active_ms})
         return timings
 
+
 def guest_subjects(experiment: str, root: Path, lab: Path, name: str, *,
                    uefi: bool = False
                    ) -> tuple[dict[str, Callable[[], Subject]], dict[str, str]]:
@@ -322,12 +323,10 @@ def guest_subjects(experiment: str, root: Path, lab: Path, name: str, *,
     runner, an Incus container and an Incus VM, and with ``uefi`` its VM image under
     qemu (``GuestUefiVm``); and a reason for each way this host cannot boot it. The VM
     images are derived from the build here, before any timing."""
-    ways = (*WAYS, UEFI) if uefi else WAYS
     from chronicle.lab import guestdef, host
 
     definition = guestdef.find(root, name)
-    factories: dict[str, Callable[[], Subject]] = {}
-    unsupported: dict[str, str] = {}
+    ways = (*WAYS, UEFI) if uefi else WAYS
     remote = host.incus_remote()
     if remote is not None:
         reason = (f"a guest's image is built and its app probed on this machine, not "
@@ -344,32 +343,48 @@ def guest_subjects(experiment: str, root: Path, lab: Path, name: str, *,
                            f"`chronicle lab guest build {name}`", definition.path)
     except Unsupported as exc:
         return {}, dict.fromkeys(ways, exc.reason)
+    offers = _qemu_offers(definition, build, uefi)
+    offers["incus-container"] = lambda: GuestContainer(client, definition, build,
+                                                       experiment=experiment)
+    offers["incus-vm"] = _incus_vm_offer(client, definition, build, experiment)
+    return ({way: o for way, o in offers.items() if not isinstance(o, str)},
+            {way: o for way, o in offers.items() if isinstance(o, str)})
+
+
+def _qemu_offers(definition: GuestDefinition, build: GuestBuild, uefi: bool) -> Offer:
+    """The microVM, the same through its runner and, with ``uefi``, the VM image under
+    qemu; or why not."""
+    from chronicle.lab import guestvm, host
+
+    names = ("qemu-microvm", "microvm-run", *([UEFI] if uefi else []))
     try:
         QemuMicrovm.check()
-        accel, tsc = choose_accel(host.kvm_kind()), host.tsc_khz()
-        factories["qemu-microvm"] = lambda: GuestMicrovm(definition, build, accel, tsc)
-        factories["microvm-run"] = lambda: GuestRunner(definition, build, accel, tsc)
     except Unsupported as exc:
-        unsupported["qemu-microvm"] = unsupported["microvm-run"] = exc.reason
-        if uefi:
-            unsupported[UEFI] = exc.reason
-    else:
-        if uefi:
-            from chronicle.lab import guestvm
-
-            guestvm.firmware()  # a LabError naming the package if it is missing
+        return dict.fromkeys(names, exc.reason)
+    accel, tsc = choose_accel(host.kvm_kind()), host.tsc_khz()
+    offers: Offer = {
+        "qemu-microvm": lambda: GuestMicrovm(definition, build, accel, tsc),
+        "microvm-run": lambda: GuestRunner(definition, build, accel, tsc),
+    }
+    if uefi:
+        try:
+            guestvm.firmware()
+        except LabError as exc:  # a part that is not set up: a reason, not a crash
+            offers[UEFI] = exc.message
+        else:
             guestvm.derive(definition, build)
-            factories[UEFI] = lambda: GuestUefiVm(definition, build, accel, tsc)
-    factories["incus-container"] = lambda: GuestContainer(client, definition, build,
-                                                          experiment=experiment)
+            offers[UEFI] = lambda: GuestUefiVm(definition, build, accel, tsc)
+    return offers
+
+
+def _incus_vm_offer(client: Any, definition: GuestDefinition, build: GuestBuild,
+                    experiment: str) -> Callable[[], Subject] | str:
+    """The guest as an Incus VM, its image imported first; or why this host cannot."""
+    from chronicle.lab import guestvm
+
     try:
         IncusInstance.check(client, "virtual-machine")
     except Unsupported as exc:
-        unsupported["incus-vm"] = exc.reason
-        return factories, unsupported
-    from chronicle.lab import guestvm
-
+        return exc.reason
     alias = guestvm.ensure_image(client, definition, build).alias
-    factories["incus-vm"] = lambda: GuestVm(client, definition, build, alias,
-                                            experiment=experiment)
-    return factories, unsupported
+    return lambda: GuestVm(client, definition, build, alias, experiment=experiment)

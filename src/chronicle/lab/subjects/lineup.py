@@ -121,7 +121,6 @@ def boots(subjects: Lineup, plan: Plan, *, measure: bool = False, settle: float 
         yield run, name, warmup, boot
 
 
-
 def emit_boot(name: str, run: int, warmup: bool, boot: Boot) -> None:
     """A real guest's boot as metrics: its phases in ms, its idle footprint in MiB."""
     from chronicle import lab
@@ -131,6 +130,7 @@ def emit_boot(name: str, run: int, warmup: bool, boot: Boot) -> None:
     assert boot.footprint is not None, "boots(..., measure=True)"
     for metric, value in boot.footprint.metrics().items():
         lab.emit(name, metric, value, "MiB", run, warmup=warmup)
+
 
 # -- one adder per family: raise Unsupported, or add factories -------------------------
 
