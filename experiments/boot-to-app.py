@@ -7,6 +7,7 @@
 #     "src/chronicle/lab/probes.py",
 #     "src/chronicle/lab/guestboot.py",
 #     "src/chronicle/lab/guestbuild.py",
+#     "src/chronicle/lab/derived.py",
 #     "src/chronicle/lab/guestvm.py",
 # ]
 # timeout = 1800

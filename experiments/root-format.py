@@ -8,6 +8,7 @@
 #     "src/chronicle/lab/probes.py",
 #     "src/chronicle/lab/guestboot.py",
 #     "src/chronicle/lab/guestbuild.py",
+#     "src/chronicle/lab/derived.py",
 # ]
 # timeout = 2400
 # repeat = 3

@@ -33,7 +33,6 @@ are made whole in a staging folder and exchanged in (``swap``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -46,13 +45,13 @@ from pathlib import Path
 from typing import Any
 
 from chronicle.errors import LabError
+from chronicle.lab.derived import derived_key, made_whole, run_step
 from chronicle.lab.guestboot import MEMORY_MIB, microvm_command
 from chronicle.lab.guestbuild import GuestBuild
 from chronicle.lab.guestdef import GuestDefinition
 from chronicle.lab.subjects.base import SubjectError, Timings
 from chronicle.lab.subjects.guests import GuestMicrovm
 from chronicle.lab.subjects.vmm import VmmProcess
-from chronicle.swap import exchange, new_staging, remove_leftovers, remove_tree
 
 FORMATS = ("ext4", "erofs", "initramfs")
 # Bumped when what is derived, or how, changes: every guest's roots are derived again.
@@ -119,12 +118,7 @@ def roots_dir(build: GuestBuild) -> Path:
 
 
 def roots_key(build: GuestBuild) -> str:
-    """What the derived roots are made from: the build and its two files' identities."""
-    parts = [RECIPE, build.key, build.fingerprint]
-    for path in (build.disk, build.initrd):
-        info = path.stat()
-        parts.append(f"{path.name}:{info.st_size}:{info.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return derived_key(RECIPE, build)
 
 
 def read_roots(build: GuestBuild) -> Roots | None:
@@ -145,49 +139,26 @@ def derive(definition: GuestDefinition, build: GuestBuild, say=lambda line: None
     found = read_roots(build)
     if found is not None and found.key == key:
         return Roots(found.folder, found.key, found.tree_bytes, skipped=True)
-    folder = roots_dir(build)
-    remove_leftovers(folder)  # what a killed derivation left
-    staging = new_staging(folder)
-    try:
+
+    def make(staging: Path) -> Roots:
         with _mounted_read_only(definition, build.disk) as tree:
             say(f"{definition.name}: mkfs.erofs …")
-            _step(definition, "mkfs.erofs", ["mkfs.erofs", "--quiet", "--exclude-path=lost+found",
-                                             str(staging / "root.erofs"), str(tree)])
+            run_step(definition, "mkfs.erofs", ["mkfs.erofs", "--quiet",
+                                                "--exclude-path=lost+found",
+                                                str(staging / "root.erofs"), str(tree)])
             say(f"{definition.name}: initrd for the erofs root …")
             _erofs_initrd(definition, build, tree, staging)
             say(f"{definition.name}: the tree as an initramfs …")
             _tree_cpio(definition, tree, staging / "root.cpio")
             tree_bytes = _tree_bytes(definition, tree)
-        made = Roots(folder, key, tree_bytes)
         (staging / INFO).write_text(json.dumps(
             {"key": key, "tree_bytes": tree_bytes, "recipe": RECIPE}, indent=1) + "\n")
-        old = exchange(staging, folder)
-    except BaseException:
-        remove_tree(staging)
-        raise
-    if old is not None:
-        remove_tree(old)
-    return made
+        return Roots(roots_dir(build), key, tree_bytes)
+
+    return made_whole(roots_dir(build), make)
 
 
 # -- the steps ------------------------------------------------------------------------
-
-
-def _step(definition: GuestDefinition, step: str, argv: list[str], **kwargs: Any
-          ) -> subprocess.CompletedProcess:
-    """Run one tool; a failure is a LabError naming the guest and the step."""
-    try:
-        run = subprocess.run(argv, **{"stdout": subprocess.PIPE, **kwargs},
-                             stderr=subprocess.PIPE)
-    except OSError as exc:
-        raise LabError(f"guest {definition.name}: {step}: cannot run {argv[0]}: {exc}",
-                       definition.path) from None
-    if run.returncode != 0:
-        text = run.stderr if isinstance(run.stderr, str) else run.stderr.decode(errors="replace")
-        tail = " | ".join(text.strip().splitlines()[-4:])
-        raise LabError(f"guest {definition.name}: {step} failed (exit {run.returncode}): "
-                       f"{tail[-600:]}", definition.path)
-    return run
 
 
 @contextlib.contextmanager
@@ -196,8 +167,8 @@ def _mounted_read_only(definition: GuestDefinition, disk: Path) -> Iterator[Path
     point = Path(tempfile.mkdtemp(prefix=f"chronicle-{definition.name}-ext4-"))
     try:
         # noload: a read-only mount that never replays (writes) the journal.
-        _step(definition, "mount root.ext4", ["mount", "-o", "ro,loop,noload", str(disk),
-                                              str(point)])
+        run_step(definition, "mount root.ext4", ["mount", "-o", "ro,loop,noload", str(disk),
+                                                 str(point)])
         try:
             yield point
         finally:
@@ -263,8 +234,8 @@ def _erofs_initrd(definition: GuestDefinition, build: GuestBuild, tree: Path,
         # guest's initrd has none for these two folders (``_no_order`` checks).
         (script.parent / "ORDER").write_text(ORDER_LINE.format(script=f"/scripts/{name}"))
     _no_order(definition, build.initrd, [f"scripts/{n.split('/')[0]}/ORDER" for n in scripts])
-    archive = _step(definition, "initrd for erofs: cpio", _CPIO, cwd=extra,
-                    input=_listing(extra)).stdout
+    archive = run_step(definition, "initrd for erofs: cpio", _CPIO, cwd=extra,
+                       input=_listing(extra)).stdout
     with (staging / "initrd-erofs.img").open("wb") as out:
         with build.initrd.open("rb") as original:
             shutil.copyfileobj(original, out)
@@ -300,10 +271,10 @@ def _no_order(definition: GuestDefinition, initrd: Path, orders: list[str]) -> N
         raise LabError(f"guest {definition.name}: initrd for erofs: {initrd.name} is "
                        f"neither gzip nor zstd (magic {magic.hex()})", definition.path)
     with initrd.open("rb") as data:
-        unpacked = _step(definition, f"initrd for erofs: {tool} -dc", [tool, "-dc"],
-                         stdin=data).stdout
-    listing = _step(definition, "initrd for erofs: cpio -t", ["cpio", "-t", "--quiet"],
-                    input=unpacked).stdout.decode(errors="replace").split()
+        unpacked = run_step(definition, f"initrd for erofs: {tool} -dc", [tool, "-dc"],
+                            stdin=data).stdout
+    listing = run_step(definition, "initrd for erofs: cpio -t", ["cpio", "-t", "--quiet"],
+                       input=unpacked).stdout.decode(errors="replace").split()
     clash = sorted(set(orders) & set(listing))
     if clash:
         raise LabError(f"guest {definition.name}: initrd for erofs: {initrd.name} already "
@@ -312,13 +283,13 @@ def _no_order(definition: GuestDefinition, initrd: Path, orders: list[str]) -> N
 
 def _tree_cpio(definition: GuestDefinition, tree: Path, out: Path) -> None:
     with out.open("wb") as archive:
-        _step(definition, "initramfs: cpio", _CPIO, cwd=tree, input=_listing(tree),
-              stdout=archive)
+        run_step(definition, "initramfs: cpio", _CPIO, cwd=tree, input=_listing(tree),
+                 stdout=archive)
 
 
 def _tree_bytes(definition: GuestDefinition, tree: Path) -> int:
-    run = _step(definition, "du", ["du", "-sb", "--exclude=./lost+found", "."], cwd=tree,
-                text=True)
+    run = run_step(definition, "du", ["du", "-sb", "--exclude=./lost+found", "."], cwd=tree,
+                   text=True)
     return int(run.stdout.split()[0])
 
 

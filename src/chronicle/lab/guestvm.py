@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from chronicle.errors import LabError
+from chronicle.lab.derived import derived_key, made_whole, run_step
 from chronicle.lab.guestboot import MEMORY_MIB, QEMU, Booted, running_qemu
 from chronicle.lab.guestbuild import GuestBuild, delete_image, image_alias, point_alias
 from chronicle.lab.guestdef import GuestDefinition
 from chronicle.lab.image import has_alias, metadata
 from chronicle.lab.probes import LOOPBACK, free_port
-from chronicle.swap import exchange, new_staging, remove_leftovers, remove_tree
 
 # Bumped when what is derived, or how, changes: every guest's VM disk is derived again.
 RECIPE = "2"
@@ -108,12 +108,7 @@ def vm_dir(build: GuestBuild) -> Path:
 
 
 def disk_key(build: GuestBuild) -> str:
-    """What the VM disk is made from: the build and its two files' identities."""
-    parts = [RECIPE, build.key, build.fingerprint]
-    for path in (build.disk, build.initrd):
-        info = path.stat()
-        parts.append(f"{path.name}:{info.st_size}:{info.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return derived_key(RECIPE, build)
 
 
 def read_disk(build: GuestBuild) -> VmDisk | None:
@@ -134,12 +129,10 @@ def derive(definition: GuestDefinition, build: GuestBuild, say=lambda line: None
     found = read_disk(build)
     if found is not None and found.key == key:
         return VmDisk(found.folder, found.key, found.root_uuid, skipped=True)
-    folder = vm_dir(build)
-    remove_leftovers(folder)  # what a killed derivation left
-    staging = new_staging(folder)
-    try:
-        root_uuid = _step(definition, "blkid root.ext4", ["blkid", "-p", "-o", "value", "-s",
-                                                          "UUID", str(build.disk)],
+
+    def make(staging: Path) -> VmDisk:
+        root_uuid = _step(definition, "blkid root.ext4", ["blkid", "-p", "-o", "value",
+                                                          "-s", "UUID", str(build.disk)],
                           text=True).stdout.strip()
         if not root_uuid:
             raise LabError(f"guest {definition.name}: VM disk: root.ext4 has no UUID",
@@ -152,13 +145,9 @@ def derive(definition: GuestDefinition, build: GuestBuild, say=lambda line: None
         (staging / "metadata.tar").write_bytes(_metadata_tar(definition, build))
         (staging / INFO).write_text(json.dumps(
             {"key": key, "root_uuid": root_uuid, "recipe": RECIPE}, indent=1) + "\n")
-        old = exchange(staging, folder)
-    except BaseException:
-        remove_tree(staging)
-        raise
-    if old is not None:
-        remove_tree(old)
-    return VmDisk(folder, key, root_uuid)
+        return VmDisk(vm_dir(build), key, root_uuid)
+
+    return made_whole(vm_dir(build), make)
 
 
 def ensure_image(client: Any, definition: GuestDefinition, build: GuestBuild,
@@ -195,20 +184,9 @@ def ensure_image(client: Any, definition: GuestDefinition, build: GuestBuild,
 
 def _step(definition: GuestDefinition, step: str, argv: list[str], **kwargs: Any
           ) -> subprocess.CompletedProcess:
-    """Run one tool; a failure is a LabError naming the guest and the step."""
-    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}  # mtools on an image file, not a drive
-    try:
-        run = subprocess.run(argv, **{"stdout": subprocess.PIPE, **kwargs},
-                             stderr=subprocess.PIPE, env=env)
-    except OSError as exc:
-        raise LabError(f"guest {definition.name}: VM disk: {step}: cannot run {argv[0]}: "
-                       f"{exc}", definition.path) from None
-    if run.returncode != 0:
-        text = run.stderr if isinstance(run.stderr, str) else run.stderr.decode(errors="replace")
-        tail = " | ".join(text.strip().splitlines()[-4:])
-        raise LabError(f"guest {definition.name}: VM disk: {step} failed (exit "
-                       f"{run.returncode}): {tail[-600:]}", definition.path)
-    return run
+    # mtools works on an image file, not a drive: no checks meant for a floppy.
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    return run_step(definition, f"VM disk: {step}", argv, env=env, **kwargs)
 
 
 def _ids(key: str, what: str) -> uuid.UUID:
