@@ -81,10 +81,10 @@ def cmd_build(args: argparse.Namespace) -> int:
              f"({made.fingerprint[:12]}), disk {made.disk} "
              f"({made.disk.stat().st_size // 2**20} MiB), {len(made.packages)} packages")
     vm = guestvm.ensure_image(client, definition, made, say=_say)
-    if not vm.skipped:
-        disk = guestvm.vm_dir(made) / "disk.qcow2"
-        _say(f"{definition.name}: VM image {vm.alias} ({vm.fingerprint[:12]}), disk {disk} "
-             f"({disk.stat().st_size // 2**20} MiB)")
+    derived = guestvm.read_disk(made)
+    if not vm.skipped and derived is not None:
+        _say(f"{definition.name}: VM image {vm.alias} ({vm.fingerprint[:12]}), disk "
+             f"{derived.disk} ({derived.disk.stat().st_size // 2**20} MiB)")
     vm_ok, why_not = host.incus_vm_support(client)
     if not vm_ok:
         _say(f"{definition.name}: this host cannot start Incus VMs ({why_not}); "
