@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from chronicle.lab.probes import process_exe
-from tests.support import alive, incus_requests_in_flight, interrupt_when, require
+from tests.support import alive, incus_request_started, interrupt_when, require
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "experiments" / "boot-to-init.py"
@@ -153,11 +153,10 @@ def test_a_script_signalled_during_an_incus_request_deletes_its_instance(
     require(SCRIPT.is_file(), "experiments/boot-to-init.py")
     experiment = f"test-inflight-{secrets.token_hex(3)}"
     prefix = f"chronicle-{experiment}-"
-    proc = _start(tmp_path, experiment)
-    stderr, seen_qemu = interrupt_when(
-        proc, sig, lambda now, seen: any(
-            d.startswith(request_) for d in incus_requests_in_flight(client, prefix)),
-        within=120, wait=90)
+    with incus_request_started(client, prefix, request_) as started:
+        proc = _start(tmp_path, experiment)
+        stderr, seen_qemu = interrupt_when(proc, sig, lambda now, seen: started.is_set(),
+                                           within=120, wait=90, wake=started)
     assert proc.returncode != 0, stderr.decode(errors="replace")[-2000:]
     assert _ours(client, prefix) == [], stderr.decode(errors="replace")[-2000:]
     assert [p for p in seen_qemu if alive(p)] == []
