@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from chronicle.errors import LabError
 from chronicle.lab import runner
 from chronicle.lab.lock import ExperimentLock
-from chronicle.lab.procgroup import alive
+from chronicle.lab.procgroup import RunInterrupted, SignalLatch, alive, trap_signals
 from tests.support import require
 
 FAST = runner.RunOptions(grace=1.0)
@@ -349,3 +350,23 @@ def test_the_run_records_how_busy_the_host_was(site):
     assert len(load["loadavg_start"]) == len(load["loadavg_end"]) == 3
     assert 0.5 / (os.cpu_count() or 1) < load["busy"] <= 1.0
     assert 0 <= load["niced"] <= load["busy"]
+
+
+def test_a_signal_landing_in_a_finalizer_still_interrupts_the_run():
+    # Python drops an exception raised inside ``__del__`` or a weakref finalizer. A
+    # handler that raised there lost the Ctrl-C, and `lab run` finished the experiment
+    # as if none had come (seen in CI: urllib3 closing a pool during garbage collection).
+    class Dropped:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # its handler runs before __del__ returns
+
+    before = signal.getsignal(signal.SIGINT)
+    latch = SignalLatch()
+    restore = trap_signals(latch)
+    try:
+        Dropped()
+        with pytest.raises(RunInterrupted, match="SIGINT"):
+            latch.check()
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGINT) is before

@@ -1,8 +1,8 @@
 """A script's process group and the signals that end it.
 
 The runner starts each script in its own session. Ctrl-C or SIGTERM reaching Chronicle
-becomes ``RunInterrupted`` (or waits, while a ``SignalGate`` is entered, until the
-gate opens), and ``kill_group`` then ends the script and everything it started.
+is noted by a ``SignalLatch`` and becomes ``RunInterrupted`` where the runner checks
+for it, and ``kill_group`` then ends the script and everything it started.
 """
 
 from __future__ import annotations
@@ -69,36 +69,31 @@ def ignore_signals() -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
-class SignalGate:
-    """While entered, a trapped signal is remembered instead of raised; raised on exit."""
+class SignalLatch:
+    """SIGINT or SIGTERM, noted by the handler and raised where the code ``check``s.
+
+    A handler that raised could raise anywhere: inside ``Popen``, losing the child's
+    pid, or inside a finalizer (a connection pool closed by the garbage collector),
+    where Python prints the exception and drops it, and the run goes on as if no
+    Ctrl-C had come."""
 
     def __init__(self) -> None:
-        self.closed = False
-        self.pending: str | None = None
+        self.received: str | None = None
 
-    def __enter__(self) -> SignalGate:
-        self.closed = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.closed = False
-        if self.pending and exc[0] is None:
-            raise RunInterrupted(self.pending)
+    def check(self) -> None:
+        if self.received:
+            raise RunInterrupted(self.received)
 
 
-def trap_signals(gate: SignalGate) -> Callable[[], None]:
-    """Turn SIGINT/SIGTERM into RunInterrupted while a script runs; returns the undo."""
+def trap_signals(latch: SignalLatch) -> Callable[[], None]:
+    """Note SIGINT/SIGTERM in ``latch`` from now on; returns the undo."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
-    def interrupted(signum, frame):
-        name = signal.Signals(signum).name
-        if gate.closed:
-            gate.pending = name
-            return
-        raise RunInterrupted(name)
+    def note(signum, frame):
+        latch.received = latch.received or signal.Signals(signum).name
 
-    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def restore() -> None:
         for sig, handler in previous.items():

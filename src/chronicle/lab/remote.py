@@ -28,7 +28,6 @@ import io
 import json
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -45,6 +44,7 @@ from chronicle.errors import LabError
 from chronicle.lab import experiment as exp
 from chronicle.lab import provenance
 from chronicle.lab.hosts import LabHost
+from chronicle.lab.procgroup import RunInterrupted, SignalLatch, trap_signals
 from chronicle.lab.results import ResultStore
 from chronicle.lab.validation import file_problems
 from chronicle.paths import CONFIG, SitePaths
@@ -450,30 +450,29 @@ def run_on_hosts(root: Path, hosts: Hosts, experiments: list[exp.Experiment],
             for conn in hosts.connections.values()]
     for run in runs:
         threading.Thread(target=run, name=run.name, daemon=True).start()
-    interrupted = False
+    # Ctrl-C, or SIGTERM (a CI job cancelled, a service stopped), stops the hosts' runs:
+    # noted by the latch and acted on here, never raised from wherever the main thread is.
+    latch = SignalLatch()
+    restore = trap_signals(latch)
 
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    def wait(until: float) -> None:
-        # Polls a flag rather than joining: a Ctrl-C landing inside Thread.join can
-        # leave the thread looking finished while it still runs.
+    def wait(until: float, interruptible: bool) -> None:
+        # Polls the runs' flags, so that the latch is looked at in between.
         while not all(r.finished.is_set() for r in runs) and time.monotonic() < until:
+            if interruptible:
+                latch.check()
             time.sleep(0.05)
 
-    # SIGTERM (a CI job cancelled, a service stopped) stops the hosts' runs as Ctrl-C does.
-    previous = signal.signal(signal.SIGTERM, stop)
+    interrupted = False
     try:
-        try:
-            wait(float("inf"))
-        except KeyboardInterrupt:
-            interrupted = True
-            print("interrupted: stopping the runs on every host …", file=sys.stderr, flush=True)
-            for run in runs:
-                run.cancel()
-            wait(time.monotonic() + 60)
+        wait(float("inf"), interruptible=True)
+    except RunInterrupted:
+        interrupted = True
+        print("interrupted: stopping the runs on every host …", file=sys.stderr, flush=True)
+        for run in runs:
+            run.cancel()
+        wait(time.monotonic() + 60, interruptible=False)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore()
     for run in runs:
         say(run.name, f"{run.status}, {len(run.fetched)} result file(s) fetched")
     if interrupted or any(r.status == "cancelled" for r in runs):

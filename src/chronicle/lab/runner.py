@@ -33,7 +33,7 @@ from chronicle.lab.containment import RUN_ENV, Containment, end_cgroup, spawn
 from chronicle.lab.lock import ExperimentLock
 from chronicle.lab.procgroup import (
     RunInterrupted,
-    SignalGate,
+    SignalLatch,
     ignore_signals,
     trap_signals,
 )
@@ -233,22 +233,22 @@ def _execute(experiment: exp.Experiment, argv: list[str], env: dict[str, str], s
              options: RunOptions, progress: Progress, record: leftovers.RunRecord,
              held: Containment, cache: Path) -> None:
     started = time.monotonic()
-    # Signals are trapped before the spawn but only deferred during it: an exception
-    # thrown from inside Popen would lose the child's pid and leave it running.
-    deferred = SignalGate()
-    restore = trap_signals(deferred)
+    # Signals are noted from before the spawn and acted on after it and while reading
+    # the script's output: never raised from inside Popen (the child's pid would be lost).
+    latch = SignalLatch()
+    restore = trap_signals(latch)
     proc: subprocess.Popen | None = None
     try:
-        with deferred:
-            # The record goes first: a `lab run` killed from here on leaves a run that
-            # the next one can find and end.
-            leftovers.keep(cache, record)
-            held.create()
-            proc = spawn(held, argv, cwd=experiment.root, env=env,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+        # The record goes first: a `lab run` killed from here on leaves a run that the
+        # next one can find and end.
+        leftovers.keep(cache, record)
+        held.create()
+        proc = spawn(held, argv, cwd=experiment.root, env=env, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        latch.check()
         with progress:
-            _pump(proc, experiment, state, started, progress)
+            _pump(proc, experiment, state, started, progress, latch)
+        latch.check()
     except RunInterrupted:
         state.status, state.error = "cancelled", "cancelled by the user"
     finally:
@@ -296,8 +296,9 @@ def _sweep_instances(experiment: exp.Experiment, state: _Run, remote: Any,
 
 
 def _pump(proc: subprocess.Popen, experiment: exp.Experiment, state: _Run, started: float,
-          progress: Progress) -> None:
-    """Read stdout (samples) and stderr (log) until both close, the timeout, or an error."""
+          progress: Progress, latch: SignalLatch) -> None:
+    """Read stdout (samples) and stderr (log) until both close, the timeout, an error or
+    a signal (``RunInterrupted``, at most one 0.2 s wait after it came)."""
     sel = selectors.DefaultSelector()
     lines = _Lines()
     for pipe in (proc.stdout, proc.stderr):
@@ -305,6 +306,7 @@ def _pump(proc: subprocess.Popen, experiment: exp.Experiment, state: _Run, start
         sel.register(pipe, selectors.EVENT_READ)
     exited_at: float | None = None
     while sel.get_map():
+        latch.check()
         now = time.monotonic()
         if now - started > experiment.timeout:
             state.status, state.error = "failed", f"timed out after {experiment.timeout:g} s"
